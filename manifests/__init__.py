@@ -1,0 +1,1 @@
+"""The corpus ledger: snapshots of what a build wrote, committed atomically."""

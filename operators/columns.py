@@ -1,0 +1,20 @@
+"""Column names and fate values: the output contract, defined once."""
+
+DOC_ID = "doc_id"
+SOURCE = "source"
+RECORD = "record"
+RAW = "raw"
+TEXT = "text"
+FINGERPRINT = "fingerprint"
+WORDS = "words"
+INPUT_IDS = "input_ids"
+WORD_START = "word_start"
+FATE = "fate"
+DETAIL = "detail"
+
+KEPT = "kept"
+EXACT_DUP = "exact_dup"
+NEAR_DUP = "near_dup"
+FILTERED = "filtered"
+REJECTED = "rejected"
+FATES = (KEPT, EXACT_DUP, NEAR_DUP, FILTERED, REJECTED)

@@ -1,0 +1,141 @@
+"""Normalize: Unicode cleanup, one OpenCC pass, filters with reasons, and the dedup fingerprint.
+
+OpenCC's t2s is phrase-based and not idempotent (於倫敦 -> 於伦敦 -> 于伦敦), so the raw text
+is converted exactly once, and the dedup fingerprint is built from one t2s conversion of the
+cleaned raw text too (reusing the output text when the output conversion is t2s). The
+fingerprint folds away what should not make two documents different: script, width, case,
+punctuation and whitespace.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from operators.columns import DETAIL, FATE, FILTERED, FINGERPRINT, RAW, TEXT
+
+EMPTY = "empty"
+TOO_SHORT = "too_short"
+LOW_CJK_SHARE = "low_cjk_share"
+
+# Kept despite being Unicode "format" characters: none. Kept "control" characters: \n and \t.
+_DROPPED_CATEGORIES = {"Cc", "Cf", "Co", "Cs", "Cn"}
+_KEPT_CONTROLS = {"\n", "\t"}
+_FULLWIDTH_ASCII = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
+_SPACES = re.compile(r"[^\S\n]+")
+_BLANK_LINES = re.compile(r"\n{3,}")
+_FINGERPRINT_DROPPED = ("P", "Z", "S", "C")
+
+
+@dataclass(frozen=True)
+class NormalizeConfig:
+    opencc: str = "t2s"  # an OpenCC config name (t2s, tw2s, hk2s, s2t, ...) or "none"
+    fullwidth_to_halfwidth: bool = False  # full-width ASCII (Ａ１，！) to half-width (A1,!)
+    min_chars: int = 20
+    min_cjk_share: float = 0.0  # share of CJK among non-space characters; 0 keeps English-only text
+    batch_size: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.opencc != "none" and self.opencc.removesuffix(".json") not in available_opencc_configs():
+            known = ", ".join(sorted(available_opencc_configs()))
+            raise ValueError(f"unknown OpenCC config {self.opencc!r} (known: none, {known})")
+        if not 0.0 <= self.min_cjk_share <= 1.0:
+            raise ValueError("min_cjk_share must be between 0 and 1")
+
+
+def available_opencc_configs() -> set[str]:
+    import opencc
+
+    return {name.removesuffix(".json") for name in opencc.CONFIGS}
+
+
+def clean(text: str, fullwidth_to_halfwidth: bool = False) -> str:
+    """NFC; drop control, zero-width, private-use and unassigned characters; one kind of space."""
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = "".join(
+        ch for ch in text if ch in _KEPT_CONTROLS or unicodedata.category(ch) not in _DROPPED_CATEGORIES
+    )
+    if fullwidth_to_halfwidth:
+        text = text.translate(_FULLWIDTH_ASCII)
+    text = _SPACES.sub(" ", text)
+    text = "\n".join(line.strip() for line in text.split("\n"))
+    return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+def fingerprint(t2s_text: str) -> str:
+    """The dedup-only form of an already t2s-converted text: NFKC, casefolded, no punctuation or spaces."""
+    folded = unicodedata.normalize("NFKC", t2s_text).casefold()
+    return "".join(ch for ch in folded if not unicodedata.category(ch).startswith(_FINGERPRINT_DROPPED))
+
+
+def is_cjk(ch: str) -> bool:
+    code = ord(ch)
+    return (
+        0x4E00 <= code <= 0x9FFF
+        or 0x3400 <= code <= 0x4DBF
+        or 0x20000 <= code <= 0x3134F
+        or 0xF900 <= code <= 0xFAFF
+        or 0x3040 <= code <= 0x30FF
+    )
+
+
+def cjk_share(text: str) -> float:
+    visible = [ch for ch in text if not ch.isspace()]
+    return sum(map(is_cjk, visible)) / len(visible) if visible else 0.0
+
+
+class Normalizer:
+    """Core. Cheap to construct; OpenCC converters are built on first use, in the worker."""
+
+    def __init__(self, cfg: NormalizeConfig):
+        self.cfg = cfg
+        self._converters: dict[str, object] = {}
+
+    def _convert(self, config: str, text: str) -> str:
+        if config == "none":
+            return text
+        if config not in self._converters:
+            import opencc
+
+            self._converters[config] = opencc.OpenCC(config)
+        return self._converters[config].convert(text)
+
+    def normalize(self, raw: str) -> tuple[str, str, str | None]:
+        """(text, fingerprint, None) to keep, or (text, fingerprint, reason) to filter."""
+        cleaned = clean(raw, self.cfg.fullwidth_to_halfwidth)
+        text = self._convert(self.cfg.opencc, cleaned)
+        simplified = text if self.cfg.opencc.removesuffix(".json") == "t2s" else self._convert("t2s", cleaned)
+        return text, fingerprint(simplified), self.reason_to_filter(text)
+
+    def reason_to_filter(self, text: str) -> str | None:
+        if not text:
+            return EMPTY
+        if len(text) < self.cfg.min_chars:
+            return TOO_SHORT
+        if self.cfg.min_cjk_share and cjk_share(text) < self.cfg.min_cjk_share:
+            return LOW_CJK_SHARE
+        return None
+
+    def mark(self, raw: str | None, fate: str | None, detail: str | None) -> tuple[str | None, ...]:
+        """(text, fingerprint, fate, detail) for one row; rows rejected upstream pass through untouched."""
+        if fate is not None:
+            return None, None, fate, detail
+        text, print_, reason = self.normalize(raw)
+        return text, print_, FILTERED if reason else None, reason
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        """Batch in, batch out: sets text, fingerprint, fate and detail. No row disappears."""
+        rows = [self.mark(*row) for row in zip(*(batch.column(c).to_pylist() for c in (RAW, FATE, DETAIL)))]
+        columns = list(zip(*rows)) or [()] * 4
+        batch = batch.drop_columns([RAW, FATE, DETAIL])
+        for name, values in zip((TEXT, FINGERPRINT, FATE, DETAIL), columns):
+            batch = batch.append_column(name, pa.array(values, pa.string()))
+        return batch
+
+
+def apply(ds, cfg: NormalizeConfig):
+    """The only code that touches ray.data: batching. OpenCC holds the GIL, so Ray processes parallelize it."""
+    return ds.map_batches(Normalizer, fn_constructor_kwargs={"cfg": cfg}, batch_size=cfg.batch_size, batch_format="pyarrow")

@@ -1,0 +1,221 @@
+"""Tokenize: one BERT WordPiece pass over each normalized text, and the whole-word flag per token.
+
+The text is tokenized whole, never word by word, so the model sees the tokens it will see at
+fine-tuning time; the LTP words only decide ``word_start``. Offsets from the fast tokenizer point
+into the original text, so lowercasing, accent stripping and dropped characters (control chars,
+whitespace) cannot shift a token off its word. Text that spells a special token ("[SEP]",
+"[MASK]") is tokenized as plain text: only the packer places structural tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+
+from operators.columns import INPUT_IDS, TEXT, WORD_START, WORDS
+
+if TYPE_CHECKING:
+    import ray.data
+    from transformers import PreTrainedTokenizerBase
+
+PACKINGS = ("full",)
+CONTINUATION_PREFIX = "##"
+BERT_SPECIALS = ("[UNK]", "[CLS]", "[SEP]")
+HF_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "config.json")
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
+@dataclass(frozen=True)
+class TokenizeConfig:
+    """YAML keys ``tokenize.<field>``. ``tokenizer``: hub id, local directory, or vocab.txt path."""
+
+    tokenizer: str = "hfl/chinese-roberta-wwm-ext"
+    max_seq_len: int = 512
+    packing: str = "full"
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.packing not in PACKINGS:
+            raise ValueError(f"tokenize.packing must be one of {', '.join(PACKINGS)}, not {self.packing!r}")
+        if self.max_seq_len < 3:
+            raise ValueError(
+                f"tokenize.max_seq_len must be at least 3 ([CLS] token [SEP]), not {self.max_seq_len}"
+            )
+        if self.batch_size < 1:
+            raise ValueError(f"tokenize.batch_size must be at least 1, not {self.batch_size}")
+
+
+class TokenizerLoadError(ValueError):
+    """``tokenize.tokenizer`` names nothing loadable; the message is one line, fit for the CLI."""
+
+
+def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
+    """A fast tokenizer (offsets are required) from a vocab.txt path, a local directory, or a hub id.
+
+    A directory holding only a vocab.txt is read as that file. A hub id works offline once cached.
+    """
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return _from_vocab_file(path)
+    if path.is_dir():
+        if (path / "vocab.txt").is_file() and not any((path / name).exists() for name in HF_TOKENIZER_FILES):
+            return _from_vocab_file(path / "vocab.txt")
+        return _from_pretrained(str(path), f"cannot load a tokenizer from directory {spec}")
+    if spec.endswith(".txt") or not HUB_ID.fullmatch(spec):
+        raise TokenizerLoadError(f"tokenize.tokenizer: no such file or directory: {spec}")
+    return _from_pretrained(
+        spec,
+        f"cannot fetch tokenizer {spec!r} from the hub (offline?); download it elsewhere and set "
+        "tokenize.tokenizer to the local directory or its vocab.txt",
+    )
+
+
+def _from_vocab_file(path: Path) -> PreTrainedTokenizerBase:
+    """Chinese BERT vocabs are uncased, and every CJK char is its own word before WordPiece."""
+    from transformers import BertTokenizer  # transformers 5: the fast one; `vocab_file=` would be ignored
+
+    try:
+        tokenizer = BertTokenizer(vocab=str(path), do_lower_case=True, tokenize_chinese_chars=True)
+    except Exception as err:  # the tokenizers library raises bare Exception on unreadable vocabs
+        raise TokenizerLoadError(f"cannot read vocab file {path}: {_first_line(err)}") from err
+    missing = set(BERT_SPECIALS) - set(tokenizer.backend_tokenizer.get_vocab(with_added_tokens=False))
+    if missing:
+        raise TokenizerLoadError(f"{path} is not a BERT vocab.txt: it lacks {', '.join(sorted(missing))}")
+    return tokenizer
+
+
+def _from_pretrained(spec: str, failure: str) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(spec)
+    except (OSError, ValueError) as err:
+        raise TokenizerLoadError(f"{failure}: {_first_line(err)}") from err
+    if not tokenizer.is_fast:
+        raise TokenizerLoadError(
+            f"tokenizer {spec!r} is not a fast tokenizer; offsets need one (tokenizer.json)"
+        )
+    return tokenizer
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def vocab_in_id_order(tokenizer: PreTrainedTokenizerBase) -> list[str]:
+    """Tokens indexed by id (added tokens included); ids the vocab skips hold ""."""
+    vocab = tokenizer.get_vocab()
+    tokens = [""] * (max(vocab.values()) + 1)
+    for token, token_id in vocab.items():
+        tokens[token_id] = token
+    return tokens
+
+
+def vocab_sha256(tokenizer: PreTrainedTokenizerBase) -> str:
+    """Names the vocab in shard metadata: sha256 of the tokens in id order, one a line, UTF-8."""
+    text = "".join(f"{token}\n" for token in vocab_in_id_order(tokenizer))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def id_type(vocab_size: int) -> pa.DataType:
+    """Token ids are stored as uint16 when every id fits (vocab_size <= 65536), else uint32."""
+    return pa.uint16() if vocab_size <= 1 << 16 else pa.uint32()
+
+
+@dataclass(frozen=True)
+class VocabInfo:
+    """What packing and the shard schema need from a tokenizer; small enough to ship to every worker."""
+
+    spec: str
+    sha256: str
+    size: int
+    cls_id: int
+    sep_id: int
+
+    @property
+    def id_type(self) -> pa.DataType:
+        return id_type(self.size)
+
+
+def vocab_info(spec: str) -> VocabInfo:
+    """Load the tokenizer once on the driver: fails early with TokenizerLoadError, and describes it."""
+    tokenizer = load_tokenizer(spec)
+    if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
+        raise TokenizerLoadError(f"tokenizer {spec!r} has no [CLS] or [SEP] token")
+    return VocabInfo(
+        spec=spec,
+        sha256=vocab_sha256(tokenizer),
+        size=len(vocab_in_id_order(tokenizer)),
+        cls_id=tokenizer.cls_token_id,
+        sep_id=tokenizer.sep_token_id,
+    )
+
+
+class WholeWordTokenizer:
+    """Core. Loads the tokenizer once (once per Ray actor) and encodes a whole batch in one call."""
+
+    def __init__(self, cfg: TokenizeConfig):
+        self._tokenizer = load_tokenizer(cfg.tokenizer)
+        tokens = vocab_in_id_order(self._tokenizer)
+        self._continuation = np.array([t.startswith(CONTINUATION_PREFIX) for t in tokens], dtype=bool)
+        self._id_dtype = id_type(len(tokens)).to_pandas_dtype()
+
+    def encode(self, texts: list[str], words: list[list[str]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(input_ids, word_start) per document; ``words`` is each text's segmentation."""
+        if not texts:
+            return []
+        encoded = self._tokenizer(
+            texts,
+            add_special_tokens=False,
+            return_offsets_mapping=True,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+            split_special_tokens=True,
+            verbose=False,  # long documents are expected: packing cuts them, not the tokenizer
+        )
+        return [
+            self._mark(ids, offsets, text, doc_words)
+            for ids, offsets, text, doc_words in zip(
+                encoded["input_ids"], encoded["offset_mapping"], texts, words
+            )
+        ]
+
+    def _mark(
+        self, ids: list[int], offsets: list[tuple[int, int]], text: str, words: list[str]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """word_start: not a ## continuation, and the token's first char is the first char of a word."""
+        if "".join(words) != text:
+            raise ValueError("segmentation does not cover the text: the joined words differ from it")
+        first_chars = np.zeros(len(text) + 1, dtype=bool)
+        first_chars[np.cumsum([0, *map(len, words)])] = True
+        token_ids = np.array(ids, dtype=self._id_dtype)
+        token_starts = np.fromiter((start for start, _ in offsets), dtype=np.int64, count=len(offsets))
+        return token_ids, ~self._continuation[token_ids] & first_chars[token_starts]
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        """Batch in, batch out: adds input_ids and word_start to every row; no row disappears."""
+        docs = self.encode(batch.column(TEXT).to_pylist(), batch.column(WORDS).to_pylist())
+        ids_type = pa.list_(pa.from_numpy_dtype(self._id_dtype))
+        return batch.append_column(
+            INPUT_IDS, pa.array([ids for ids, _ in docs], type=ids_type)
+        ).append_column(WORD_START, pa.array([starts for _, starts in docs], type=pa.list_(pa.bool_())))
+
+
+def apply(ds: ray.data.Dataset, cfg: TokenizeConfig) -> ray.data.Dataset:
+    """The only code that touches ray.data: one actor pool, the tokenizer loaded once per actor."""
+    from ray.data import ActorPoolStrategy
+
+    return ds.map_batches(
+        WholeWordTokenizer,
+        fn_constructor_kwargs={"cfg": cfg},
+        batch_size=cfg.batch_size,
+        batch_format="pyarrow",
+        compute=ActorPoolStrategy(min_size=1),
+        udf_modifying_row_count=False,
+    )

@@ -1,0 +1,99 @@
+"""Write: docs and fates as Parquet, training examples as Arrow IPC shards.
+
+File names carry the snapshot version and the write task's index
+(``part-v00001-000003.arrow``), so one build's files are known without a listing of what
+others wrote, and the same inputs always give the same names. Shards use the Arrow IPC
+stream format, which both ``pyarrow.ipc.open_stream`` and
+``datasets.load_dataset("arrow", ...)`` read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from ray.data.block import BlockAccessor
+from ray.data.datasource import FilenameProvider
+from ray.data.datasource.file_datasink import BlockBasedFileDatasink
+
+from operators import storage
+from operators.columns import DETAIL, DOC_ID, FATE, RECORD, SOURCE, TEXT, WORDS
+
+DOCS_DIR = "docs"
+FATES_DIR = "fates"
+SHARDS_DIR = "shards"
+
+DOCS_SCHEMA = pa.schema([(DOC_ID, pa.string()), (SOURCE, pa.string()), (TEXT, pa.string()), (WORDS, pa.list_(pa.string()))])
+FATES_SCHEMA = pa.schema(
+    [(SOURCE, pa.string()), (RECORD, pa.int64()), (DOC_ID, pa.string()), (FATE, pa.string()), (DETAIL, pa.string())]
+)
+
+
+@dataclass(frozen=True)
+class WriteConfig:
+    shard_rows: int = 100_000  # training examples per shard file (the last shard of a task may hold fewer)
+
+    def __post_init__(self) -> None:
+        if self.shard_rows < 1:
+            raise ValueError("shard_rows must be at least 1")
+
+
+def version_prefix(version: int) -> str:
+    return f"part-v{version:05d}-"
+
+
+class VersionedNames(FilenameProvider):
+    """``part-v<version>-<task>.<ext>``: deterministic for a given version and task index."""
+
+    def __init__(self, version: int, extension: str):
+        super().__init__(file_format=extension)
+        self.version = version
+
+    def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
+        return f"{version_prefix(self.version)}{task_index:06d}.{self.file_format}"
+
+
+class VersionedSink(BlockBasedFileDatasink):
+    """Parquet or Arrow IPC stream files with a fixed schema (types and metadata) cast onto every block."""
+
+    def __init__(self, path: str, schema: pa.Schema, version: int, file_format: str, rows_per_file: int | None = None):
+        filesystem, inner = storage.resolve(path)
+        super().__init__(
+            inner,
+            filesystem=filesystem,
+            min_rows_per_file=rows_per_file,
+            filename_provider=VersionedNames(version, file_format),
+            file_format=file_format,
+        )
+        self.schema = schema
+
+    def write_block_to_file(self, block: BlockAccessor, file: pa.NativeFile) -> None:
+        table = block.to_arrow().select(self.schema.names).cast(self.schema)
+        if self.file_format == "parquet":
+            pq.write_table(table, file)
+            return
+        with pa.ipc.new_stream(file, self.schema) as writer:
+            writer.write_table(table)
+
+
+def write_docs(ds, output: str, version: int) -> None:
+    ds.write_datasink(VersionedSink(storage.join(output, DOCS_DIR), DOCS_SCHEMA, version, "parquet"))
+
+
+def write_fates(ds, output: str, version: int) -> None:
+    ds.write_datasink(VersionedSink(storage.join(output, FATES_DIR), FATES_SCHEMA, version, "parquet"))
+
+
+def write_shards(ds, output: str, schema: pa.Schema, version: int, cfg: WriteConfig) -> None:
+    ds.write_datasink(VersionedSink(storage.join(output, SHARDS_DIR), schema, version, "arrow", cfg.shard_rows))
+
+
+def version_files(output: str, directory: str, version: int) -> list[str]:
+    """This version's files in one output folder, in write order (relative to ``output``)."""
+    filesystem, inner = storage.resolve(storage.join(output, directory))
+    selector = pafs.FileSelector(inner, allow_not_found=True)
+    prefix = version_prefix(version)
+    names = sorted(info.base_name for info in filesystem.get_file_info(selector) if info.base_name.startswith(prefix))
+    return [f"{directory}/{name}" for name in names]

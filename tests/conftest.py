@@ -1,0 +1,54 @@
+"""Shared fixtures: a local Ray instance and the tiny models every test builds for itself (never the network)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+CWS_TRAINING_FILE = REPO / "examples" / "assets" / "cws_train.txt"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+
+
+def shared_file(relative: str) -> Path:
+    """A file from ../shared/data, or skip the test when this checkout has none."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        pytest.skip(f"../shared/data/{relative} is not available")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One small local Ray instance for every test that needs Ray Data."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def legacy_model_dir(tmp_path_factory) -> Path:
+    from tests.ltp_models import train_legacy_cws_model
+
+    return train_legacy_cws_model(tmp_path_factory.mktemp("ltp-legacy"), CWS_TRAINING_FILE)
+
+
+@pytest.fixture(scope="session")
+def neural_model_dir(tmp_path_factory) -> Path:
+    from tests.ltp_models import build_tiny_neural_model
+
+    return build_tiny_neural_model(tmp_path_factory.mktemp("ltp-neural"))
+
+
+@pytest.fixture(scope="session")
+def vocab_path(tmp_path_factory) -> Path:
+    from tests.vocab import write_tiny_vocab
+
+    return write_tiny_vocab(tmp_path_factory.mktemp("vocab") / "vocab.txt")

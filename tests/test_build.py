@@ -1,0 +1,159 @@
+"""End to end: the real pipeline on a local Ray instance, checked against every output contract."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from transformers import BertTokenizerFast
+
+from pipeline.cli import main
+from pipeline.config import load_config
+from pipeline.driver import build_corpus
+from tests.conftest import REPO
+from tests.contracts import check_corpus, read_shards, read_table
+
+SAMPLE = REPO / "examples" / "sample"
+PARAGRAPH = (
+    "城市的夜晚总是很安静，街道两旁的路灯一盏一盏地亮起来。"
+    "人们下班以后回到家里，和家人一起吃饭、聊天，然后早早休息，准备迎接新的一天。"
+)
+
+
+def bad_inputs(folder: Path) -> list[Path]:
+    """A file of deliberate problems, a truncated gzip, and a near/exact duplicate pair."""
+    folder.mkdir()
+    bad = folder / "bad.jsonl"
+    bad.write_bytes(
+        b"\n".join(
+            [
+                json.dumps({"id": "p", "text": PARAGRAPH}, ensure_ascii=False).encode(),
+                json.dumps({"id": "exact", "text": PARAGRAPH}, ensure_ascii=False).encode(),
+                json.dumps({"id": "near", "text": PARAGRAPH.replace("早早", "很早")}, ensure_ascii=False).encode(),
+                b"{broken",
+                b'{"text": ["a", "list"]}',
+                '{"text": "太短"}'.encode(),
+                b'{"text": "\xff\xfe"}',
+            ]
+        )
+        + b"\n"
+    )
+    body = "\n".join(json.dumps({"text": f"第{i}段：{PARAGRAPH}{i}"}, ensure_ascii=False) for i in range(400))
+    truncated = folder / "cut.jsonl.gz"
+    truncated.write_bytes(gzip.compress(body.encode())[:-300])
+    return [bad, truncated]
+
+
+def sample_inputs() -> list[Path]:
+    return sorted(p for p in SAMPLE.iterdir() if p.suffix in (".jsonl", ".txt"))
+
+
+@pytest.fixture(scope="module")
+def built(ray_local, tmp_path_factory, legacy_model_dir, vocab_path):
+    root = tmp_path_factory.mktemp("build")
+    inputs = sample_inputs() + bad_inputs(root / "bad")
+    config = root / "build.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "inputs": [str(p) for p in inputs],
+                "output": str(root / "out"),
+                "segment": {"model": str(legacy_model_dir)},
+                "tokenize": {"tokenizer": str(vocab_path), "max_seq_len": 64},
+                "write": {"shard_rows": 20},
+            }
+        )
+    )
+    cfg = load_config(config)
+    report = build_corpus(cfg)
+    tokenizer = BertTokenizerFast(vocab=str(vocab_path))
+    return {"cfg": cfg, "inputs": inputs, "out": root / "out", "report": report, "tokenizer": tokenizer}
+
+
+def test_every_contract_holds(built):
+    parts = check_corpus(built["out"], built["inputs"], built["tokenizer"], max_seq_len=64)
+    assert parts["docs"].num_rows > 20
+    assert parts["shards"].num_rows > 1
+    assert parts["report"]["corpus"]["docs"] == parts["docs"].num_rows
+
+
+def fates_of(out: Path, source: Path) -> dict[int, tuple[str, str]]:
+    fates = read_table(out, "fates").to_pylist()
+    return {r["record"]: (r["fate"], r["detail"]) for r in fates if r["source"] == str(source.resolve())}
+
+
+def test_deliberate_problems_get_their_fates(built):
+    bad, truncated = built["inputs"][-2:]
+    fates = fates_of(built["out"], bad)
+    keeper_id = read_table(built["out"], "fates").to_pylist()
+    keeper = next(r["doc_id"] for r in keeper_id if r["source"] == str(bad.resolve()) and r["record"] == 0)
+    assert fates[0] == ("kept", None)
+    assert fates[1] == ("exact_dup", keeper)
+    assert fates[2] == ("near_dup", keeper)
+    assert fates[3] == ("rejected", "malformed_json")
+    assert fates[4] == ("rejected", "text_not_string")
+    assert fates[5] == ("filtered", "too_short")
+    assert fates[6] == ("rejected", "invalid_utf8")
+    cut = fates_of(built["out"], truncated)
+    assert cut[-1][0] == "rejected" and cut[-1][1].startswith("unreadable_file")
+    assert len(cut) > 100
+    assert built["report"]["unreadable_files"][0]["source"] == str(truncated.resolve())
+
+
+def test_shards_load_with_datasets(built):
+    datasets = pytest.importorskip("datasets")
+    files = sorted(str(p) for p in (built["out"] / "shards").glob("*.arrow"))
+    loaded = datasets.load_dataset("arrow", data_files=files, split="train")
+    shards, _ = read_shards(built["out"])
+    assert loaded.num_rows == shards.num_rows
+    assert loaded[0]["input_ids"] == shards.column("input_ids")[0].as_py()
+    assert loaded.features["word_start"].feature.dtype == "bool"
+
+
+def test_rebuild_is_identical_and_replaces_the_old_version(built):
+    out = built["out"]
+    before = {d: read_table(out, d) for d in ("docs", "fates")}
+    shards_before, _ = read_shards(out)
+    report = build_corpus(built["cfg"])
+    assert report["version"] == built["report"]["version"] + 1
+    for folder, table in before.items():
+        assert read_table(out, folder).equals(table), folder
+    shards_after, _ = read_shards(out)
+    assert shards_after.equals(shards_before)
+    assert all(p.name.startswith("part-v00002-") for d in ("docs", "fates", "shards") for p in (out / d).iterdir())
+
+
+def test_bundled_example_builds_with_the_readme_command(tmp_path):
+    out = tmp_path / "sample"
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "build", "examples/sample.yaml", "--set", f"output={out}"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    tokenizer = BertTokenizerFast(vocab=str(REPO / "examples" / "assets" / "vocab.txt"))
+    parts = check_corpus(out, sample_inputs(), tokenizer, max_seq_len=128)
+    counts = parts["report"]["fates"]
+    assert counts["kept"] > 0 and counts["exact_dup"] >= 3 and counts["near_dup"] >= 3 and counts["rejected"] >= 3
+    assert "records" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["bogus.key=1"], "unknown config key: bogus"),
+        (["inputs=[/nonexistent/*.jsonl]"], "input matches no file"),
+        (["segment.model=/nonexistent/model"], "/nonexistent/model"),
+        (["segment.model=LTP/nonexistent-model"], "segment.model"),
+        (["tokenize.tokenizer=/nonexistent/vocab.txt"], "/nonexistent/vocab.txt"),
+    ],
+)
+def test_cli_fails_with_one_line(overrides, message, capsys):
+    code = main(["build", str(REPO / "examples" / "sample.yaml"), *[a for o in overrides for a in ("--set", o)]])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert message in err and len(err.splitlines()) == 1, err
