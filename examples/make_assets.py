@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import string
 import sys
-import tempfile
 import unicodedata
 from pathlib import Path
 

@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 import xxhash
 
 from operators import components
-from operators.columns import DETAIL, DOC_ID, EXACT_DUP, FATE, FINGERPRINT, NEAR_DUP, RECORD, SOURCE, TEXT
+from operators.columns import DOC_ID, EXACT_DUP, FATES_SCHEMA, FINGERPRINT, NEAR_DUP, RECORD, SOURCE, TEXT
 from operators.minhash import MinHashConfig, MinHashSigner
 
 if TYPE_CHECKING:
@@ -43,9 +43,7 @@ if TYPE_CHECKING:
 NODE, ROOT = components.NODE, components.ROOT  # a document's order key is its node in the near-duplicate graph
 KEEPER, CONTENT, BUCKETS, BUCKET = "keeper", "content", "buckets", "bucket"
 
-OUTPUT_SCHEMA = pa.schema(
-    [(SOURCE, pa.string()), (RECORD, pa.int64()), (DOC_ID, pa.string()), (FATE, pa.string()), (DETAIL, pa.string())]
-)
+OUTPUT_SCHEMA = FATES_SCHEMA  # duplicates are fates rows
 
 _SEP = "\x00"  # sorts before every other character, so a shorter source sorts first, as in a tuple
 _RECORD_DIGITS = 19  # every non-negative int64

@@ -19,16 +19,11 @@ from ray.data.datasource import FilenameProvider
 from ray.data.datasource.file_datasink import BlockBasedFileDatasink
 
 from operators import storage
-from operators.columns import DETAIL, DOC_ID, FATE, RECORD, SOURCE, TEXT, WORDS
+from operators.columns import DOCS_SCHEMA, FATES_SCHEMA
 
 DOCS_DIR = "docs"
 FATES_DIR = "fates"
 SHARDS_DIR = "shards"
-
-DOCS_SCHEMA = pa.schema([(DOC_ID, pa.string()), (SOURCE, pa.string()), (TEXT, pa.string()), (WORDS, pa.list_(pa.string()))])
-FATES_SCHEMA = pa.schema(
-    [(SOURCE, pa.string()), (RECORD, pa.int64()), (DOC_ID, pa.string()), (FATE, pa.string()), (DETAIL, pa.string())]
-)
 
 
 @dataclass(frozen=True)

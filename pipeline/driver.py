@@ -20,7 +20,7 @@ from ray.data.expressions import col
 
 from manifests import snapshot
 from operators import dedup, normalize, pack, read, segment, storage, tokenize, write
-from operators.columns import DETAIL, DOC_ID, FATE, FINGERPRINT, KEPT, RECORD, SOURCE, TEXT
+from operators.columns import DETAIL, DOC_ID, FATE, FATES_SCHEMA, FINGERPRINT, KEPT, RECORD, SOURCE, TEXT
 from pipeline import report
 from pipeline.config import BuildConfig
 
@@ -75,7 +75,9 @@ def build_corpus(cfg: BuildConfig) -> dict[str, Any]:
     pending = records.filter(expr=col(FATE).is_null())
     with timer("dedup"):
         duplicates = dedup.apply(pending.select_columns(DEDUP_COLUMNS), cfg.dedup).materialize()
-    kept = pending.join(duplicates.select_columns([DOC_ID]), "left_anti", _partitions(records), on=(DOC_ID,))
+    kept = pending
+    if duplicates.count():  # Ray's join fails on a right side whose blocks are all empty and schema-less
+        kept = pending.join(duplicates.select_columns([DOC_ID]), "left_anti", _partitions(records), on=(DOC_ID,))
     kept = kept.sort([SOURCE, RECORD]).materialize()
 
     with timer("segment"):
@@ -86,7 +88,7 @@ def build_corpus(cfg: BuildConfig) -> dict[str, Any]:
         schema = pack.shard_schema(vocab.spec, vocab.sha256, vocab.size, cfg.segment.model, cfg.tokenize.max_seq_len)
         write.write_shards(examples, cfg.output, schema, version, cfg.write)
     with timer("fates"):
-        fate_columns = write.FATES_SCHEMA.names
+        fate_columns = FATES_SCHEMA.names
         fates = records.filter(expr=~col(FATE).is_null()).select_columns(fate_columns).union(
             duplicates.select_columns(fate_columns), kept.map_batches(_mark_kept, batch_format="pyarrow")
         )

@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from ray.data.aggregate import Sum
+from ray.data.expressions import col
 
 from operators import storage
 from operators.columns import DETAIL, FATE, FATES, FILTERED, INPUT_IDS, RECORD, REJECTED, SOURCE, TEXT, WORDS
@@ -75,7 +76,7 @@ def count_fates(fates) -> dict[str, int]:
 
 def unreadable_files(fates) -> list[dict[str, str]]:
     """File-level problems (one row per file at most), so small enough to list."""
-    rows = fates.filter(expr=f"{RECORD} == {FILE_RECORD}").select_columns([SOURCE, DETAIL]).take_all()
+    rows = fates.filter(expr=col(RECORD) == FILE_RECORD).select_columns([SOURCE, DETAIL]).take_all()
     return sorted(({"source": row[SOURCE], "reason": row[DETAIL]} for row in rows), key=lambda row: row["source"])
 
 
