@@ -35,7 +35,8 @@ MANIFEST_KEYS = ("version", "config_fingerprint", "stage_fingerprints", "fates",
 def connect_ray() -> None:
     """Join the cluster in RAY_ADDRESS (as under ``ray job submit``), else start a local one."""
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=False)
+        # "local" starts a new instance: without it ray.init() joins any cluster already running here
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", log_to_driver=False)
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # same inputs, same row order in every output
     context.enable_progress_bars = True
