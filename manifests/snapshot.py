@@ -4,6 +4,11 @@ A build writes all its files first, under names that carry its version, and comm
 replacing ``manifest.json`` in one step (temp file + rename). A reader that opens the
 manifest therefore sees one complete version, never a half-written one. Files of older
 versions are removed only after the new manifest is in place.
+
+Object stores (S3 and the like) have no rename: there the manifest is written with one direct
+put, last, which readers also see whole (old object or new, never a mix). Neither a local disk
+nor a store locks anything, so the rule is one writer per output: never run two builds on the
+same output at the same time.
 """
 
 from __future__ import annotations
@@ -75,10 +80,14 @@ def describe_files(output: str, relatives: list[str]) -> list[dict[str, Any]]:
 
 
 def commit(output: str, manifest: dict[str, Any]) -> None:
-    """Atomically make ``manifest`` the current snapshot (temp file + rename)."""
+    """Atomically make ``manifest`` the current snapshot (temp file + rename; one put on object stores)."""
     filesystem, inner = storage.resolve(storage.join(output, MANIFEST))
-    temporary = f"{inner}.tmp-{manifest['version']}"
     body = json.dumps({"format": FORMAT, "committed_at": time.time(), **manifest}, indent=2, ensure_ascii=False)
+    if not storage.supports_atomic_rename(filesystem):
+        with filesystem.open_output_stream(inner) as stream:
+            stream.write(body.encode())
+        return
+    temporary = f"{inner}.tmp-{manifest['version']}"
     with filesystem.open_output_stream(temporary) as stream:
         stream.write(body.encode())
     filesystem.move(temporary, inner)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 
 import pyarrow as pa
 
@@ -24,6 +25,7 @@ from operators.columns import DETAIL, FATE, FILTERED, FINGERPRINT, RAW, TEXT
 EMPTY = "empty"
 TOO_SHORT = "too_short"
 LOW_CJK_SHARE = "low_cjk_share"
+OPENCC_CHANGED = "opencc_changed"  # per row: characters OpenCC changed (for the report; not in the output tables)
 
 # Kept despite being Unicode "format" characters: none. Kept "control" characters: \n and \t.
 _DROPPED_CATEGORIES = {"Cc", "Cf", "Co", "Cs", "Cn"}
@@ -77,6 +79,16 @@ def fingerprint(t2s_text: str) -> str:
     return "".join(ch for ch in folded if not unicodedata.category(ch).startswith(_FINGERPRINT_DROPPED))
 
 
+def changed_chars(before: str, after: str) -> int:
+    """Characters that differ between two versions of a text (OpenCC is almost always one char for one)."""
+    if before == after:
+        return 0
+    if len(before) == len(after):
+        return sum(a != b for a, b in zip(before, after))
+    matched = sum(block.size for block in SequenceMatcher(None, before, after, autojunk=False).get_matching_blocks())
+    return max(len(before), len(after)) - matched
+
+
 def is_cjk(ch: str) -> bool:
     code = ord(ch)
     return (
@@ -118,10 +130,14 @@ class Normalizer:
 
     def normalize(self, raw: str) -> tuple[str, str, str | None]:
         """(text, fingerprint, None) to keep, or (text, fingerprint, reason) to filter."""
+        return self.normalize_counted(raw)[:3]
+
+    def normalize_counted(self, raw: str) -> tuple[str, str, str | None, int]:
+        """``normalize``, plus how many characters the OpenCC conversion changed."""
         cleaned = clean(raw, self.cfg.fullwidth_to_halfwidth)
         text = self._convert(self.cfg.opencc, cleaned)
         simplified = text if self.cfg.opencc.removesuffix(".json") == "t2s" else self._convert("t2s", cleaned)
-        return text, fingerprint(simplified), self.reason_to_filter(text)
+        return text, fingerprint(simplified), self.reason_to_filter(text), changed_chars(cleaned, text)
 
     def reason_to_filter(self, text: str) -> str | None:
         if not text:
@@ -133,19 +149,20 @@ class Normalizer:
         return None
 
     def mark(self, raw: str | None, fate: str | None, detail: str | None) -> tuple[str | None, ...]:
-        """(text, fingerprint, fate, detail) for one row; rows rejected upstream pass through untouched."""
+        """(text, fingerprint, fate, detail, opencc_changed) for one row; rows rejected upstream pass through."""
         if fate is not None:
-            return None, None, fate, detail
-        text, print_, reason = self.normalize(raw)
-        return text, print_, FILTERED if reason else None, reason
+            return None, None, fate, detail, None
+        text, print_, reason, changed = self.normalize_counted(raw)
+        return text, print_, FILTERED if reason else None, reason, changed
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        """Batch in, batch out: sets text, fingerprint, fate and detail. No row disappears."""
+        """Batch in, batch out: sets text, fingerprint, fate, detail and opencc_changed. No row disappears."""
         rows = [self.mark(*row) for row in zip(*(batch.column(c).to_pylist() for c in (RAW, FATE, DETAIL)))]
-        columns = list(zip(*rows)) or [()] * 4
+        columns = list(zip(*rows)) or [()] * 5
         batch = batch.drop_columns([RAW, FATE, DETAIL])
-        for name, values in zip((TEXT, FINGERPRINT, FATE, DETAIL), columns):
-            batch = batch.append_column(name, pa.array(values, pa.string()))
+        types = (pa.string(),) * 4 + (pa.int64(),)
+        for name, values, type_ in zip((TEXT, FINGERPRINT, FATE, DETAIL, OPENCC_CHANGED), columns, types):
+            batch = batch.append_column(name, pa.array(values, type_))
         return batch
 
 

@@ -3,12 +3,21 @@
 Files are listed on the driver (a list of paths, not data) and read inside Ray tasks, one
 file per task, streamed in batches so a large file never sits whole in memory. Record
 numbers are 0-based line numbers for JSONL and text (blank lines are not records) and row
-indexes for Parquet. A file-level problem (unreadable, truncated, wrong columns) becomes one
-row with ``record = -1`` so that the fates table and the report say what was lost and why.
+indexes for Parquet. A file-level problem (unreadable, truncated, wrong columns, or bytes of
+another format than the name says) becomes one row with ``record = -1`` so that the fates
+table and the report say what was lost and why; records read before it stay.
+
+A record is rejected, with its reason, when its line is not UTF-8 (``invalid_utf8``), not JSON
+(``malformed_json``), not a JSON object (``not_an_object``), lacks the text field
+(``missing_text``), or its text is not a string (``text_not_string``) or holds a lone surrogate
+escape (``lone_surrogate``; Arrow, like UTF-8, cannot hold one). JSON strings may hold raw
+control characters, and a leading UTF-8 BOM is skipped: normalize cleans the text. Empty or
+blank texts are read, and normalize filters them.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from collections.abc import Iterator
@@ -16,6 +25,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import xxhash
 
@@ -23,6 +33,8 @@ from operators import storage
 from operators.columns import DETAIL, DOC_ID, FATE, RAW, RECORD, REJECTED, SOURCE
 
 FILE_RECORD = -1
+MAX_BATCH_CHARS = 1 << 24  # text per output batch: many large records never make one huge batch
+LINE_CHUNK = 1 << 16  # bytes read at a time from a JSONL or text file
 TEXT_SUFFIXES = (".txt",)
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 PARQUET_SUFFIXES = (".parquet",)
@@ -33,7 +45,14 @@ NOT_AN_OBJECT = "not_an_object"
 MISSING_TEXT = "missing_text"
 TEXT_NOT_STRING = "text_not_string"
 INVALID_UTF8 = "invalid_utf8"
+LONE_SURROGATE = "lone_surrogate"  # a JSON escape like \ud800 alone: valid JSON, but not Unicode text
 UNREADABLE_FILE = "unreadable_file"
+CONTENT_MISMATCH = "content_mismatch"  # inside the unreadable_file detail: the bytes are not what the name says
+
+# Leading bytes of formats that are never JSON Lines or text: a file named .jsonl/.txt holding
+# them is reported whole instead of as thousands of lines of garbage.
+MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"BZh": "bzip2", b"PAR1": "parquet"}
+UTF8_BOM = b"\xef\xbb\xbf"
 
 RECORD_SCHEMA = pa.schema(
     [
@@ -172,33 +191,41 @@ class RecordReader:
 
     def _lines(self, path: str, kind: str) -> Iterator[dict[str, Any]]:
         with _open(path) as stream:
-            for number, line in enumerate(_split_lines(stream)):
+            head = stream.read(LINE_CHUNK)
+            check_content(head, kind)
+            for number, line in enumerate(_split_lines(stream, head)):
                 content = line.rstrip(b"\r")
                 if not content.strip():
                     continue
                 yield self._parse(path, number, content, kind)
 
     def _parse(self, path: str, number: int, content: bytes, kind: str) -> dict[str, Any]:
+        """One record from its bytes. The doc_id hashes ``content`` as read, a leading BOM included."""
         try:
-            decoded = content.decode("utf-8")
+            decoded = (content.removeprefix(UTF8_BOM) if number == 0 else content).decode("utf-8")
         except UnicodeDecodeError:
             return _row(path, number, content, None, None, INVALID_UTF8)
         if kind == "txt":
             return _row(path, number, content, decoded, None, None)
-        try:
-            obj = json.loads(decoded)
-        except (json.JSONDecodeError, RecursionError):
+        try:  # strict=False: raw control characters inside strings are text, and normalize cleans them
+            obj = json.loads(decoded, strict=False, parse_int=_parse_int)
+        except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
             return _row(path, number, content, None, None, MALFORMED_JSON)
-        return self._from_object(path, number, content, obj)
+        row = self._from_object(path, number, content, obj)
+        if "\\u" in decoded and not _is_unicode(row[RAW]):  # only a JSON escape makes a lone surrogate
+            return _row(path, number, content, None, row["id"], LONE_SURROGATE)
+        return row
 
     def _from_object(self, path: str, number: int, content: bytes, obj: Any) -> dict[str, Any]:
         if not isinstance(obj, dict):
             return _row(path, number, content, None, None, NOT_AN_OBJECT)
         record_id = obj.get(self.cfg.id_field)
-        record_id = None if record_id is None else str(record_id)
+        record_id = None if record_id is None else _as_text(record_id)
         if self.cfg.text_field not in obj:
             return _row(path, number, content, None, record_id, MISSING_TEXT)
         text = obj[self.cfg.text_field]
+        if isinstance(text, _Undecodable):
+            return _row(path, number, content, None, record_id, INVALID_UTF8)
         if not isinstance(text, str):
             return _row(path, number, content, None, record_id, TEXT_NOT_STRING)
         return _row(path, number, content, text, record_id, None)
@@ -206,6 +233,7 @@ class RecordReader:
     def _whole_file(self, path: str) -> Iterator[dict[str, Any]]:
         with _open(path) as stream:
             content = stream.read()
+        check_content(content[:LINE_CHUNK], "txt")
         yield self._parse(path, 0, content, "txt")
 
     def _parquet(self, path: str) -> Iterator[dict[str, Any]]:
@@ -219,21 +247,91 @@ class RecordReader:
         columns = [c for c in (self.cfg.text_field, self.cfg.id_field) if c in names]
         number = 0
         for batch in parquet.iter_batches(batch_size=self.cfg.batch_size, columns=columns):
-            for obj in batch.to_pylist():
+            fields = batch.schema.names
+            for values in zip(*(_column_values(batch.column(name)) for name in fields)):
+                obj = dict(zip(fields, values))
                 content = json.dumps(obj, ensure_ascii=False, sort_keys=True, default=str).encode()
                 yield self._from_object(path, number, content, obj)
                 number += 1
 
 
-def _split_lines(stream: IO[bytes], chunk_size: int = 1 << 16) -> Iterator[bytes]:
-    """Lines without their newline, read in chunks: the same code for every compression."""
-    pending = b""
-    while chunk := stream.read(chunk_size):
-        lines = (pending + chunk).split(b"\n")
-        pending = lines.pop()
-        yield from lines
-    if pending:
-        yield pending
+def check_content(head: bytes, kind: str) -> None:
+    """Raise when the first (decompressed) bytes of a JSONL or text file are another format.
+
+    A file counts as gzip, zstd, bzip2 or Parquet only when it starts with that format's magic
+    bytes and those first bytes are not UTF-8, so a text that happens to begin with "PAR1" reads.
+    """
+    found = next((name for magic, name in MAGIC.items() if head.startswith(magic)), None)
+    if found is None:
+        return
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        raise InputError(f"{CONTENT_MISMATCH}: the file holds {found} data, but its name says {kind}") from None
+
+
+class _Undecodable(bytes):
+    """A value of a Parquet string column that is not UTF-8."""
+
+
+def _column_values(array: pa.Array) -> list[Any]:
+    """Python values of one column; invalid UTF-8 in a string column becomes ``_Undecodable``, not an error."""
+    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        return array.to_pylist()
+    try:
+        array.validate(full=True)
+    except pa.ArrowInvalid:
+        binary = array.view(pa.large_binary() if pa.types.is_large_string(array.type) else pa.binary())
+        return [None if raw is None else _decoded(raw) for raw in binary.to_pylist()]
+    return array.to_pylist()
+
+
+def _decoded(raw: bytes) -> str | _Undecodable:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return _Undecodable(raw)
+
+
+def _parse_int(digits: str) -> int | float:
+    """JSON integers too long for Python's int() (over 4300 digits) become floats instead of failing the record."""
+    return int(digits) if len(digits) <= 4000 else float(digits)
+
+
+def _is_unicode(text: str | None) -> bool:
+    """False for a str holding a lone surrogate, which no Unicode encoding (nor Arrow) accepts."""
+    if text is None:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _as_text(value: Any) -> str:
+    """A record's own id as text Arrow accepts (a lone surrogate is written as its escape)."""
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _split_lines(stream: IO[bytes], head: bytes = b"", chunk_size: int = LINE_CHUNK) -> Iterator[bytes]:
+    """Lines without their newline, read in chunks: the same code for every compression.
+
+    A line longer than a chunk is gathered as a list of pieces and joined once, so a 20 MB line
+    costs its own size, not a copy per chunk.
+    """
+    pieces: list[bytes] = []
+    chunk = head or stream.read(chunk_size)
+    while chunk:
+        lines = chunk.split(b"\n")
+        if len(lines) > 1:
+            yield b"".join([*pieces, lines[0]])
+            yield from lines[1:-1]
+            pieces = []
+        pieces.append(lines[-1])
+        chunk = stream.read(chunk_size)
+    if last := b"".join(pieces):
+        yield last
 
 
 def _row(path: str, record: int, content: bytes, text: str | None, record_id: str | None, reason: str | None) -> dict[str, Any]:
@@ -249,7 +347,11 @@ def _row(path: str, record: int, content: bytes, text: str | None, record_id: st
 
 
 class FileReader:
-    """Ray Data callable: a batch of file paths in, record batches out (a generator, so memory stays bounded)."""
+    """Ray Data callable: a batch of file paths in, record batches out.
+
+    A generator, so memory stays bounded: a batch is yielded at ``batch_size`` records or at
+    ``MAX_BATCH_CHARS`` characters of text, whichever comes first.
+    """
 
     def __init__(self, cfg: ReadConfig):
         self.reader = RecordReader(cfg)
@@ -257,12 +359,14 @@ class FileReader:
 
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
         rows: list[dict[str, Any]] = []
+        chars = 0
         for path in batch.column("path").to_pylist():
             for row in self.reader.records(path):
                 rows.append(row)
-                if len(rows) == self.batch_size:
+                chars += len(row[RAW] or "")
+                if len(rows) == self.batch_size or chars >= MAX_BATCH_CHARS:
                     yield pa.Table.from_pylist(rows, schema=RECORD_SCHEMA)
-                    rows = []
+                    rows, chars = [], 0
         if rows:
             yield pa.Table.from_pylist(rows, schema=RECORD_SCHEMA)
 
@@ -273,3 +377,20 @@ def apply(files: list[str], cfg: ReadConfig):
 
     paths = ray.data.from_items([{"path": path} for path in files], override_num_blocks=max(1, len(files)))
     return paths.map_batches(FileReader, fn_constructor_kwargs={"cfg": cfg}, batch_size=1, batch_format="pyarrow")
+
+
+def _source_counts(batch: pa.Table) -> pa.Table:
+    counts = pc.value_counts(batch.column(SOURCE).combine_chunks())
+    return pa.table({SOURCE: counts.field("values"), "n": counts.field("counts")})
+
+
+def records_per_source(records, files: list[str]) -> dict[str, int]:
+    """Rows the read stage gave each input file (0 for an empty one): what the fates table must hold per source.
+
+    Counters travel: one (source, n) row per file and batch comes back, never a record.
+    """
+    counts = dict.fromkeys(files, 0)
+    partial = records.select_columns([SOURCE]).map_batches(_source_counts, batch_format="pyarrow")
+    for row in partial.take_all():
+        counts[row[SOURCE]] = counts.get(row[SOURCE], 0) + int(row["n"])
+    return dict(sorted(counts.items()))

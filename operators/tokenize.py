@@ -24,16 +24,27 @@ if TYPE_CHECKING:
     import ray.data
     from transformers import PreTrainedTokenizerBase
 
-PACKINGS = ("full",)
+PACKINGS = ("full", "doc", "none")
 CONTINUATION_PREFIX = "##"
+SENTENCE_START = "sentence_start"  # per-token column for ``packing: doc`` only; never written to shards
+SENTENCE_ENDS = frozenset("。！？!?；")
+CLOSERS = frozenset("”’」』）)》〉】\"'")  # closing quotes/brackets stay with the sentence they close
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 BERT_SPECIALS = ("[UNK]", "[CLS]", "[SEP]")
 HF_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "config.json")
+PIECE_CHARS = 1 << 16  # characters per tokenizer call; longer texts are cut (see ``safe_cuts``)
+_SAFE_CUT = re.compile(r"[ \n\u4e00-\u9fff]")  # BERT always starts a new word at these
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
 
 @dataclass(frozen=True)
 class TokenizeConfig:
-    """YAML keys ``tokenize.<field>``. ``tokenizer``: hub id, local directory, or vocab.txt path."""
+    """YAML keys ``tokenize.<field>``. ``tokenizer``: hub id, local directory, or vocab.txt path.
+
+    ``packing`` (see ``operators/pack.py``): ``full`` fills examples with consecutive documents;
+    ``doc`` gives each document its own examples, long ones cut at sentence starts; ``none`` gives
+    one example per document, truncated to ``max_seq_len``, with a ``chinese_ref`` column.
+    """
 
     tokenizer: str = "hfl/chinese-roberta-wwm-ext"
     max_seq_len: int = 512
@@ -137,6 +148,7 @@ class VocabInfo:
     size: int
     cls_id: int
     sep_id: int
+    special_ids: tuple[tuple[str, int], ...] = ()  # (token, id) of the BERT specials the vocab has
 
     @property
     def id_type(self) -> pa.DataType:
@@ -154,7 +166,14 @@ def vocab_info(spec: str) -> VocabInfo:
         size=len(vocab_in_id_order(tokenizer)),
         cls_id=tokenizer.cls_token_id,
         sep_id=tokenizer.sep_token_id,
+        special_ids=special_ids(tokenizer),
     )
+
+
+def special_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[tuple[str, int], ...]:
+    """(token, id) for each of [PAD] [UNK] [CLS] [SEP] [MASK] that the vocab holds, in that order."""
+    vocab = tokenizer.get_vocab()
+    return tuple((token, vocab[token]) for token in SPECIAL_TOKENS if token in vocab)
 
 
 class WholeWordTokenizer:
@@ -162,29 +181,24 @@ class WholeWordTokenizer:
 
     def __init__(self, cfg: TokenizeConfig):
         self._tokenizer = load_tokenizer(cfg.tokenizer)
+        self._sentences = cfg.packing == "doc"
         tokens = vocab_in_id_order(self._tokenizer)
         self._continuation = np.array([t.startswith(CONTINUATION_PREFIX) for t in tokens], dtype=bool)
         self._id_dtype = id_type(len(tokens)).to_pandas_dtype()
 
     def encode(self, texts: list[str], words: list[list[str]]) -> list[tuple[np.ndarray, np.ndarray]]:
         """(input_ids, word_start) per document; ``words`` is each text's segmentation."""
-        if not texts:
-            return []
-        encoded = self._tokenizer(
-            texts,
-            add_special_tokens=False,
-            return_offsets_mapping=True,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-            split_special_tokens=True,
-            verbose=False,  # long documents are expected: packing cuts them, not the tokenizer
-        )
-        return [
-            self._mark(ids, offsets, text, doc_words)
-            for ids, offsets, text, doc_words in zip(
-                encoded["input_ids"], encoded["offset_mapping"], texts, words
-            )
-        ]
+        return [(ids, starts) for ids, starts, _ in self.encode_with_sentences(texts, words)]
+
+    def encode_with_sentences(
+        self, texts: list[str], words: list[list[str]]
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+        """(input_ids, word_start, sentence_start) per document; sentence_start only for ``packing: doc``."""
+        out = []
+        for (ids, offsets), text, doc_words in zip(encode_bounded(self._tokenizer, texts), texts, words):
+            token_ids, starts = self._mark(ids, offsets, text, doc_words)
+            out.append((token_ids, starts, sentence_starts(text, offsets, starts) if self._sentences else None))
+        return out
 
     def _mark(
         self, ids: list[int], offsets: list[tuple[int, int]], text: str, words: list[str]
@@ -195,16 +209,108 @@ class WholeWordTokenizer:
         first_chars = np.zeros(len(text) + 1, dtype=bool)
         first_chars[np.cumsum([0, *map(len, words)])] = True
         token_ids = np.array(ids, dtype=self._id_dtype)
-        token_starts = np.fromiter((start for start, _ in offsets), dtype=np.int64, count=len(offsets))
+        token_starts = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)[:, 0]
         return token_ids, ~self._continuation[token_ids] & first_chars[token_starts]
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """Batch in, batch out: adds input_ids and word_start to every row; no row disappears."""
-        docs = self.encode(batch.column(TEXT).to_pylist(), batch.column(WORDS).to_pylist())
+        docs = self.encode_with_sentences(batch.column(TEXT).to_pylist(), batch.column(WORDS).to_pylist())
         ids_type = pa.list_(pa.from_numpy_dtype(self._id_dtype))
-        return batch.append_column(
-            INPUT_IDS, pa.array([ids for ids, _ in docs], type=ids_type)
-        ).append_column(WORD_START, pa.array([starts for _, starts in docs], type=pa.list_(pa.bool_())))
+        out = batch.append_column(
+            INPUT_IDS, pa.array([ids for ids, _, _ in docs], type=ids_type)
+        ).append_column(WORD_START, pa.array([starts for _, starts, _ in docs], type=pa.list_(pa.bool_())))
+        if self._sentences:
+            out = out.append_column(
+                SENTENCE_START, pa.array([sentences for _, _, sentences in docs], type=pa.list_(pa.bool_()))
+            )
+        return out
+
+
+def safe_cuts(text: str, max_chars: int = PIECE_CHARS) -> list[int]:
+    """Where to cut ``text`` into pieces of about ``max_chars`` that tokenize exactly as the whole text does.
+
+    A cut goes before a space, a line break or a CJK ideograph: BERT's normalizer pads every such
+    ideograph with spaces and its pre-tokenizer splits at whitespace, so no word (and no WordPiece
+    ``##`` continuation) spans the cut, and the normalizer's steps (NFD, lowercasing, accent
+    stripping) work character by character. A stretch with no such character is not cut.
+    Returns the start of every piece after the first.
+    """
+    cuts, start = [], 0
+    while len(text) - start > max_chars:
+        end = start + max_chars
+        cut = next((c for c in range(end, start + max_chars // 2, -1) if _SAFE_CUT.match(text, c)), None)
+        if cut is None:
+            found = _SAFE_CUT.search(text, end)
+            if found is None:
+                break
+            cut = found.start()
+        cuts.append(cut)
+        start = cut
+    return cuts
+
+
+def encode_bounded(
+    tokenizer: PreTrainedTokenizerBase, texts: list[str], max_chars: int = PIECE_CHARS
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(ids, offsets) per text, equal to one tokenizer call over the whole texts, in bounded memory.
+
+    The fast tokenizer's Python output costs ~100 bytes a token and its time grows faster than the
+    length of one text; so texts go in calls of about ``max_chars`` characters, long ones cut at
+    ``safe_cuts``, and each call's output becomes numpy (24 bytes a token) before the next call.
+    """
+    parts: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in texts]
+    call: list[tuple[int, int, str]] = []  # (text index, piece start, piece)
+    size = 0
+
+    def run() -> None:
+        encoded = tokenizer(
+            [piece for _, _, piece in call],
+            add_special_tokens=False,
+            return_offsets_mapping=True,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+            split_special_tokens=True,
+            verbose=False,  # long documents are expected: packing cuts them, not the tokenizer
+        )
+        for (index, start, _), ids, offsets in zip(call, encoded["input_ids"], encoded["offset_mapping"]):
+            parts[index].append((np.asarray(ids, dtype=np.int64), np.asarray(offsets, dtype=np.int64).reshape(-1, 2) + start))
+
+    for index, text in enumerate(texts):
+        bounds = [0, *safe_cuts(text, max_chars), len(text)]
+        for start, end in zip(bounds, bounds[1:]):
+            call.append((index, start, text[start:end]))
+            size += end - start
+            if size >= max_chars:
+                run()
+                call, size = [], 0
+    if call:
+        run()
+    empty = (np.zeros(0, dtype=np.int64), np.zeros((0, 2), dtype=np.int64))
+    return [
+        (np.concatenate([ids for ids, _ in pieces]), np.concatenate([offsets for _, offsets in pieces])) if pieces else empty
+        for pieces in parts
+    ]
+
+
+def sentence_starts(text: str, offsets: list[tuple[int, int]], word_start: np.ndarray) -> np.ndarray:
+    """Per token: true where a new sentence begins, so ``packing: doc`` may cut there.
+
+    A sentence begins at a word start that follows a line break in the text, or that follows a
+    token ending in 。！？!?； (closing quotes and brackets after it still belong to the sentence
+    before). The first token is not marked: there is nothing to cut before it.
+    """
+    marks = np.zeros(len(offsets), dtype=bool)
+    pending, previous_end = False, 0
+    for i, (start, end) in enumerate(offsets):
+        piece = text[start:end]
+        if piece and piece[0] in CLOSERS and not ("\n" in text[previous_end:start]):
+            previous_end = end
+            continue  # a closer keeps a pending sentence end pending
+        if i and word_start[i] and (pending or "\n" in text[previous_end:start]):
+            marks[i] = True
+        pending = bool(piece) and piece[-1] in SENTENCE_ENDS
+        previous_end = end
+    return marks
 
 
 def apply(ds: ray.data.Dataset, cfg: TokenizeConfig) -> ray.data.Dataset:

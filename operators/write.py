@@ -19,20 +19,26 @@ from ray.data.datasource import FilenameProvider
 from ray.data.datasource.file_datasink import BlockBasedFileDatasink
 
 from operators import storage
-from operators.columns import DOCS_SCHEMA, FATES_SCHEMA
+from operators.columns import DEDUP_SCHEMA, DOCS_SCHEMA, FATES_SCHEMA
 
 DOCS_DIR = "docs"
 FATES_DIR = "fates"
 SHARDS_DIR = "shards"
+DEDUP_DIR = "dedup"  # the dedup audit table
+SHARD_COMPRESSIONS = ("none", "lz4", "zstd")
+SHARD_BATCH_ROWS = 1024  # rows per IPC record batch: the unit a reader of compressed shards decompresses
 
 
 @dataclass(frozen=True)
 class WriteConfig:
-    shard_rows: int = 100_000  # training examples per shard file (the last shard of a task may hold fewer)
+    shard_rows: int = 100_000  # training examples per shard file, at most (the last shard of a task may hold fewer)
+    compression: str = "none"  # Arrow IPC body compression of shards: none | lz4 | zstd (readers decompress)
 
     def __post_init__(self) -> None:
         if self.shard_rows < 1:
             raise ValueError("shard_rows must be at least 1")
+        if self.compression not in SHARD_COMPRESSIONS:
+            raise ValueError(f"compression must be one of {', '.join(SHARD_COMPRESSIONS)}, not {self.compression!r}")
 
 
 def version_prefix(version: int) -> str:
@@ -53,7 +59,15 @@ class VersionedNames(FilenameProvider):
 class VersionedSink(BlockBasedFileDatasink):
     """Parquet or Arrow IPC stream files with a fixed schema (types and metadata) cast onto every block."""
 
-    def __init__(self, path: str, schema: pa.Schema, version: int, file_format: str, rows_per_file: int | None = None):
+    def __init__(
+        self,
+        path: str,
+        schema: pa.Schema,
+        version: int,
+        file_format: str,
+        rows_per_file: int | None = None,
+        compression: str | None = None,
+    ):
         filesystem, inner = storage.resolve(path)
         super().__init__(
             inner,
@@ -63,26 +77,53 @@ class VersionedSink(BlockBasedFileDatasink):
             file_format=file_format,
         )
         self.schema = schema
+        self.compression = compression
+        self.rows_per_file = rows_per_file
+
+    def write_block(self, block: BlockAccessor, block_index: int, ctx) -> None:
+        """At most ``rows_per_file`` rows a file: Ray only bundles blocks up to at least that many, so a
+        bigger block is split into ``part-v00001-000003.arrow``, ``part-v00001-000003_0001.arrow``, ...
+        (names that sort in write order)."""
+        rows = self.rows_per_file
+        if not rows or block.num_rows() <= rows:
+            super().write_block(block, block_index, ctx)
+            return
+        table = block.to_arrow()
+        first = self.filename_provider.get_filename_for_task("", ctx.task_idx)
+        stem, extension = first.rsplit(".", 1)
+        for part, start in enumerate(range(0, table.num_rows, rows)):
+            name = first if part == 0 else f"{stem}_{part:04d}.{extension}"
+            with self.open_output_stream(f"{self.path.rstrip('/')}/{name}") as file:
+                self.write_block_to_file(BlockAccessor.for_block(table.slice(start, rows)), file)
 
     def write_block_to_file(self, block: BlockAccessor, file: pa.NativeFile) -> None:
         table = block.to_arrow().select(self.schema.names).cast(self.schema)
         if self.file_format == "parquet":
             pq.write_table(table, file)
             return
-        with pa.ipc.new_stream(file, self.schema) as writer:
-            writer.write_table(table)
+        options = pa.ipc.IpcWriteOptions(compression=None if self.compression in (None, "none") else self.compression)
+        with pa.ipc.new_stream(file, self.schema, options=options) as writer:
+            writer.write_table(table, max_chunksize=SHARD_BATCH_ROWS)
 
 
-def write_docs(ds, output: str, version: int) -> None:
-    ds.write_datasink(VersionedSink(storage.join(output, DOCS_DIR), DOCS_SCHEMA, version, "parquet"))
+def write_docs(ds, output: str, version: int, schema: pa.Schema = DOCS_SCHEMA) -> None:
+    """``schema``: DOCS_SCHEMA, or ``columns.docs_schema(tasks)`` when segmentation added pos/ner."""
+    ds.write_datasink(VersionedSink(storage.join(output, DOCS_DIR), schema, version, "parquet"))
 
 
 def write_fates(ds, output: str, version: int) -> None:
     ds.write_datasink(VersionedSink(storage.join(output, FATES_DIR), FATES_SCHEMA, version, "parquet"))
 
 
+def write_dedup(ds, output: str, version: int) -> None:
+    """The dedup audit table (``operators.dedup``); no file when nothing was duplicated."""
+    ds.write_datasink(VersionedSink(storage.join(output, DEDUP_DIR), DEDUP_SCHEMA, version, "parquet"))
+
+
 def write_shards(ds, output: str, schema: pa.Schema, version: int, cfg: WriteConfig) -> None:
-    ds.write_datasink(VersionedSink(storage.join(output, SHARDS_DIR), schema, version, "arrow", cfg.shard_rows))
+    ds.write_datasink(
+        VersionedSink(storage.join(output, SHARDS_DIR), schema, version, "arrow", cfg.shard_rows, cfg.compression)
+    )
 
 
 def version_files(output: str, directory: str, version: int) -> list[str]:

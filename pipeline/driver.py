@@ -20,23 +20,24 @@ from ray.data.expressions import col
 
 from manifests import snapshot
 from operators import dedup, normalize, pack, read, segment, storage, tokenize, write
-from operators.columns import DETAIL, DOC_ID, FATE, FATES_SCHEMA, FINGERPRINT, KEPT, RECORD, SOURCE, TEXT
-from pipeline import report
+from operators.columns import DETAIL, DOC_ID, FATE, FATES_SCHEMA, FINGERPRINT, KEPT, RECORD, SOURCE, TEXT, docs_schema
+from pipeline import cluster, report
 from pipeline.config import BuildConfig
 
 log = logging.getLogger("pipeline")
 
 DEDUP_COLUMNS = [DOC_ID, SOURCE, RECORD, TEXT, FINGERPRINT]
-OUTPUT_DIRS = (write.DOCS_DIR, write.FATES_DIR, write.SHARDS_DIR)
+OUTPUT_DIRS = (write.DOCS_DIR, write.FATES_DIR, write.SHARDS_DIR, write.DEDUP_DIR)
 STAGE_SECTIONS = ("read", "normalize", "dedup", "segment", "tokenize")
 MANIFEST_KEYS = ("version", "config_fingerprint", "stage_fingerprints", "fates", "corpus", "tokenizer", "segment_model")
 
 
-def connect_ray() -> None:
-    """Join the cluster in RAY_ADDRESS (as under ``ray job submit``), else start a local one."""
+def connect_ray(num_cpus: int | None = None) -> None:
+    """Join the cluster in RAY_ADDRESS (as under ``ray job submit``), else start a local one with
+    ``num_cpus`` CPUs (default: all of the machine's)."""
     if not ray.is_initialized():
-        # "local" starts a new instance: without it ray.init() joins any cluster already running here
-        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", log_to_driver=False)
+        address = os.environ.get("RAY_ADDRESS") or "local"  # "local": never join a stray cluster by accident
+        ray.init(address=address, num_cpus=num_cpus if address == "local" else None, log_to_driver=False)
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # same inputs, same row order in every output
     context.enable_progress_bars = True
@@ -61,32 +62,47 @@ def _partitions(ds) -> int:
     return max(1, ds.num_blocks())
 
 
-def build_corpus(cfg: BuildConfig) -> dict[str, Any]:
-    """Build (or rebuild) the corpus at ``cfg.output``; return the report that was written."""
+def build_corpus(cfg: BuildConfig, num_cpus: int | None = None) -> dict[str, Any]:
+    """Build (or rebuild) the corpus at ``cfg.output``; return the report that was written.
+
+    ``num_cpus`` sizes a local Ray instance the build starts itself (see ``connect_ray``)."""
     inputs = read.list_inputs(cfg.inputs)
     segment.check_config(cfg.segment)
     vocab = tokenize.vocab_info(cfg.tokenize.tokenizer)
-    connect_ray()
+    connect_ray(num_cpus)
+    cluster.check_gpus(cfg.segment.num_gpus)  # fail fast: Ray would wait forever for GPU actors
     started, timer = time.perf_counter(), report.StageTimer()
     version = snapshot.next_version(cfg.output)
+    # files no committed manifest lists (a build killed before its commit) would be read as this version's
+    snapshot.remove_unlisted(cfg.output, OUTPUT_DIRS, snapshot.read_manifest(cfg.output) or {"files": []})
     log.info("building version %d of %s from %d input files", version, cfg.output, len(inputs))
 
     with timer("read+normalize"):
         records = normalize.apply(read.apply(inputs, cfg.read), cfg.normalize).materialize()
     pending = records.filter(expr=col(FATE).is_null())
     with timer("dedup"):
-        duplicates = dedup.apply(pending.select_columns(DEDUP_COLUMNS), cfg.dedup).materialize()
+        deduped = dedup.apply(pending.select_columns(DEDUP_COLUMNS), cfg.dedup)
+        duplicates = deduped.duplicates  # materialized
+        write.write_dedup(deduped.audit, cfg.output, version)
     kept = pending
     if duplicates.count():  # Ray's join fails on a right side whose blocks are all empty and schema-less
         kept = pending.join(duplicates.select_columns([DOC_ID]), "left_anti", _partitions(records), on=(DOC_ID,))
     kept = kept.sort([SOURCE, RECORD]).materialize()
 
     with timer("segment"):
-        write.write_docs(segment.apply(kept, cfg.segment), cfg.output, version)
-    docs = ray.data.read_parquet(_paths(cfg.output, write.version_files(cfg.output, write.DOCS_DIR, version)))
+        try:
+            write.write_docs(segment.apply(kept, cfg.segment), cfg.output, version, docs_schema(cfg.segment.tasks))
+        except ray.exceptions.RayError as error:  # a model that fails to load in the actors, a piece out of GPU memory
+            if (reason := segment.stage_error(error)) is None:
+                raise
+            raise reason from error
+    docs = ray.data.read_parquet(
+        _paths(cfg.output, write.version_files(cfg.output, write.DOCS_DIR, version)),
+        filesystem=storage.filesystem(cfg.output),  # object stores configured as storage.resolve does
+    ).materialize()  # read before the tokenizer's actors start: on one CPU they would leave the read none
     with timer("tokenize+pack"):
         examples = pack.apply(tokenize.apply(docs, cfg.tokenize), cfg.tokenize, vocab)
-        schema = pack.shard_schema(vocab.spec, vocab.sha256, vocab.size, cfg.segment.model, cfg.tokenize.max_seq_len)
+        schema = pack.shard_schema_for(vocab, cfg.segment.model, cfg.tokenize)
         write.write_shards(examples, cfg.output, schema, version, cfg.write)
     with timer("fates"):
         fate_columns = FATES_SCHEMA.names
@@ -96,7 +112,10 @@ def build_corpus(cfg: BuildConfig) -> dict[str, Any]:
         write.write_fates(fates.sort([SOURCE, RECORD]), cfg.output, version)
 
     written = [path for d in OUTPUT_DIRS for path in write.version_files(cfg.output, d, version)]
-    fates_out = ray.data.read_parquet(_paths(cfg.output, [p for p in written if p.startswith(write.FATES_DIR)]))
+    fates_out = ray.data.read_parquet(
+        _paths(cfg.output, [p for p in written if p.startswith(write.FATES_DIR)]),
+        filesystem=storage.filesystem(cfg.output),
+    )
     files = snapshot.describe_files(cfg.output, written)
     built = {
         "version": version,
@@ -104,6 +123,7 @@ def build_corpus(cfg: BuildConfig) -> dict[str, Any]:
         "stage_fingerprints": {section: cfg.fingerprint(section) for section in STAGE_SECTIONS},
         "input_bytes": input_bytes(inputs),
         "inputs": len(inputs),
+        "sources": read.records_per_source(records, inputs),  # what the fates table must hold per file
         "fates": report.count_fates(fates_out),
         "unreadable_files": report.unreadable_files(fates_out),
         "corpus": {
@@ -115,9 +135,12 @@ def build_corpus(cfg: BuildConfig) -> dict[str, Any]:
         "tokenizer": {"spec": vocab.spec, "vocab_sha256": vocab.sha256, "vocab_size": vocab.size},
         "segment_model": cfg.segment.model,
     }
+    with timer("report"):  # histograms where the data lives; tokens per document re-runs the tokenizer, streamed
+        profile, pairs = report.profile(records, tokenize.apply(docs, cfg.tokenize), fates_out)
+        built.update(profile)
     built["seconds"] = round(time.perf_counter() - started, 3)
     built["stages"] = report.throughput(timer, built["input_bytes"])
-    report_files = report.write_report(cfg.output, built)
+    report_files = report.write_report(cfg.output, built, files, pairs)
     manifest = {**{k: built[k] for k in MANIFEST_KEYS}, "config": cfg.to_dict()}
     manifest["files"] = files + snapshot.describe_files(cfg.output, report_files)
     snapshot.commit(cfg.output, manifest)

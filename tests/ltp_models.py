@@ -7,8 +7,20 @@ import tempfile
 from pathlib import Path
 
 LEGACY_MODEL_FILE = "cws_model.json"
+LEGACY_TAGGER_FILES = {"pos": "pos_model.json", "ner": "ner_model.json"}
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 HIDDEN_SIZE = 32
+# A few of LTP's POS tags and its NER labels (Nh person, Ns place, Ni organisation, BIES + O).
+POS_TAGS = ("n", "v", "a", "d", "r", "m", "q", "u", "p", "ns", "nh", "ni", "ws", "wp")
+NER_TAGS = ("O", *(f"{edge}-{kind}" for kind in ("Nh", "Ns", "Ni") for edge in "BIES"))
+# A rule tagger for the tiny models' training data: the tags only need to be learnable, not right.
+GAZETTEER = {
+    "北京": "Ns", "上海": "Ns", "中国": "Ns", "长城": "Ns", "黄河": "Ns", "长江": "Ns", "杭州": "Ns", "广州": "Ns",
+    "小明": "Nh", "老师": "Nh",
+}
+ORGANISATION_ENDS = ("大学", "公司", "银行", "医院")
+FUNCTION_WORDS = {"的": "u", "了": "u", "地": "u", "得": "u", "在": "p", "把": "p", "从": "p", "很": "d", "都": "d",
+                  "也": "d", "不": "d", "就": "d", "我": "r", "你": "r", "他": "r", "她": "r", "我们": "r", "这": "r"}
 
 
 def train_legacy_cws_model(directory: Path, training_file: Path, epochs: int = 10) -> Path:
@@ -36,6 +48,58 @@ def train_legacy_cws_model(directory: Path, training_file: Path, epochs: int = 1
     (directory / LEGACY_MODEL_FILE).write_text(canonical_model_json(raw), encoding="utf-8")
     _write_json(directory / "config.json", {"nerual": False, "tasks": {"cws": LEGACY_MODEL_FILE}})
     return directory
+
+
+def train_legacy_tagger_model(directory: Path, training_file: Path, epochs: int = 5) -> Path:
+    """A legacy model with all three tasks: the CWS model above, plus POS and NER models trained on
+    rule-made tags of the same sentences (see `tag_sentence`). `LTP(directory)` loads it."""
+    from ltp_extension.perceptron import Algorithm, NERTrainer, POSTrainer
+
+    train_legacy_cws_model(directory, training_file)
+    lines = [line.split() for line in training_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    tagged = [tag_sentence(words) for words in lines]
+    with tempfile.TemporaryDirectory() as scratch:
+        for task, trainer_class, labels, fields in (
+            ("pos", POSTrainer, POS_TAGS, lambda w, p, n: f"{w}/{p}"),
+            ("ner", NERTrainer, NER_TAGS, lambda w, p, n: f"{w}/{p}/{n}"),
+        ):
+            data = Path(scratch) / f"{task}.txt"
+            data.write_text("\n".join(" ".join(fields(*t) for t in sentence) for sentence in tagged) + "\n", encoding="utf-8")
+            trainer = trainer_class(list(labels))
+            trainer.epoch, trainer.shuffle, trainer.verbose = epochs, False, False
+            trainer.algorithm = Algorithm("AP", 1)
+            trainer.load_train_data(str(data))
+            trainer.load_eval_data(str(data))
+            raw_path = Path(scratch) / f"{task}.json"
+            trainer.train().save(str(raw_path))
+            raw = json.loads(raw_path.read_text(encoding="utf-8"))
+            (directory / LEGACY_TAGGER_FILES[task]).write_text(canonical_model_json(raw), encoding="utf-8")
+    _write_json(directory / "config.json", {"nerual": False, "tasks": {"cws": LEGACY_MODEL_FILE, **LEGACY_TAGGER_FILES}})
+    return directory
+
+
+def tag_sentence(words: list[str]) -> list[tuple[str, str, str]]:
+    """(word, pos, ner) by rule: function words, punctuation, numbers, a gazetteer, `北京 大学`-style organisations."""
+    tagged = []
+    for i, word in enumerate(words):
+        if word in FUNCTION_WORDS:
+            pos = FUNCTION_WORDS[word]
+        elif not any(ch.isalnum() for ch in word):
+            pos = "wp"
+        elif word.isdigit() or all(ch in "一二三四五六七八九十百千万两" for ch in word):
+            pos = "m"
+        elif word.isascii():
+            pos = "ws"
+        elif word in GAZETTEER:
+            pos = {"Ns": "ns", "Nh": "nh"}[GAZETTEER[word]]
+        else:
+            pos = ("v", "n", "a")[len(word) % 3]
+        ner = f"S-{GAZETTEER[word]}" if word in GAZETTEER else "O"
+        if word in ORGANISATION_ENDS and i > 0 and tagged[-1][2].startswith("S-"):  # 北京 大学 -> B-Ni E-Ni
+            tagged[-1] = (tagged[-1][0], "ni", "B-Ni")
+            pos, ner = "ni", "E-Ni"
+        tagged.append((word, pos, ner))
+    return tagged
 
 
 def canonical_model_json(raw: dict) -> str:
@@ -68,46 +132,60 @@ def tiny_vocab() -> list[str]:
     return [*SPECIAL_TOKENS, *ascii_chars, *(f"##{c}" for c in ascii_chars), *wide, *cjk]
 
 
-def build_tiny_neural_model(directory: Path, seed: int = 3) -> Path:
-    """Write a random-weight neural LTP CWS model (BERT backbone, token classifier); deterministic for a seed."""
+def build_tiny_neural_model(
+    directory: Path, seed: int = 3, tasks: tuple[str, ...] = ("cws",), vocab: list[str] | None = None,
+    backbone: dict | None = None,
+) -> Path:
+    """Write a random-weight neural LTP model (BERT backbone, a token classifier per task); deterministic for a seed.
+
+    `tasks` may add "pos" and "ner" (word-level heads, as LTP's own models have). `vocab` (default:
+    `tiny_vocab()`) and `backbone` (a transformers config; default: one tiny BERT layer) let a bench
+    build a model of a real LTP model's size.
+    """
     import torch
 
     from ltp_core.models.utils import instantiate
 
     directory.mkdir(parents=True, exist_ok=True)
-    vocab = tiny_vocab()
+    vocab = vocab or tiny_vocab()
     (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     _write_json(
         directory / "tokenizer_config.json",
         {"tokenizer_class": "BertTokenizer", "do_lower_case": True, "model_max_length": 512},
     )
+    backbone = backbone or {
+        "model_type": "bert",
+        "hidden_size": HIDDEN_SIZE,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 2 * HIDDEN_SIZE,
+        "max_position_embeddings": 512,
+    }
+    labels = {"cws": ["I-W", "B-W"], "pos": list(POS_TAGS), "ner": list(NER_TAGS)}
     model_config = {
         "_ltp_target_": "ltp_core.models.ltp_model.LTPModule",
         "backbone": {
             "_ltp_target_": "ltp_core.models.utils.load_transformers",
-            "config": {
-                "model_type": "bert",
-                "vocab_size": len(vocab),
-                "hidden_size": HIDDEN_SIZE,
-                "num_hidden_layers": 1,
-                "num_attention_heads": 2,
-                "intermediate_size": 2 * HIDDEN_SIZE,
-                "max_position_embeddings": 512,
-            },
+            "config": {**backbone, "vocab_size": len(vocab)},
         },
-        "processor": {"cws": {"_ltp_target_": "ltp_core.models.processor.TokenOnly"}},
+        "processor": {
+            task: {"_ltp_target_": f"ltp_core.models.processor.{'TokenOnly' if task == 'cws' else 'WordsOnly'}"}
+            for task in tasks
+        },
         "heads": {
-            "cws": {
+            task: {
                 "_ltp_target_": "ltp_core.models.components.token.MLPTokenClassifier",
-                "input_size": HIDDEN_SIZE,
-                "num_labels": 2,
+                "input_size": backbone["hidden_size"],
+                "num_labels": len(labels[task]),
             }
+            for task in tasks
         },
     }
     torch.manual_seed(seed)
     model = instantiate(model_config)
     torch.save(model.state_dict(), directory / "pytorch_model.bin")
-    _write_json(directory / "config.json", {"nerual": True, "model": model_config, "vocabs": {"cws": ["I-W", "B-W"]}})
+    vocabs = {task: labels[task] for task in tasks}
+    _write_json(directory / "config.json", {"nerual": True, "model": model_config, "vocabs": vocabs})
     return directory
 
 

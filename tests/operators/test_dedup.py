@@ -8,21 +8,30 @@ import ray.data
 
 from operators import dedup
 from operators.columns import DETAIL, DOC_ID, EXACT_DUP, FATE, FINGERPRINT, NEAR_DUP, RECORD, SOURCE, TEXT
+from operators.columns import KEPT
 from operators.dedup import (
+    AUDIT_SCHEMA,
     BUCKETS,
     CONTENT,
+    JACCARD,
     KEEPER,
     NODE,
     OUTPUT_SCHEMA,
+    SKETCH,
     DedupConfig,
     DedupKeyer,
+    attach_sketches,
+    audit_rows,
     band_rows,
     duplicate_rows,
     keep_first,
+    lookup_requests,
+    lookup_table,
     order_keys,
+    pair_jaccard,
     split_order_keys,
 )
-from operators.minhash import MinHashConfig, MinHashSigner
+from operators.minhash import MinHashConfig, MinHashSigner, estimated_jaccard
 from operators.normalize import fingerprint
 
 TOWN = (
@@ -56,9 +65,9 @@ def edit(text: str, positions: list[int], char: str = "龘") -> str:
 
 
 TOWN_EDITED = edit(TOWN, [50, 110], "某")  # two characters changed
-_STEP = len(LIBRARY) // 8
-CHAIN_B = edit(LIBRARY, [5 + i * _STEP for i in range(4)])  # four edits in the first half
-CHAIN_C = edit(CHAIN_B, [len(LIBRARY) // 2 + 5 + i * _STEP for i in range(4)])  # four more in the second half
+_STEP = len(LIBRARY) // 10
+CHAIN_B = edit(LIBRARY, [5 + i * _STEP for i in range(5)])  # five edits in the first half: Jaccard 0.80
+CHAIN_C = edit(CHAIN_B, [len(LIBRARY) // 2 + 5 + i * _STEP for i in range(5)])  # five more in the second: 0.63 to LIBRARY
 
 # (source, record, text); rows deliberately not in (source, record) order
 CORPUS = [
@@ -124,12 +133,14 @@ def test_order_keys_reject_what_would_break_the_order(source, record):
 def test_keyer_hashes_text_and_buckets_fingerprints():
     batch = pa.Table.from_pylist(documents([("a", 0, TOWN), ("a", 1, TOWN), ("a", 2, "！！！")]))
     keyed = DedupKeyer(DedupConfig())(batch)
-    assert keyed.column_names == [NODE, CONTENT, BUCKETS]
+    assert keyed.column_names == [NODE, CONTENT, BUCKETS, SKETCH]
     content, buckets = keyed[CONTENT].to_pylist(), keyed[BUCKETS].to_pylist()
     assert content[0] == content[1] != content[2]
-    assert len(buckets[0]) == MinHashConfig().bands and buckets[2] == []
+    assert len(buckets[0]) == MinHashConfig().band_count and buckets[2] == []
+    assert keyed.schema.field(SKETCH).type == pa.binary(2 * MinHashConfig().num_perm)
+    assert keyed[SKETCH][0] == keyed[SKETCH][1]
     unsigned = DedupKeyer(DedupConfig(minhash=MinHashConfig(enabled=False)))(batch)
-    assert unsigned[BUCKETS].to_pylist() == [[], [], []]
+    assert unsigned.column_names == [NODE, CONTENT, BUCKETS] and unsigned[BUCKETS].to_pylist() == [[], [], []]
 
 
 def test_keep_first_takes_the_smallest_node_per_key():
@@ -143,27 +154,89 @@ def test_band_rows_one_per_band_none_without_buckets():
     assert list(zip(rows["bucket"].to_pylist(), rows[NODE].to_pylist())) == [(1, "x"), (2, "x"), (3, "z")]
 
 
+def test_a_giant_bucket_gives_one_star_edge_per_member():
+    """A bucket of n documents gives n - 1 edges in one group-by: linear, never all pairs."""
+    n = 200_000
+    nodes = pa.array([f"k{i:07d}" for i in range(n)])
+    partition = pa.table({"bucket": pa.array([7] * n, pa.int64()), NODE: nodes})
+    edges = dedup.duplicates(keep_first(partition, "bucket"))
+    assert edges.num_rows == n - 1
+    assert set(edges[KEEPER].to_pylist()) == {"k0000000"}
+
+
+def test_partitions_bound_memory_and_use_every_cpu_once_there_is_work():
+    cfg = DedupConfig()
+    assert dedup.partition_count(100, cfg, cpus=2) == 1  # a tiny corpus: one partition, no idle aggregators
+    assert dedup.partition_count(50_000, cfg, cpus=2) == 2  # a 2-core laptop uses both
+    assert dedup.partition_count(5_000_000, cfg, cpus=2) == 10  # partition_rows bounds each task
+    assert dedup.partition_count(100, DedupConfig(min_partitions=3), cpus=2) == 3
+
+
 def test_duplicate_rows_have_the_fates_schema():
     keys = order_keys(pa.array(["s", "s"]), pa.array([4, 1], pa.int64()), pa.array(["dup", "kept"]))
-    rows = duplicate_rows(pa.table({NODE: keys[:1], KEEPER: keys[1:]}), NEAR_DUP)
+    rows = duplicate_rows(dedup.with_fate(pa.table({NODE: keys[:1], KEEPER: keys[1:]}), NEAR_DUP))
     assert rows.schema == OUTPUT_SCHEMA
     assert rows.to_pylist() == [{SOURCE: "s", RECORD: 4, DOC_ID: "dup", FATE: NEAR_DUP, DETAIL: "kept"}]
 
 
+def _sketched(rows: list[tuple[str, int, str]]) -> pa.Table:
+    return DedupKeyer(DedupConfig())(pa.Table.from_pylist(documents(rows))).select([NODE, SKETCH])
+
+
+def test_sketch_lookup_estimates_the_jaccard_of_each_pair_once():
+    """The two shuffles of the check, run by hand: requests meet the sketch table, then the two ends meet."""
+    table = _sketched([("a", 0, TOWN), ("a", 1, TOWN_EDITED), ("a", 2, LIBRARY)])
+    town, edited, library = table[NODE].to_pylist()
+    pairs = pa.table({"u": [edited, edited, library], "v": [town, town, town]})  # one pair proposed twice
+    sketch = table.schema.field(SKETCH).type
+    answered = attach_sketches(pa.concat_tables([lookup_requests(pairs, sketch), lookup_table(table)]))
+    assert answered.num_rows == 4  # two distinct pairs, two ends each
+    scored = {(r["u"], r["v"]): r[JACCARD] for r in pair_jaccard(answered).to_pylist()}
+    assert set(scored) == {(edited, town), (library, town)}
+    assert scored[(edited, town)] > 0.8 > 0.2 > scored[(library, town)]
+
+
+def test_audit_rows_one_per_member_and_one_per_keeper():
+    keys = order_keys(pa.array(["s"] * 4), pa.array([0, 1, 2, 3], pa.int64()), pa.array(["k", "d1", "d2", "x"]))
+    partition = pa.table(
+        {
+            NODE: keys[1:3],
+            KEEPER: pa.array([keys[0].as_py()] * 2),
+            FATE: [EXACT_DUP, NEAR_DUP],
+            JACCARD: pa.array([1.0, 0.9]),
+        }
+    )
+    rows = audit_rows(partition)
+    assert rows.schema == AUDIT_SCHEMA
+    listed = [(r[DOC_ID], r[FATE], r["size"], r["kept_doc_id"], r[JACCARD]) for r in rows.to_pylist()]
+    assert listed == [("k", KEPT, 3, "k", 1.0), ("d1", EXACT_DUP, 3, "k", 1.0), ("d2", NEAR_DUP, 3, "k", 0.9)]
+    assert len(set(rows["cluster"].to_pylist())) == 1
+
+
 def test_the_chain_is_a_chain():
-    """A~B and B~C share an LSH bucket, A and C do not: only components join A and C."""
-    a, b, c = MinHashSigner(MinHashConfig()).buckets([fingerprint(t) for t in (LIBRARY, CHAIN_B, CHAIN_C)]).to_pylist()
+    """A~B and B~C share an LSH bucket and pass the check, A and C do neither: only components join A and C."""
+    cfg = MinHashConfig()
+    signer = MinHashSigner(cfg)
+    fingerprints = [fingerprint(t) for t in (LIBRARY, CHAIN_B, CHAIN_C)]
+    signatures = signer.signatures(fingerprints)
+    a, b, c = signer.buckets_of(fingerprints, signatures).to_pylist()
     assert set(a) & set(b) and set(b) & set(c) and not set(a) & set(c)
+    estimate = estimated_jaccard(signatures[[0, 1, 0]], signatures[[1, 2, 2]])
+    assert estimate[0] >= cfg.verify_cut and estimate[1] >= cfg.verify_cut > estimate[2]
 
 
 # --- Ray --------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def found(ray_local) -> dict[str, tuple[str, str]]:
-    duplicates = dedup.apply(ray.data.from_items(documents(CORPUS)), DedupConfig())
-    assert duplicates.schema().names == OUTPUT_SCHEMA.names
-    return by_doc_id(duplicates)
+def output(ray_local) -> dedup.DedupOutput:
+    return dedup.apply(ray.data.from_items(documents(CORPUS)), DedupConfig())
+
+
+@pytest.fixture(scope="module")
+def found(output) -> dict[str, tuple[str, str]]:
+    assert output.duplicates.schema().names == OUTPUT_SCHEMA.names
+    return by_doc_id(output.duplicates)
 
 
 def test_exact_duplicates_point_to_the_first_copy(found):
@@ -192,15 +265,32 @@ def test_only_duplicates_and_never_a_keeper(found):
     assert not {detail for _, detail in found.values()} & set(found)
 
 
+def test_the_audit_lists_every_cluster_member_with_its_keeper(output, found):
+    rows = output.audit.take_all()
+    assert output.audit.schema().names == AUDIT_SCHEMA.names
+    members = {row[DOC_ID]: row for row in rows}
+    assert len(members) == len(rows)
+    assert {d: (r[FATE], r["kept_doc_id"]) for d, r in members.items() if r[FATE] != KEPT} == found
+    assert {d for d, r in members.items() if r[FATE] == KEPT} == {"a-0", "a-2", "a-4"}
+    sizes = {r["kept_doc_id"]: r["size"] for r in rows}
+    assert sizes == {"a-0": 5, "a-2": 3, "a-4": 2}
+    assert len({r["cluster"] for r in rows}) == 3
+    assert members["a-5"][JACCARD] == members["a-0"][JACCARD] == 1.0
+    assert 0.8 < members["a-1"][JACCARD] < 1.0  # two characters changed
+    assert 0.5 < members["b-3"][JACCARD] < members["a-7"][JACCARD] < 1.0  # the far end of the chain
+
+
 def test_keepers_do_not_depend_on_row_order_or_partitions(found, ray_local):
-    cfg = DedupConfig(partition_rows=10, batch_size=4)  # several partitions and blocks
+    cfg = DedupConfig(partition_rows=50, batch_size=4, min_partitions=3)  # 3 to 5 partitions, several blocks
     shuffled = ray.data.from_items(documents(CORPUS[::-1]), override_num_blocks=3)
-    assert by_doc_id(dedup.apply(shuffled, cfg)) == found
+    assert by_doc_id(dedup.apply(shuffled, cfg).duplicates) == found
 
 
 def test_stages_can_be_turned_off(ray_local):
     rows = documents([("a", 0, TOWN), ("a", 1, TOWN), ("a", 2, TOWN_EDITED)])
     exact_only = dedup.apply(ray.data.from_items(rows), DedupConfig(minhash=MinHashConfig(enabled=False)))
-    assert by_doc_id(exact_only) == {"a-1": (EXACT_DUP, "a-0")}
+    assert by_doc_id(exact_only.duplicates) == {"a-1": (EXACT_DUP, "a-0")}
+    assert [(r[DOC_ID], r[JACCARD]) for r in exact_only.audit.take_all()] == [("a-0", None), ("a-1", None)]
     nothing = dedup.apply(ray.data.from_items(rows), DedupConfig(exact=False, minhash=MinHashConfig(enabled=False)))
-    assert nothing.count() == 0 and nothing.schema().names == OUTPUT_SCHEMA.names
+    assert nothing.duplicates.count() == 0 and nothing.duplicates.schema().names == OUTPUT_SCHEMA.names
+    assert nothing.audit.count() == 0 and nothing.audit.schema().names == AUDIT_SCHEMA.names

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
-from operators.columns import TEXT, WORDS
+from operators.columns import DOCS_SCHEMA, NER, POS, TEXT, WORDS, docs_schema
 from operators.segment import (
     MAX_PIECE_TOKENS,
     LtpSegmenter,
     SegmentConfig,
     SegmentModelError,
+    SegmentOutOfMemory,
+    actor_device,
+    align,
     align_words,
     apply,
     check_config,
@@ -19,7 +23,10 @@ from operators.segment import (
     length_batches,
     load_ltp,
     model_pieces,
+    padded_tokens,
+    run_batches,
     split_sentences,
+    stage_error,
 )
 
 # A generated run of CJK characters with no sentence end: the neural model would truncate it.
@@ -47,6 +54,25 @@ TEXTS = [
     "naïve Café [SEP] x",
     LONG,
 ]
+
+
+TAGGED_TEXTS = ["我们在北京大学学习。小明去中国的长城 玩。", "老师很好", "上海  和\n杭州。", *TEXTS]
+ALL_TASKS = ("cws", "pos", "ner")
+
+
+@pytest.fixture(scope="module")
+def legacy_tagger_dir(tmp_path_factory):
+    from tests.conftest import CWS_TRAINING_FILE
+    from tests.ltp_models import train_legacy_tagger_model
+
+    return train_legacy_tagger_model(tmp_path_factory.mktemp("ltp-legacy-tagger"), CWS_TRAINING_FILE)
+
+
+@pytest.fixture(scope="module")
+def neural_tagger_dir(tmp_path_factory):
+    from tests.ltp_models import build_tiny_neural_model
+
+    return build_tiny_neural_model(tmp_path_factory.mktemp("ltp-neural-tagger"), tasks=ALL_TASKS)
 
 
 @pytest.fixture(scope="module")
@@ -156,13 +182,186 @@ def test_user_words_join_a_made_up_word(model_fixture, request, tmp_path):
     hooked = LtpSegmenter(SegmentConfig(model=model, user_words=str(tmp_path / "words.txt"))).segment([text])[0]
     assert made_up not in plain
     assert hooked == [made_up, *plain[2:]]
+    ltp = load_ltp(model)
+    ltp.add_words([made_up])
+    assert hooked == non_space(ltp.pipeline([text], tasks=["cws"]).cws[0])  # LTP's own hook, same words
 
 
 def test_config_rejects_unusable_resources():
-    bad_values = ({"num_actors": 0}, {"threads_per_actor": 0}, {"batch_size": 0}, {"num_gpus": -1}, {"max_batch_tokens": 9})
+    bad_values = (
+        {"num_actors": 0}, {"threads_per_actor": 0}, {"batch_size": 0}, {"num_gpus": -1}, {"max_batch_tokens": 9},
+        {"num_actors": 3, "max_actors": 2}, {"tasks": ("pos",)}, {"tasks": ("cws", "dep")}, {"tasks": ("cws", "cws")},
+    )
     for bad in bad_values:
-        with pytest.raises(ValueError, match=next(iter(bad))):
+        with pytest.raises(ValueError, match=list(bad)[-1]):
             SegmentConfig(**bad)
+    assert SegmentConfig(num_actors=2, max_actors=4, tasks=("cws", "ner", "pos")).max_actors == 4
+
+
+def test_config_keys_load_from_yaml(tmp_path):
+    from pipeline.config import load_config
+
+    path = tmp_path / "build.yaml"
+    path.write_text("inputs: [a.jsonl]\noutput: out\nsegment:\n  tasks: [cws, pos]\n  max_actors: 4\n")
+    cfg = load_config(path, ["segment.num_actors=2", "segment.tasks=[cws, pos, ner]"]).segment
+    assert (cfg.num_actors, cfg.max_actors, cfg.tasks) == (2, 4, ("cws", "pos", "ner"))
+    assert load_config(path, ["segment.max_actors=null"]).segment.max_actors is None
+
+
+def test_device_follows_the_gpu_the_actor_holds():
+    assert actor_device(1, cuda_available=True) == "cuda"
+    assert actor_device(0.25, cuda_available=True) == "cuda"  # a fraction of a GPU is still that GPU
+    assert actor_device(0, cuda_available=True) == "cpu"
+    assert actor_device(1, cuda_available=False) == "cpu"
+
+
+def test_docs_schema_adds_tag_columns_only_when_asked():
+    assert docs_schema(("cws",)) == DOCS_SCHEMA
+    assert DOCS_SCHEMA.names == ["doc_id", "source", "text", "words"]
+    assert docs_schema(("cws", "ner", "pos")).names == [*DOCS_SCHEMA.names, POS, NER]
+    assert docs_schema(("cws", "ner")).names == [*DOCS_SCHEMA.names, NER]
+
+
+def test_align_carries_tags_over_to_whitespace_cuts():
+    text = "小明去长城 玩。"
+    tagged = align(text, ["小明", "去", "长城 玩", "。"], ["nh", "v", "ns", "wp"], ["S-Nh", "O", "S-Ns", "O"])
+    assert tagged.words == ["小明", "去", "长城", " ", "玩", "。"]
+    assert tagged.pos == ["nh", "v", "ns", None, "ns", "wp"]
+    assert tagged.ner == ["B-Nh", "O", "B-Ns", "I-Ns", "I-Ns", "O"]
+    spaced = align("北京 大学好", ["北京 ", "大学", "好"], ["ns", "n", "a"], ["B-Ni", "E-Ni", "O"])
+    assert spaced == (["北京", " ", "大学", "好"], ["ns", None, "n", "a"], ["B-Ni", "I-Ni", "I-Ni", "O"])
+    skipped = align("\u200b上海", ["上海"], ["ns"], ["S-Ns"])  # text LTP skipped: a word with no tag
+    assert skipped == (["\u200b", "上海"], [None, "ns"], ["O", "B-Ns"])
+    assert align("你好", ["你好"]) == (["你好"], None, None)
+
+
+def ltp_tagged(ltp, text: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """LTP's own (word, pos) per non-space part of its words, and its entities (label, text), on `text`."""
+    out = ltp.pipeline([text], tasks=list(ALL_TASKS))
+    words, pos, ner = out.cws[0], out.pos[0], out.ner[0]
+    pairs = [(part, tag) for word, tag in zip(words, pos) for part in word.split()]
+    return pairs, [(entity[0], entity[1].strip()) for entity in ner]
+
+
+def entities(words: list[str], ner: list[str]) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    for word, tag in zip(words, ner):
+        if tag.startswith("B-"):
+            found.append((tag[2:], word))
+        elif tag.startswith("I-"):
+            found[-1] = (found[-1][0], found[-1][1] + word)
+    return found
+
+
+@pytest.mark.parametrize("model_fixture", ["legacy_tagger_dir", "neural_tagger_dir"])
+def test_pos_and_ner_match_ltp(model_fixture, request):
+    model = str(request.getfixturevalue(model_fixture))
+    tagger = LtpSegmenter(SegmentConfig(model=model, tasks=ALL_TASKS, max_batch_tokens=2048))
+    words_only = LtpSegmenter(SegmentConfig(model=model, max_batch_tokens=2048)).segment(TAGGED_TEXTS)
+    ltp = load_ltp(model)
+    neural = model_fixture.startswith("neural")
+    for text, tagged, plain in zip(TAGGED_TEXTS, tagger.tag(TAGGED_TEXTS), words_only):
+        assert tagged.words == plain  # tagging never changes the words
+        assert len(tagged.pos) == len(tagged.ner) == len(tagged.words)
+        assert all(tag is not None for word, tag in zip(tagged.words, tagged.pos) if word in ("。", "学习"))
+        assert all(tag is None for word, tag in zip(tagged.words, tagged.pos) if word.isspace())
+        expected_pairs, expected_entities = [], []
+        units = [piece for piece, count in model_pieces(text, ltp.tokenizer) if count] if neural else [text]
+        for unit in units if text.strip() else []:
+            pairs, found = ltp_tagged(ltp, unit)
+            expected_pairs += pairs
+            expected_entities += found
+        assert [(w, p) for w, p in zip(tagged.words, tagged.pos) if p is not None] == expected_pairs
+        assert [(label, name.strip()) for label, name in entities(tagged.words, tagged.ner)] == expected_entities
+    assert tagger.tag(TAGGED_TEXTS[::-1])[::-1] == tagger.tag(TAGGED_TEXTS)
+    assert any(tag != "O" for tagged in tagger.tag(TAGGED_TEXTS[:3]) for tag in tagged.ner)
+
+
+def test_tasks_the_model_lacks_are_a_clear_error(legacy_model_dir, neural_model_dir):
+    for model in (legacy_model_dir, neural_model_dir):
+        cfg = SegmentConfig(model=str(model), tasks=("cws", "pos"))
+        assert_one_line_error(lambda: check_config(cfg), "segment.tasks", "'pos'")
+        assert_one_line_error(lambda: LtpSegmenter(cfg), "segment.tasks", "'pos'")
+
+
+def test_run_batches_halves_the_budget_on_out_of_memory():
+    import torch
+
+    counts = [30, 5, 200, 60, 60, 7, 100, 400, 3]
+    calls: list[list[int]] = []
+
+    def run(group):
+        calls.append(group)
+        if padded_tokens([counts[i] for i in group]) > 700:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return [f"piece {i}" for i in group]
+
+    retries = []
+    results, budget = run_batches(counts, 4096, run, (torch.cuda.OutOfMemoryError,), lambda b, e: retries.append(b))
+    assert results == [f"piece {i}" for i in range(len(counts))]
+    assert retries and budget == retries[-1] < 4096
+    assert sorted(i for group in calls if padded_tokens([counts[i] for i in group]) <= 700 for i in group) == list(
+        range(len(counts))
+    )
+
+    def always(group):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    with pytest.raises(SegmentOutOfMemory) as caught:
+        run_batches([500], 4096, always, (torch.cuda.OutOfMemoryError,))
+    assert "\n" not in str(caught.value) and "segment.num_gpus" in str(caught.value)
+
+
+def test_neural_out_of_memory_retries_smaller_then_fails_clearly(neural_model_dir, neural):
+    import torch
+
+    segmenter = LtpSegmenter(SegmentConfig(model=str(neural_model_dir), max_batch_tokens=2048))
+    real = segmenter._ltp.pipeline
+    tried = []
+
+    def small_batches_only(pieces, **kwargs):  # a GPU that holds two pieces at a time
+        tried.append(len(pieces))
+        if len(pieces) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+        return real(pieces, **kwargs)
+
+    segmenter._ltp.pipeline = small_batches_only
+    assert segmenter.segment(TEXTS) == neural.segment(TEXTS)
+    assert segmenter.oom_retries > 0 and segmenter.max_batch_tokens < 2048
+    assert max(tried) > 2 and len(tried) > segmenter.oom_retries
+
+    def no_memory(pieces, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    segmenter._ltp.pipeline = no_memory
+    with pytest.raises(SegmentOutOfMemory) as caught:
+        segmenter.segment(["一句话。"])
+    assert "\n" not in str(caught.value) and "single piece" in str(caught.value)
+
+
+def test_stage_error_finds_the_message_in_ray_errors():
+    message = "segment.model '/m' could not be loaded: expected value at line 1 column 1"
+    ray_text = f"The actor died\n  File \"x.py\"\n\x1b[36moperators.segment.SegmentModelError: {message}\n"
+    found = stage_error(RuntimeError(ray_text))
+    assert type(found) is SegmentModelError and str(found) == message
+    oom = stage_error(RuntimeError("Traceback\noperators.segment.SegmentOutOfMemory: segment: out of GPU memory"))
+    assert type(oom) is SegmentOutOfMemory
+    chained = RuntimeError("wrapper")
+    chained.__cause__ = SegmentModelError("inner")
+    assert str(stage_error(chained)) == "inner"
+    assert stage_error(RuntimeError("something else")) is None
+
+
+def test_unreachable_hub_fails_in_seconds(monkeypatch):
+    from huggingface_hub import constants
+
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens
+    started = time.perf_counter()
+    assert_one_line_error(lambda: check_model("LTP/no-such-model"), "cannot reach 127.0.0.1", "download the model")
+    assert time.perf_counter() - started < 10
 
 
 def assert_one_line_error(call, *fragments: str) -> None:
@@ -193,6 +392,17 @@ def test_model_errors(tmp_path, legacy_model_dir):
     assert_one_line_error(lambda: check_config(bad_words), "segment.user_words", "no such file")
 
 
+@pytest.mark.gpu
+def test_gpu_actor_runs_on_cuda_with_the_same_words(neural_model_dir, neural):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    on_gpu = LtpSegmenter(SegmentConfig(model=str(neural_model_dir), num_gpus=0.5, max_batch_tokens=2048))
+    assert on_gpu.device == "cuda" and next(on_gpu._ltp.parameters()).is_cuda
+    assert on_gpu.segment(TEXTS) == neural.segment(TEXTS)
+
+
 def test_apply_adds_a_list_of_strings_column(ray_local, legacy_model_dir):
     import pyarrow as pa
 
@@ -204,3 +414,32 @@ def test_apply_adds_a_list_of_strings_column(ray_local, legacy_model_dir):
     rows = sorted(out.take_all(), key=lambda row: row["doc_id"])
     assert [row[TEXT] for row in rows] == texts
     assert ["".join(row[WORDS]) for row in rows] == texts
+
+
+def test_apply_autoscaled_pool_writes_tag_columns(ray_local, legacy_tagger_dir, tmp_path):
+    import pyarrow.parquet as pq
+
+    from operators import write
+
+    texts = ["我们在北京大学学习。", "", "小明去中国的长城 玩。", "老师很好"]
+    ds = ray_local.data.from_items([{"doc_id": str(i), "source": "s", TEXT: t} for i, t in enumerate(texts)])
+    cfg = SegmentConfig(model=str(legacy_tagger_dir), batch_size=2, num_actors=1, max_actors=2, tasks=ALL_TASKS)
+    write.write_docs(apply(ds, cfg), str(tmp_path), 1, docs_schema(cfg.tasks))
+    table = pq.read_table(tmp_path / write.DOCS_DIR).sort_by("doc_id")
+    assert table.schema.names == ["doc_id", "source", "text", "words", "pos", "ner"]
+    expected = LtpSegmenter(cfg).tag(texts)
+    assert table.column(WORDS).to_pylist() == [tagged.words for tagged in expected]
+    assert table.column(POS).to_pylist() == [tagged.pos for tagged in expected]
+    assert table.column(NER).to_pylist() == [tagged.ner for tagged in expected]
+
+
+def test_actor_that_cannot_load_the_model_fails_the_run_with_the_reason(ray_local, tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"nerual": False, "tasks": {"cws": "cws.json"}}))
+    (tmp_path / "cws.json").write_text("not a model")  # passes the driver's cheap check, fails in the actor
+    ds = ray_local.data.from_items([{TEXT: "你好"}])
+    started = time.perf_counter()
+    with pytest.raises(Exception) as caught:
+        apply(ds, SegmentConfig(model=str(tmp_path))).materialize()
+    assert time.perf_counter() - started < 120
+    reason = stage_error(caught.value)
+    assert isinstance(reason, SegmentModelError) and "could not be loaded" in str(reason) and "\n" not in str(reason)

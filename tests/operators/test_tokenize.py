@@ -238,10 +238,49 @@ def test_id_type_rule():
     assert id_type(65537) == pa.uint32()
 
 
-@pytest.mark.parametrize(("field", "value"), [("packing", "none"), ("max_seq_len", 2), ("batch_size", 0)])
+@pytest.mark.parametrize(("field", "value"), [("packing", "sentences"), ("max_seq_len", 2), ("batch_size", 0)])
 def test_config_is_validated(field, value):
     with pytest.raises(ValueError, match=f"tokenize.{field}"):
         TokenizeConfig(**{field: value})
+
+
+def test_packing_modes_are_known():
+    for packing in ("full", "doc", "none"):
+        assert TokenizeConfig(packing=packing).packing == packing
+
+
+def sentence_marks(vocab_path, text: str, words: list[str]) -> list[tuple[str, bool]]:
+    core = WholeWordTokenizer(TokenizeConfig(tokenizer=str(vocab_path), packing="doc"))
+    [(ids, _, sentences)] = core.encode_with_sentences([text], [words])
+    return list(zip(load_tokenizer(str(vocab_path)).convert_ids_to_tokens(ids.tolist()), sentences.tolist()))
+
+
+def test_sentence_starts_follow_sentence_ends_and_line_breaks(vocab_path):
+    text = "我爱北京。你好！“中国”？天气\n很好；学习"
+    words = ["我", "爱", "北京", "。", "你好", "！", "“", "中国", "”", "？", "天气", "\n", "很好", "；"]
+    words.append("学习")
+    starts = [token for token, start in sentence_marks(vocab_path, text, words) if start]
+    assert starts == ["你", "“", "天", "很", "学"]
+
+
+def test_sentence_starts_only_at_word_starts_and_after_closers(vocab_path):
+    # 。 glued to the next character by the segmenter: no cut there (中 is no word start, and 国
+    # does not follow a sentence end); ” stays with the sentence it closes
+    text = "你好。中国”。”学习"
+    words = ["你好", "。中", "国", "”", "。", "”", "学习"]
+    marks = sentence_marks(vocab_path, text, words)
+    assert [token for token, start in marks if start] == ["学"]
+    core = WholeWordTokenizer(TokenizeConfig(tokenizer=str(vocab_path)))
+    batch = pa.table({TEXT: [text], WORDS: [words]})
+    assert "sentence_start" not in core(batch).column_names
+    doc_core = WholeWordTokenizer(TokenizeConfig(tokenizer=str(vocab_path), packing="doc"))
+    assert doc_core(batch).column_names[-1] == "sentence_start"
+
+
+def test_vocab_info_names_the_specials(vocab_path):
+    info = vocab_info(str(vocab_path))
+    lines = vocab_path.read_text(encoding="utf-8").splitlines()
+    assert dict(info.special_ids) == {t: lines.index(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")}
 
 
 def test_bert_base_chinese_ids():

@@ -1,0 +1,399 @@
+"""Dedup benchmark: signature speed, the check's cost and gain, the near-dup stage against datatrove, memory.
+
+    python bench/dedup.py [signatures] [check] [near] [memory]   (default: all)
+
+Input: ../shared/data's CMRC2018 + C3 (simplified) and DRCD (traditional) paragraphs when
+present, else the bundled sample. Prints one JSON line per measurement:
+
+- ``signatures``: our signature stage (``MinHashSigner`` signatures + band keys + sketches, as
+  ``DedupKeyer`` runs it) against a datasketch loop (one ``MinHash(128)`` per document,
+  ``update_batch`` of its encoded 5-gram shingles), same fingerprints, same process, best of 3;
+  ``signature_speedup_vs_datasketch`` and MB/s of fingerprint per core.
+- ``check``: the seeded near-duplicate set (tests/neardup.py) through ``dedup.apply`` on a local
+  Ray instance with the check, without it, and with datasketch's 9 x 13 bands: pairwise
+  precision / recall and seconds.
+- ``near_dup_stage``: ``dedup.apply`` (near duplicates only, exact off) on the corpus, against
+  datatrove's MinhashDedupSignature / Buckets / Cluster / Filter on the same fingerprints
+  (character 5-grams, 16 x 8 buckets, ``LocalPipelineExecutor`` with one task per CPU), when
+  datatrove imports (``pip install datatrove``); otherwise the reason it did not run.
+- ``memory``: the whole stage (exact + near + check + audit) at 1x, 4x and 16x the corpus, grown
+  with edited copies of real documents (0.5 %-10 % of characters changed), each on a fresh Ray
+  instance: the largest private RSS any Ray worker reached (polled from /proc) and which worker,
+  the driver's peak RSS, seconds, and duplicates found.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+SHARED = REPO.parent / "shared" / "data"
+SHARED_INPUTS = [
+    SHARED / "zh-simplified" / "cmrc2018_wiki.jsonl",
+    SHARED / "zh-simplified" / "c3_mixed.jsonl",
+    SHARED / "zh-traditional" / "drcd_paragraphs.jsonl",
+]
+SCALES = (1, 4, 16)
+
+
+def emit(record: dict) -> None:
+    print(json.dumps(record, ensure_ascii=False), flush=True)
+
+
+def default_inputs() -> list[Path]:
+    if all(p.exists() for p in SHARED_INPUTS):
+        return SHARED_INPUTS
+    return sorted((REPO / "examples" / "sample").glob("*.jsonl"))
+
+
+def load_fingerprints(paths: list[Path]) -> list[tuple[str, str, str]]:
+    """(source, text, fingerprint) of every record with a text, normalized as the pipeline does (t2s)."""
+    from operators.normalize import NormalizeConfig, Normalizer
+
+    normalizer = Normalizer(NormalizeConfig())
+    rows = []
+    for path in paths:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            text = json.loads(line).get("text") if line.strip() else None
+            if isinstance(text, str):
+                normalized, fingerprint, reason = normalizer.normalize(text)
+                if reason is None:
+                    rows.append((path.name, normalized, fingerprint))
+    return rows
+
+
+def best_of(fn, repeats: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def bench_signatures(fingerprints: list[str]) -> None:
+    from datasketch import MinHash
+
+    from operators.minhash import MinHashConfig, MinHashSigner, sketches
+
+    cfg = MinHashConfig()
+    signer = MinHashSigner(cfg)
+
+    def ours() -> None:
+        for start in range(0, len(fingerprints), 1024):  # DedupKeyer's batches
+            batch = fingerprints[start : start + 1024]
+            signatures = signer.signatures(batch)
+            signer.buckets_of(batch, signatures)
+            sketches(signatures)
+
+    def datasketch() -> None:
+        n = cfg.ngram
+        for fingerprint in fingerprints:
+            minhash = MinHash(num_perm=cfg.num_perm, seed=cfg.seed)
+            minhash.update_batch([fingerprint[i : i + n].encode("utf-8") for i in range(len(fingerprint) - n + 1)])
+
+    ours()  # warm up: imports, first allocations
+    mb = sum(len(f.encode("utf-8")) for f in fingerprints) / 1e6
+    ours_s, theirs_s = best_of(ours), best_of(datasketch)
+    emit(
+        {
+            "bench": "signatures",
+            "documents": len(fingerprints),
+            "fingerprint_mb": round(mb, 3),
+            "ours_s": round(ours_s, 4),
+            "datasketch_s": round(theirs_s, 4),
+            "signature_speedup_vs_datasketch": round(theirs_s / ours_s, 2),
+            "signature_mb_per_s_per_core": round(mb / ours_s, 2),
+            "datasketch_mb_per_s": round(mb / theirs_s, 2),
+            "num_perm": cfg.num_perm,
+            "bands_x_rows": list(cfg.band_rows),
+        }
+    )
+
+
+def documents_table(rows: list[tuple[str, str, str]]):
+    import pyarrow as pa
+
+    from operators.columns import DOC_ID, FINGERPRINT, RECORD, SOURCE, TEXT
+
+    return pa.table(
+        {
+            DOC_ID: [f"d{i}" for i in range(len(rows))],
+            SOURCE: [source for source, _, _ in rows],
+            RECORD: pa.array(range(len(rows)), pa.int64()),
+            TEXT: [text for _, text, _ in rows],
+            FINGERPRINT: [fingerprint for _, _, fingerprint in rows],
+        }
+    )
+
+
+def start_ray() -> None:
+    import logging
+
+    import ray
+    import ray.data
+
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def run_dedup(table, cfg, collect: bool = True) -> tuple[float, float, dict[str, str] | int, int]:
+    """(seconds to the duplicates, seconds with the audit, doc_id -> kept doc_id (or only their number), audit rows)."""
+    import ray.data
+
+    from operators import dedup
+    from operators.columns import DETAIL, DOC_ID
+
+    started = time.perf_counter()
+    output = dedup.apply(ray.data.from_arrow(table), cfg)
+    found = output.duplicates.count()
+    first = time.perf_counter() - started
+    audit = output.audit.materialize().count()
+    total = time.perf_counter() - started
+    if not collect:
+        return first, total, found, audit
+    return first, total, {row[DOC_ID]: row[DETAIL] for row in output.duplicates.take_all()}, audit
+
+
+def bench_check(rows) -> None:
+    """The seeded labelled set through the real stage: check on, off, and datasketch's bands."""
+    import ray
+
+    from operators.dedup import DedupConfig
+    from operators.minhash import MinHashConfig
+    from tests.neardup import SIMPLIFIED, TRADITIONAL, load_paragraphs, make_set, pair_scores
+
+    if not all((SHARED / p).exists() for p in SIMPLIFIED + TRADITIONAL):
+        emit({"bench": "check", "skipped": "../shared/data is not available"})
+        return
+    from operators.normalize import NormalizeConfig, Normalizer
+
+    docs = make_set(load_paragraphs([SHARED / p for p in SIMPLIFIED]), load_paragraphs([SHARED / p for p in TRADITIONAL]))
+    normalizer = Normalizer(NormalizeConfig())
+    labelled = [("neardup", *normalizer.normalize(d.text)[:2]) for d in docs]
+    table = documents_table(labelled)
+    ids = {f"d{i}": d.doc_id for i, d in enumerate(docs)}
+    truth = {d.doc_id: d.cluster for d in docs}
+    start_ray()
+    try:
+        run_dedup(table.slice(0, 200), DedupConfig())  # warm up: worker processes, imports
+        variants = {
+            "check_on_16x8": MinHashConfig(),
+            "check_off_16x8": MinHashConfig(verify=False),
+            "check_off_9x13": MinHashConfig(num_perm=117, bands=9, verify=False),  # datasketch's optimum for 0.8
+        }
+        for name, minhash in variants.items():
+            first, total, pairs, _ = run_dedup(table, DedupConfig(minhash=minhash))
+            predicted = {ids[d]: ids[k] for d, k in pairs.items()}
+            scores = pair_scores(truth, {d: predicted.get(d, d) for d in truth})
+            emit({"bench": "check", "variant": name, "seconds_to_duplicates": round(first, 2),
+                  "seconds_with_audit": round(total, 2), **scores.as_dict()})
+    finally:
+        ray.shutdown()
+
+
+def bench_near_stage(rows) -> None:
+    import ray
+
+    from operators.dedup import DedupConfig
+
+    table = documents_table(rows)
+    start_ray()
+    try:
+        first, total, found, _ = run_dedup(table, DedupConfig(exact=False), collect=False)
+    finally:
+        ray.shutdown()
+    emit({"bench": "near_dup_stage", "engine": "ours (ray, exact off, check on)", "documents": len(rows),
+          "cpus": os.cpu_count(), "seconds": round(first, 2), "seconds_with_audit": round(total, 2),
+          "near_duplicates": found})
+    with tempfile.TemporaryDirectory() as scratch:
+        data = Path(scratch) / "fingerprints.jsonl"
+        data.write_text("\n".join(json.dumps({"id": f"d{i}", "text": f}, ensure_ascii=False) for i, (_, _, f) in enumerate(rows)))
+        done = subprocess.run(
+            [sys.executable, "-c", DATATROVE, str(data), scratch, str(os.cpu_count())],
+            capture_output=True, text=True, timeout=3600,
+        )
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        if done.returncode or not lines:
+            why = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            emit({"bench": "near_dup_stage", "engine": "datatrove", "ran": False, "why": why})
+        else:
+            emit({"bench": "near_dup_stage", "engine": "datatrove", "ran": True, **json.loads(lines[-1])})
+
+
+# Runs in a subprocess so that datatrove's imports (loguru, multiprocess) stay out of this one.
+DATATROVE = r'''
+import json, sys, time
+from pathlib import Path
+import datatrove
+from datatrove.data import Document
+from datatrove.executor.local import LocalPipelineExecutor
+from datatrove.pipeline.dedup import minhash as dt
+from datatrove.utils.hashing import HashConfig
+from datatrove.utils.word_tokenizers import WordTokenizer
+
+class Characters(WordTokenizer):  # Chinese: character 5-grams, as ours (datatrove's zh tokenizer needs spaCy + jieba)
+    def word_tokenize(self, text): return [ch for ch in text if not ch.isspace()]
+    def sent_tokenize(self, text): return [text]
+    def span_tokenize(self, text): return [(0, len(text))]
+
+dt.load_word_tokenizer = lambda language: Characters()
+data, scratch, cpus = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines()]
+
+class Reader:  # an object, not a closure over ``rows``: datatrove ships steps to its worker processes
+    def __init__(self, path):
+        self.path = path
+    def __call__(self, _, rank=0, world_size=1):
+        import json
+        from pathlib import Path
+        from datatrove.data import Document
+        lines = Path(self.path).read_text(encoding="utf-8").splitlines()
+        for line in lines[rank::world_size]:
+            row = json.loads(line)
+            yield Document(text=row["text"], id=row["id"])
+
+reader = Reader(str(data))
+
+config = dt.MinhashConfig(n_grams=5, num_buckets=16, hashes_per_bucket=8, hash_config=HashConfig(precision=32, hash_fc="sha1"))  # its xxhash wrapper predates xxhash 4
+steps = [
+    ([reader, dt.MinhashDedupSignature(output_folder=f"{scratch}/sigs", config=config, language="zh")], cpus),
+    ([dt.MinhashDedupBuckets(input_folder=f"{scratch}/sigs", output_folder=f"{scratch}/buckets", config=config)], config.num_buckets),
+    ([dt.MinhashDedupCluster(input_folder=f"{scratch}/buckets", output_folder=f"{scratch}/remove_ids", config=config)], 1),
+    ([reader, dt.MinhashDedupFilter(input_folder=f"{scratch}/remove_ids")], cpus),
+]
+seconds = {}
+for index, (pipeline, tasks) in enumerate(steps):
+    started = time.perf_counter()
+    LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=cpus, logging_dir=f"{scratch}/logs{index}").run()
+    seconds[type(pipeline[-1]).__name__] = round(time.perf_counter() - started, 2)
+removed = sum(path.stat().st_size // 4 for path in Path(scratch, "remove_ids").glob("*.remove"))  # uint32 indices
+print(json.dumps({"documents": len(rows), "near_duplicates": removed, "seconds": round(sum(seconds.values()), 2),
+                  "stages": seconds}))
+'''
+
+
+class PeakRss:
+    """Polls /proc for this process's Ray workers (``ray::`` command lines, descendants of this process).
+
+    ``peak_private_mb``: the largest private resident memory (RssAnon) any one worker reached,
+    sampled every ``interval`` seconds, with that worker's name; ``peak_hwm_mb``: the largest
+    kernel high-water mark (VmHWM), which also counts the pages of Ray's shared-memory object
+    store a worker has mapped (read zero-copy, not its own).
+    """
+
+    def __init__(self, interval: float = 0.1):
+        self.interval, self._stop = interval, threading.Event()
+        self.private_kb, self.hwm_kb, self.name = 0, 0, ""
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    @staticmethod
+    def _descends_from(pid: str, ancestor: int) -> bool:
+        while pid not in ("0", "1"):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            pid = stat[stat.rindex(")") + 2 :].split()[1]  # the parent pid, after the (command)
+            if int(pid) == ancestor:
+                return True
+        return False
+
+    def _poll(self) -> None:
+        me = os.getpid()
+        while not self._stop.is_set():
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    if not cmdline.startswith(b"ray::") or not self._descends_from(pid, me):
+                        continue
+                    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+                except (OSError, ValueError):
+                    continue
+                private, hwm = int(fields.get("RssAnon", "0 kB").split()[0]), int(fields.get("VmHWM", "0 kB").split()[0])
+                self.hwm_kb = max(self.hwm_kb, hwm)
+                if private > self.private_kb:
+                    self.private_kb, self.name = private, cmdline.split(b"\0")[0].decode(errors="replace")
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def grown(rows: list[tuple[str, str, str]], scale: int, seed: int = 0) -> list[tuple[str, str, str]]:
+    """The rows plus ``scale - 1`` edited copies of each: 0.5 %-10 % of the fingerprint's characters changed."""
+    rng = random.Random(seed)
+    out = list(rows)
+    for copy in range(1, scale):
+        for source, _, fingerprint in rows:
+            chars = list(fingerprint)
+            for _ in range(max(1, round(len(chars) * rng.uniform(0.005, 0.10)))):
+                chars[rng.randrange(len(chars))] = chr(0x4E00 + rng.randrange(20_000))
+            edited = "".join(chars)
+            out.append((f"{source}#copy{copy}", edited, edited))
+    return out
+
+
+def bench_memory(rows) -> None:
+    import ray
+
+    from operators.dedup import DedupConfig
+
+    for scale in SCALES:
+        table = documents_table(grown(rows, scale))
+        start_ray()
+        try:
+            with PeakRss() as rss:
+                first, total, found, audit = run_dedup(table, DedupConfig(), collect=False)
+        finally:
+            ray.shutdown()
+        emit({"bench": "memory", "scale": scale, "documents": table.num_rows,
+              "input_mb": round(sum(len(t.encode()) for t in table.column("fingerprint").to_pylist()) / 1e6, 2),
+              "seconds": round(total, 2), "duplicates": found, "audit_rows": audit,
+              "peak_worker_private_rss_mb": round(rss.private_kb / 1024, 1), "peak_worker": rss.name,
+              "peak_worker_hwm_mb_incl_shared_objects": round(rss.hwm_kb / 1024, 1),
+              "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)})
+
+
+SECTIONS = ("signatures", "check", "near", "memory")
+
+
+def main() -> None:
+    """All sections, or those named on the command line (``python bench/dedup.py memory``)."""
+    chosen = sys.argv[1:] or SECTIONS
+    if set(chosen) - set(SECTIONS):
+        sys.exit(f"sections: {', '.join(SECTIONS)}")
+    inputs = default_inputs()
+    started = time.perf_counter()
+    rows = load_fingerprints(inputs)
+    emit({"bench": "input", "files": [p.name for p in inputs], "documents": len(rows),
+          "normalize_s": round(time.perf_counter() - started, 2)})
+    if "signatures" in chosen:
+        bench_signatures([f for _, _, f in rows])
+    if "check" in chosen:
+        bench_check(rows)
+    if "near" in chosen:
+        bench_near_stage(rows)
+    if "memory" in chosen:
+        bench_memory(rows)
+
+
+if __name__ == "__main__":
+    main()

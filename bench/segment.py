@@ -1,0 +1,249 @@
+"""Segment stage throughput: the pipeline's actor pool against a tight direct LTP loop, same sentences, same device.
+
+    python bench/segment.py                 # legacy (CPU) model
+    python bench/segment.py --neural        # also a random-weight neural model of LTP/small's size (GPU run)
+
+Sentences: the SIGHAN PKU test lines from ../shared/data when present, else the bundled sample's
+sentences, repeated `--repeat` times so that actor start-up is amortized as in a real corpus.
+Legacy model: trained here on the PKU gold file when present, else the bundled tiny model.
+
+Direct: one process calls ``ltp.pipeline(batch, tasks=["cws"])`` over the sentences in order, for
+each batch size in 32/128/512/2048 (the legacy model both single-threaded and with LTP's own Rust
+`parallelism=True`, which uses every core); each figure is printed. Pipeline: ``segment.apply`` (the
+real wrapper: actor pool, batches, alignment, Arrow output) over a Ray dataset of the same sentences,
+timed from submission to the last output block (Ray workers at the direct loop's priority, nice 0),
+actor start-up and model loading included (the same
+run over one sentence per actor gives that fixed cost, `startup_s`, and a rate without it). Each side
+gets the best of `--rounds` runs, interleaved, because the machine may be shared. The last line is
+one JSON object with `ratio_pipeline_vs_direct` (pipeline sentences/s over the best direct
+configuration's), the sentences/s of both and the device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+# Ray starts its workers at nice 15 (RAY_worker_niceness), below the direct loop's 0: on a machine shared with
+# other work the actors would then get a fraction of the CPU the direct loop gets. Same priority for both.
+os.environ.setdefault("RAY_worker_niceness", "0")
+
+from operators.segment import SegmentConfig, load_ltp, split_sentences  # noqa: E402
+from tests.ltp_models import build_tiny_neural_model, tiny_vocab, train_legacy_cws_model  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "data"
+PKU_TEST = SHARED / "cws" / "pku_test.utf8"
+PKU_GOLD = SHARED / "cws" / "pku_test_gold.utf8"
+SHARED_VOCAB = SHARED / "vocab" / "bert-base-chinese-vocab.txt"
+SAMPLE = REPO / "examples" / "sample"
+BUNDLED_LEGACY = REPO / "examples" / "assets" / "ltp-legacy"
+DIRECT_BATCH_SIZES = (32, 128, 512, 2048)
+# LTP/small's backbone: Chinese ELECTRA-small (LTP/tiny is the same with 3 layers).
+LTP_SMALL_BACKBONE = {
+    "model_type": "electra",
+    "embedding_size": 128,
+    "hidden_size": 256,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 4,
+    "intermediate_size": 1024,
+    "max_position_embeddings": 512,
+}
+
+
+def sighan_lines(path: Path) -> list[str]:
+    return [line.rstrip("\r") for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+
+
+def bench_sentences() -> tuple[list[str], str]:
+    if PKU_TEST.exists():
+        return sighan_lines(PKU_TEST), "pku_test"
+    texts = [json.loads(line)["text"] for path in sorted(SAMPLE.glob("*.jsonl")) for line in path.open(encoding="utf-8")]
+    texts += (SAMPLE / "notes.txt").read_text(encoding="utf-8").splitlines()
+    return [s.strip() for text in texts for s in split_sentences(text) if s.strip()], "sample"
+
+
+def legacy_model(workdir: Path) -> Path:
+    if not PKU_GOLD.exists():
+        return BUNDLED_LEGACY
+    training = workdir / "pku_train.txt"
+    training.write_text("\n".join(" ".join(line.split()) for line in sighan_lines(PKU_GOLD)) + "\n", encoding="utf-8")
+    return train_legacy_cws_model(workdir / "ltp-legacy-pku", training)
+
+
+def neural_small_model(workdir: Path) -> Path:
+    vocab = SHARED_VOCAB.read_text(encoding="utf-8").split("\n")[:-1] if SHARED_VOCAB.exists() else tiny_vocab()
+    return build_tiny_neural_model(workdir / "ltp-small-random", vocab=vocab, backbone=LTP_SMALL_BACKBONE)
+
+
+def direct_rate(ltp, sentences: list[str], batch_size: int, **kwargs) -> tuple[float, float, int]:
+    """Sentences/s of the tight loop, sentences per CPU second (all its threads), and the number of words."""
+    words = 0
+    started, cpu_started = time.perf_counter(), time.process_time()
+    for i in range(0, len(sentences), batch_size):
+        words += sum(map(len, ltp.pipeline(sentences[i : i + batch_size], tasks=["cws"], **kwargs).cws))
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return len(sentences) / elapsed, len(sentences) / cpu, words
+
+
+def pipeline_rate(sentences: list[str], cfg: SegmentConfig, block_rows: int) -> tuple[float, float, int]:
+    """Sentences/s through `segment.apply` (actor start-up included), sentences per CPU second of the actors'
+    batches and the driver (start-up and Ray's own daemons not counted), and the words it produced."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import ray.data
+
+    from operators import segment
+    from operators.columns import TEXT, WORDS
+
+    table = pa.table({TEXT: sentences})
+    ds = ray.data.from_arrow([table.slice(i, block_rows) for i in range(0, len(sentences), block_rows)])
+    started, cpu_started = time.perf_counter(), time.process_time()
+    out = segment.apply(ds, cfg).materialize()
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    cpu += operator_cpu_seconds(out.stats(), "MapBatches(LtpSegmenter)")
+    words = sum(pc.sum(pc.list_value_length(block.column(WORDS))).as_py() for block in ray.get(out.to_arrow_refs()))
+    return len(sentences) / elapsed, len(sentences) / cpu, words
+
+
+def operator_cpu_seconds(stats: str, operator: str) -> float:
+    """The "Remote cpu time: ... total" of one operator in Ray Data's stats text."""
+    section = stats[stats.index(operator) :]
+    match = re.search(r"Remote cpu time: .*?([\d.]+)(us|ms|s) total", section)
+    if not match:
+        raise ValueError(f"no remote cpu time for {operator} in Ray Data's stats")
+    return float(match.group(1)) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[match.group(2)]
+
+
+def bench(name: str, model: Path, sentences: list[str], args, device: str) -> dict:
+    import torch
+
+    ltp = load_ltp(str(model), device)
+    legacy = not hasattr(ltp, "tokenizer")
+    modes = {"parallelism=False": {"parallelism": False}, "parallelism=True": {"parallelism": True}} if legacy else {
+        "": {}
+    }
+    direct: dict[str, dict[str, float]] = {mode: {} for mode in modes}
+    direct_cpu: dict[str, dict[str, float]] = {mode: {} for mode in modes}
+    pipeline_best, pipeline_cpu, words_direct, words_pipeline = 0.0, 0.0, None, None
+    startup, steady = float("inf"), 0.0
+    num_gpus = 0.0 if device == "cpu" else args.gpus_per_actor
+    threads = 1 if device == "cpu" else args.threads_per_actor
+    actors = args.actors or ((os.cpu_count() or 1) if device == "cpu" else 1)  # CPU: one single-threaded actor a core
+    cfg = SegmentConfig(
+        model=str(model), num_gpus=num_gpus, num_actors=actors, batch_size=args.batch_size,
+        threads_per_actor=threads, max_batch_tokens=args.max_batch_tokens,
+    )
+    if not legacy:
+        torch.set_num_threads(threads * actors)  # the direct loop gets the CPUs the pool gets
+    for round_ in range(args.rounds):
+        for mode, kwargs in modes.items():
+            for batch_size in args.direct_batch_sizes:
+                rate, cpu_rate, words_direct = direct_rate(ltp, sentences, batch_size, **kwargs)
+                direct[mode][str(batch_size)] = max(rate, direct[mode].get(str(batch_size), 0.0))
+                direct_cpu[mode][str(batch_size)] = max(cpu_rate, direct_cpu[mode].get(str(batch_size), 0.0))
+                print(json.dumps({"model": name, "round": round_, "direct": mode or "neural", "batch_size": batch_size,
+                                  "sentences_per_s": round(rate, 1), "sentences_per_cpu_s": round(cpu_rate, 1)}),
+                      flush=True)
+        rate, cpu_rate, words_pipeline = pipeline_rate(sentences, cfg, block_rows=args.block_rows)
+        pipeline_best, pipeline_cpu = max(pipeline_best, rate), max(pipeline_cpu, cpu_rate)
+        startup_rate, _, _ = pipeline_rate(sentences[:actors], cfg, block_rows=1)  # one sentence per actor
+        startup = min(startup, actors / startup_rate)
+        if len(sentences) / rate > actors / startup_rate:
+            steady = max(steady, len(sentences) / (len(sentences) / rate - actors / startup_rate))
+        print(json.dumps({"model": name, "round": round_, "pipeline": f"{actors} actors", "sentences_per_s":
+                          round(rate, 1), "sentences_per_cpu_s": round(cpu_rate, 1),
+                          "startup_s": round(actors / startup_rate, 2)}), flush=True)
+    best_mode, best_batch = max(((m, b) for m in direct for b in direct[m]), key=lambda mb: direct[mb[0]][mb[1]])
+    best = direct[best_mode][best_batch]
+    result = {
+        "bench": "segment",
+        "model": name,
+        "device": device,
+        "sentences": len(sentences),
+        "chars": sum(map(len, sentences)),
+        "ratio_pipeline_vs_direct": round(pipeline_best / best, 3),
+        "pipeline_sentences_per_s": round(pipeline_best, 1),
+        "direct_sentences_per_s": round(best, 1),
+        "direct_best": {"batch_size": int(best_batch), "mode": best_mode or "neural"},
+        "direct": {mode or "neural": {b: round(r, 1) for b, r in rates.items()} for mode, rates in direct.items()},
+        "pipeline": {
+            "actors": actors, "threads_per_actor": threads, "num_gpus_per_actor": num_gpus,
+            "batch_size": args.batch_size, "max_batch_tokens": args.max_batch_tokens,
+            "startup_included": True,
+            # the same run of one sentence per actor: actor start-up + model load, and the rate without it
+            "startup_s": round(startup, 2),
+            "steady_sentences_per_s_estimate": round(steady, 1),
+        },
+        # CPU seconds per sentence do not depend on how busy the machine is: the efficiency of the stage
+        "cpu": {
+            "pipeline_sentences_per_cpu_s": round(pipeline_cpu, 1),
+            "direct_sentences_per_cpu_s": {mode or "neural": {b: round(r, 1) for b, r in rates.items()}
+                                           for mode, rates in direct_cpu.items()},
+            "efficiency_pipeline_vs_best_direct": round(
+                pipeline_cpu / max(r for rates in direct_cpu.values() for r in rates.values()), 3),
+        },
+        "same_word_count": words_direct == words_pipeline if legacy else None,
+        "ray_worker_niceness": int(os.environ["RAY_worker_niceness"]),
+        "load_average": round(os.getloadavg()[0], 1),
+    }
+    if legacy:
+        for mode in modes:
+            result[f"ratio_vs_direct_{mode.replace('=', '_')}"] = round(pipeline_best / max(direct[mode].values()), 3)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--neural", action="store_true", help="also bench a random-weight LTP/small-sized neural model")
+    parser.add_argument("--no-legacy", action="store_true", help="skip the legacy model")
+    parser.add_argument("--repeat", type=int, default=None, help="passes over the sentences (default: 30 legacy)")
+    parser.add_argument("--neural-sentences", type=int, default=None, help="sentences for the neural run (CPU: 256)")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--actors", type=int, default=None, help="default: one per CPU core (CPU), 1 (GPU)")
+    # 2,048 PKU sentences are ~180,000 characters: about the text of 64 documents (segment.batch_size's default)
+    parser.add_argument("--batch-size", type=int, default=2048, help="segment.batch_size of the pipeline")
+    parser.add_argument("--block-rows", type=int, default=8192, help="rows per input block of the Ray dataset")
+    parser.add_argument("--threads-per-actor", type=int, default=4, help="CPU threads per GPU actor")
+    parser.add_argument("--gpus-per-actor", type=float, default=1.0)
+    parser.add_argument("--max-batch-tokens", type=int, default=16384)
+    parser.add_argument("--direct-batch-sizes", type=int, nargs="+", default=list(DIRECT_BATCH_SIZES))
+    args = parser.parse_args()
+
+    import ray
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    cores = os.cpu_count() or 1
+    ray.init(address="local", include_dashboard=False, log_to_driver=False)  # our own instance, not a shared one
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # as the driver runs it
+    context.enable_progress_bars = False
+    sentences, source = bench_sentences()
+    print(json.dumps({"sentences": len(sentences), "source": source, "device": device, "cores": cores}), flush=True)
+
+    results = []
+    with tempfile.TemporaryDirectory() as scratch:
+        workdir = Path(scratch)
+        if not args.no_legacy:
+            model = legacy_model(workdir)
+            repeat = args.repeat or 30
+            results.append(bench(f"legacy:{model.name}", model, sentences * repeat, args, "cpu"))
+        if args.neural:
+            count = args.neural_sentences or (len(sentences) * (args.repeat or 1) if device == "cuda" else 256)
+            pool = (sentences * (count // len(sentences) + 1))[:count]
+            results.append(bench("neural:ltp-small-size-random", neural_small_model(workdir), pool, args, device))
+    for result in results:
+        print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""What the Ray cluster can run, checked on the driver before any data moves.
+
+Ray waits forever for an actor no node can hold: a segmentation pool that asks for GPUs on a
+cluster without any would hang the build silently. ``check_gpus`` fails fast instead, unless an
+autoscaler might still add a node that has them. The decision (``gpu_shortfall``) is plain
+Python over what Ray reports, so tests can call it without a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+log = logging.getLogger("pipeline")
+
+GPU = "GPU"
+STATUS_WAIT_S = 15  # how long to wait for a first autoscaler report before deciding none runs
+READONLY_NODE_TYPE_PREFIX = "node_"  # Ray's monitor names each node of a cluster it cannot scale "node_<node id>"
+
+
+class ClusterResourceError(RuntimeError):
+    """The cluster can never run the build as configured; the message is the one line the CLI prints."""
+
+
+def gpu_shortfall(
+    num_gpus: float,
+    node_gpus: Iterable[float],
+    node_groups: Iterable[tuple[float, int]] | None = None,
+    autoscaler_v2: bool = False,
+    autoscaler_status: Mapping[str, Any] | None = None,
+) -> str | None:
+    """Why no segmentation actor asking for ``num_gpus`` GPUs can ever start, or None if one can (or might).
+
+    ``node_gpus``: GPUs of each alive node. ``node_groups``: (GPUs per node, max nodes) of each
+    node group the GCS knows from an autoscaler's cluster config, when one was reported.
+    ``autoscaler_v2``: autoscaler v2 runs (it scales from its own config, not shown here).
+    ``autoscaler_status``: the v1 monitor's status report, whose node types are ``node_<id>``
+    when it only mirrors a cluster it cannot scale.
+    """
+    if num_gpus <= 0:
+        return None
+    largest = max(node_gpus, default=0.0)
+    if largest >= num_gpus:
+        return None
+    if node_groups is not None:
+        if any(gpus >= num_gpus and max_count != 0 for gpus, max_count in node_groups):
+            return None
+        scaler = "and the autoscaler's node types offer none"
+    elif autoscaler_v2 or _scaling_v1_autoscaler(autoscaler_status):
+        log.warning("segment.num_gpus=%s: no node has that many GPUs yet; the autoscaler may add one", num_gpus)
+        return None
+    else:
+        scaler = "and no autoscaler can add one"
+    return (
+        f"segment.num_gpus={num_gpus:g} needs a node with {num_gpus:g} GPU(s), but no node of the Ray cluster has "
+        f"that many (largest: {largest:g}) {scaler}; set segment.num_gpus=0 to segment on CPUs, or add GPU nodes"
+    )
+
+
+def _scaling_v1_autoscaler(status: Mapping[str, Any] | None) -> bool:
+    """True when the v1 monitor runs with a real cluster config (node types named by the config)."""
+    mapping = ((status or {}).get("autoscaler_report") or {}).get("node_type_mapping") or {}
+    return any(node_type != f"{READONLY_NODE_TYPE_PREFIX}{node}" for node, node_type in mapping.items())
+
+
+def check_gpus(num_gpus: float) -> None:
+    """Raise ClusterResourceError when the connected cluster can never give an actor ``num_gpus`` GPUs."""
+    if num_gpus <= 0:
+        return
+    import ray
+
+    node_gpus = [node["Resources"].get(GPU, 0.0) for node in ray.nodes() if node.get("Alive")]
+    status = _autoscaler_status()
+    reason = gpu_shortfall(num_gpus, node_gpus, _node_groups(), _autoscaler_v2(), status)
+    deadline = time.monotonic() + STATUS_WAIT_S
+    while reason is not None and status is None and time.monotonic() < deadline:
+        time.sleep(1)  # a cluster that just started: its monitor has not reported yet
+        status = _autoscaler_status()
+        reason = gpu_shortfall(num_gpus, node_gpus, _node_groups(), _autoscaler_v2(), status)
+    if reason is not None:
+        raise ClusterResourceError(reason)
+
+
+def _node_groups() -> list[tuple[float, int]] | None:
+    """(GPUs per node, max nodes) per node group of a cluster config an autoscaler reported, if any."""
+    import ray._private.state
+
+    try:
+        config = ray._private.state.state.get_cluster_config()
+    except Exception:  # noqa: BLE001 - an internal API: without it, fall back to the other signals
+        return None
+    if config is None or not config.node_group_configs:
+        return None
+    return [(float(group.resources.get(GPU, 0)), int(group.max_count)) for group in config.node_group_configs]
+
+
+def _autoscaler_v2() -> bool:
+    try:
+        from ray.autoscaler.v2.utils import is_autoscaler_v2
+
+        return is_autoscaler_v2(fetch_from_server=True)
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _autoscaler_status() -> dict[str, Any] | None:
+    try:
+        from ray._private import ray_constants
+        from ray.experimental.internal_kv import _internal_kv_get
+
+        raw = _internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS)
+        return json.loads(raw) if raw else None
+    except Exception:  # noqa: BLE001
+        return None

@@ -1,0 +1,125 @@
+"""``python -m pipeline pack OUTPUT [--set tokenize.KEY=VALUE ...] [--set write.KEY=VALUE ...]``.
+
+Re-packs a built corpus from its docs table, without reading inputs or running LTP again:
+the committed docs (text + words) are tokenized and packed under the corpus's config with the
+overrides applied, written as a new version of ``shards/``, and the manifest is replaced in one
+step (``manifests.snapshot.commit``); the previous version's shards are removed after the commit.
+Docs, fates and the build report are kept as they are (the report describes the build; the
+manifest's ``corpus`` counts and its ``packed`` entry describe the new shards).
+
+Two-phase pretraining (128 then 512 tokens) from one segmentation: build with
+``tokenize.max_seq_len=128``, train phase one, then
+``python -m pipeline pack OUTPUT --set tokenize.max_seq_len=512`` and train phase two.
+
+Only ``tokenize.*`` and ``write.*`` keys may change: anything else needs a full build.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+import yaml
+
+from manifests import snapshot
+from operators import pack, storage, tokenize, write
+from pipeline.config import BuildConfig, ConfigError, build
+
+log = logging.getLogger("pipeline")
+
+PACK_SECTIONS = ("tokenize", "write")
+
+
+class RepackError(ValueError):
+    """Nothing to re-pack at OUTPUT; the message is the one line the CLI prints."""
+
+
+def pack_config(manifest: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> BuildConfig:
+    """The corpus's own config with ``tokenize.*`` / ``write.*`` overrides (values parsed as YAML)."""
+    data = manifest.get("config")
+    if not isinstance(data, dict):
+        raise RepackError("manifest.json has no config to re-pack with")
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) != 2 or not all(parts):
+            raise ConfigError(f"--set takes section.key=value, got {override!r}")
+        if parts[0] not in PACK_SECTIONS:
+            raise ConfigError(f"pack changes only tokenize.* and write.* keys; {key.strip()} needs a full build")
+        section = data.setdefault(parts[0], {})
+        section[parts[1]] = yaml.safe_load(value) if value.strip() else None
+    return build(BuildConfig, data, prefix="")
+
+
+def repack_corpus(output: str, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """Write a new shards version of the corpus at ``output``; return the committed manifest."""
+    import ray.data
+
+    from pipeline.driver import connect_ray
+
+    manifest = snapshot.read_manifest(output)
+    if manifest is None:
+        raise RepackError(f"{output}: no manifest.json there; build the corpus first")
+    cfg = pack_config(manifest, overrides)
+    docs_files = [e["path"] for e in manifest["files"] if e["path"].startswith(f"{write.DOCS_DIR}/")]
+    if not docs_files:
+        raise RepackError(f"{output}: the manifest lists no docs files to re-pack")
+    vocab = tokenize.vocab_info(cfg.tokenize.tokenizer)
+    connect_ray()
+    started = time.perf_counter()
+    version = int(manifest["version"]) + 1
+    log.info("re-packing %s version %d into version %d", output, manifest["version"], version)
+
+    docs = ray.data.read_parquet(
+        [storage.join(output, path) for path in docs_files], filesystem=storage.filesystem(output)
+    )
+    examples = pack.apply(tokenize.apply(docs, cfg.tokenize), cfg.tokenize, vocab)
+    schema = pack.shard_schema_for(vocab, cfg.segment.model, cfg.tokenize)
+    write.write_shards(examples, output, schema, version, cfg.write)
+    shards = snapshot.describe_files(output, write.version_files(output, write.SHARDS_DIR, version))
+
+    kept = [e for e in manifest["files"] if not e["path"].startswith(f"{write.SHARDS_DIR}/")]
+    totals = {
+        "examples": sum(f.get("rows", 0) for f in shards),
+        "tokens": sum(f.get("tokens", 0) for f in shards),
+        "shards": len(shards),
+    }
+    committed = {k: v for k, v in manifest.items() if k not in ("format", "committed_at")}
+    committed.update(
+        version=version,
+        config=cfg.to_dict(),
+        config_fingerprint=cfg.fingerprint(),
+        stage_fingerprints={**manifest.get("stage_fingerprints", {}), "tokenize": cfg.fingerprint("tokenize")},
+        tokenizer={"spec": vocab.spec, "vocab_sha256": vocab.sha256, "vocab_size": vocab.size},
+        corpus={**manifest.get("corpus", {}), **totals},
+        packed={
+            "from_version": int(manifest["version"]),
+            "max_seq_len": cfg.tokenize.max_seq_len,
+            "packing": cfg.tokenize.packing,
+            "seconds": round(time.perf_counter() - started, 3),
+        },
+        files=kept + shards,
+    )
+    snapshot.commit(output, committed)
+    snapshot.remove_unlisted(output, (write.SHARDS_DIR,), committed)
+    return committed
+
+
+def main(output: str, overrides: list[str]) -> int:
+    """The ``pack`` subcommand: 0 on success, 2 with one line on stderr on a usage problem."""
+    from pipeline.cli import USAGE_ERRORS
+
+    try:
+        committed = repack_corpus(output, overrides)
+    except (*USAGE_ERRORS, RepackError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    corpus, packed = committed["corpus"], committed["packed"]
+    print(
+        f"packed {corpus['examples']} examples, {corpus['tokens']} tokens in {corpus['shards']} shards "
+        f"(max_seq_len {packed['max_seq_len']}, packing {packed['packing']}) in {packed['seconds']} s"
+    )
+    print(f"wrote {output} (version {committed['version']})")
+    return 0

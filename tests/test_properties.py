@@ -1,0 +1,94 @@
+"""Properties of normalize -> segment -> tokenize over arbitrary Unicode, on the Ray-free cores.
+
+For any input text: no exception escapes, the words join to the normalized text with no empty
+word, the tokens are the tokenizer's own over the whole text, and ``word_start`` follows the
+contract rule, recomputed here from the words and the tokenizer's offsets.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from unittest import mock
+
+from operators import segment
+from operators.normalize import NormalizeConfig, Normalizer
+from operators.segment import LtpSegmenter, SegmentConfig
+from operators.tokenize import TokenizeConfig, WholeWordTokenizer, encode_bounded, load_tokenizer
+from tests.vocab import CJK_PUNCTUATION, COMMON_CJK
+
+# Any code point (surrogates and unassigned ones included), plus a heavy share of what real
+# Chinese text is made of, so that segmentation has words to find.
+CHARACTERS = st.one_of(
+    st.characters(codec=None, exclude_categories=()),
+    st.characters(codec=None, categories=["Cs", "Cf", "Cc", "Mn", "Zl", "Zp"]),  # surrogates, format, controls
+    st.sampled_from(COMMON_CJK + CJK_PUNCTUATION + " \n\t\r\u3000\u200b"),
+    st.sampled_from("abcXYZ019 ##[SEP][MASK]éñ\u0301İß"),
+)
+TEXTS = st.text(CHARACTERS, max_size=300)
+PROFILE = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.fixture(scope="module")
+def cores(legacy_model_dir, vocab_path):
+    return (
+        Normalizer(NormalizeConfig(min_chars=1)),
+        LtpSegmenter(SegmentConfig(model=str(legacy_model_dir))),
+        WholeWordTokenizer(TokenizeConfig(tokenizer=str(vocab_path))),
+        load_tokenizer(str(vocab_path)),
+    )
+
+
+def expected_word_start(tokenizer, text: str, words: list[str]) -> tuple[list[int], list[bool]]:
+    """The contract rule, recomputed: not a ## continuation, and the token starts where a word starts."""
+    starts, position = set(), 0
+    for word in words:
+        starts.add(position)
+        position += len(word)
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, split_special_tokens=True)
+    tokens = tokenizer.convert_ids_to_tokens(encoded["input_ids"])
+    flags = [not token.startswith("##") and begin in starts for token, (begin, _) in zip(tokens, encoded["offset_mapping"])]
+    return encoded["input_ids"], flags
+
+
+@PROFILE
+@given(raw=TEXTS)
+def test_normalize_segment_tokenize_hold_for_any_text(cores, raw):
+    normalizer, segmenter, tokenizer_core, tokenizer = cores
+    text, _fingerprint, _reason = normalizer.normalize(raw)
+    (words,) = segmenter.segment([text])
+    assert "".join(words) == text
+    assert all(words), "an empty word"
+    ((ids, word_start),) = tokenizer_core.encode([text], [words])
+    want_ids, want_starts = expected_word_start(tokenizer, text, words)
+    assert ids.tolist() == want_ids
+    assert word_start.tolist() == want_starts
+
+
+@PROFILE
+@given(raw=TEXTS, max_chars=st.integers(1, 30))
+def test_long_texts_segmented_in_pieces_still_cover_the_text(cores, raw, max_chars):
+    """The legacy model takes long texts in pieces (bounded memory); words still join to the text,
+    and a whitespace run stays one word."""
+    normalizer, segmenter = cores[0], cores[1]
+    text = normalizer.normalize(raw)[0]
+    with mock.patch.object(segment, "LEGACY_PIECE_CHARS", max_chars):
+        (words,) = segmenter.segment([text])
+    assert "".join(words) == text and all(words)
+    assert not any(a[-1].isspace() and b[0].isspace() for a, b in zip(words, words[1:]))
+
+
+UNICODE_TEXTS = TEXTS.map(lambda text: "".join(ch for ch in text if not 0xD800 <= ord(ch) <= 0xDFFF))  # str the tokenizer takes
+
+
+@PROFILE
+@given(raw=UNICODE_TEXTS, max_chars=st.integers(1, 40))
+def test_tokenizing_in_pieces_equals_one_call(cores, raw, max_chars):
+    """Long texts are tokenized in pieces (bounded memory); any cut must give the whole text's tokens."""
+    tokenizer = cores[3]
+    ((ids, offsets),) = encode_bounded(tokenizer, [raw], max_chars)
+    whole = tokenizer(raw, add_special_tokens=False, return_offsets_mapping=True, split_special_tokens=True)
+    assert ids.tolist() == whole["input_ids"]
+    assert [tuple(pair) for pair in offsets.tolist()] == [tuple(pair) for pair in whole["offset_mapping"]]

@@ -1,0 +1,95 @@
+"""``python -m pipeline pack``: new shards from the docs table, a new manifest version, nothing else touched."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from transformers import BertTokenizerFast
+
+from pipeline.cli import main
+from pipeline.config import load_config
+from pipeline.driver import build_corpus
+from pipeline.repack import repack_corpus
+from tests.conftest import REPO
+from tests.contracts import check_manifest, check_shards, read_shards, read_table
+from training.loader import ShardDataset
+
+SAMPLE = REPO / "examples" / "sample"
+
+
+@pytest.fixture(scope="module")
+def corpus(ray_local, tmp_path_factory, legacy_model_dir, vocab_path):
+    root = tmp_path_factory.mktemp("repack")
+    config = root / "build.yaml"
+    config.write_text(json.dumps({
+        "inputs": [str(p) for p in sorted(SAMPLE.glob("*.jsonl"))],
+        "output": str(root / "out"),
+        "segment": {"model": str(legacy_model_dir)},
+        "tokenize": {"tokenizer": str(vocab_path), "max_seq_len": 32},
+        "write": {"shard_rows": 50},
+    }))
+    build_corpus(load_config(config))
+    return {"out": root / "out", "tokenizer": BertTokenizerFast(vocab=str(vocab_path))}
+
+
+def metadata(out: Path) -> dict[str, str]:
+    _, schema = read_shards(out)
+    return {k.decode(): v.decode() for k, v in schema.metadata.items()}
+
+
+def test_pack_writes_a_new_version_from_the_same_docs(corpus):
+    out = corpus["out"]
+    before = json.loads((out / "manifest.json").read_text())
+    docs, fates = read_table(out, "docs"), read_table(out, "fates")
+    overrides = ["tokenize.max_seq_len=128", "tokenize.packing=doc", "write.compression=zstd", "write.shard_rows=7"]
+    manifest = repack_corpus(str(out), overrides)
+    assert manifest["version"] == before["version"] + 1
+    assert check_manifest(out)["version"] == manifest["version"]
+    assert read_table(out, "docs").equals(docs) and read_table(out, "fates").equals(fates)
+    assert all(p.name.startswith(f"part-v{manifest['version']:05d}-") for p in (out / "shards").iterdir())
+    shards = check_shards(out, docs, corpus["tokenizer"], max_seq_len=128)  # every doc token, in file-name order
+    shard_entries = [f for f in manifest["files"] if f["path"].startswith("shards/")]
+    assert len(shard_entries) > 1 and all(f["rows"] <= 7 for f in shard_entries)  # write.shard_rows is a cap
+    assert metadata(out)["packing"] == "doc" and metadata(out)["max_seq_len"] == "128"
+    assert manifest["corpus"]["examples"] == shards.num_rows == len(ShardDataset(str(out)))
+    assert manifest["corpus"]["docs"] == before["corpus"]["docs"]
+    assert manifest["config"]["tokenize"]["max_seq_len"] == 128 and manifest["config"]["write"]["compression"] == "zstd"
+    assert manifest["packed"]["from_version"] == before["version"]
+    assert manifest["stage_fingerprints"]["segment"] == before["stage_fingerprints"]["segment"]
+    assert manifest["stage_fingerprints"]["tokenize"] != before["stage_fingerprints"]["tokenize"]
+
+
+def test_pack_none_adds_chinese_ref_through_the_cli(corpus, capsys):
+    out = corpus["out"]
+    assert main(["pack", str(out), "--set", "tokenize.packing=none", "--set", "tokenize.max_seq_len=64"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    shards, _ = read_shards(out)
+    docs = read_table(out, "docs")
+    assert shards.column_names == ["input_ids", "word_start", "chinese_ref"]
+    assert shards.num_rows == sum(1 for t in docs.column("text").to_pylist() if t)
+    assert max(len(ids) for ids in shards.column("input_ids").to_pylist()) <= 64
+    assert any(shards.column("chinese_ref").to_pylist())
+    check_manifest(out)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["segment.model=LTP/small"], "segment.model needs a full build"),
+        (["tokenize.packing=bogus"], "tokenize.packing"),
+        (["tokenize.bogus=1"], "unknown config key: tokenize.bogus"),
+    ],
+)
+def test_pack_refuses_what_it_cannot_do(corpus, overrides, message, capsys):
+    before = (corpus["out"] / "manifest.json").read_text()
+    assert main(["pack", str(corpus["out"]), *[a for o in overrides for a in ("--set", o)]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert (corpus["out"] / "manifest.json").read_text() == before
+
+
+def test_pack_without_a_corpus_fails_with_one_line(tmp_path, capsys):
+    assert main(["pack", str(tmp_path)]) == 2
+    assert "no manifest.json" in capsys.readouterr().err
