@@ -5,7 +5,8 @@
 
 Sentences: the SIGHAN PKU test lines from ../shared/data when present, else the bundled sample's
 sentences, repeated `--repeat` times so that actor start-up is amortized as in a real corpus.
-Legacy model: trained here on the PKU gold file when present, else the bundled tiny model.
+Legacy model: trained here on the PKU gold file when present (saved in the binary format LTP's
+released legacy models use), else the bundled tiny model.
 
 Direct: one process calls ``ltp.pipeline(batch, tasks=["cws"])`` over the sentences in order, for
 each batch size in 32/128/512/2048 (the legacy model both single-threaded and with LTP's own Rust
@@ -38,7 +39,7 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 os.environ.setdefault("RAY_worker_niceness", "0")
 
 from operators.segment import SegmentConfig, load_ltp, split_sentences  # noqa: E402
-from tests.ltp_models import build_tiny_neural_model, tiny_vocab, train_legacy_cws_model  # noqa: E402
+from tests.ltp_models import binary_legacy_model, build_tiny_neural_model, tiny_vocab, train_legacy_cws_model  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 PKU_TEST = SHARED / "cws" / "pku_test.utf8"
@@ -76,7 +77,7 @@ def legacy_model(workdir: Path) -> Path:
         return BUNDLED_LEGACY
     training = workdir / "pku_train.txt"
     training.write_text("\n".join(" ".join(line.split()) for line in sighan_lines(PKU_GOLD)) + "\n", encoding="utf-8")
-    return train_legacy_cws_model(workdir / "ltp-legacy-pku", training)
+    return binary_legacy_model(train_legacy_cws_model(workdir / "ltp-legacy-pku-json", training), workdir / "ltp-legacy-pku")
 
 
 def neural_small_model(workdir: Path) -> Path:
@@ -109,7 +110,7 @@ def pipeline_rate(sentences: list[str], cfg: SegmentConfig, block_rows: int) -> 
     started, cpu_started = time.perf_counter(), time.process_time()
     out = segment.apply(ds, cfg).materialize()
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    cpu += operator_cpu_seconds(out.stats(), "MapBatches(LtpSegmenter)")
+    cpu += operator_cpu_seconds(out.stats(), "MapBatches(SegmenterActor)")
     words = sum(pc.sum(pc.list_value_length(block.column(WORDS))).as_py() for block in ray.get(out.to_arrow_refs()))
     return len(sentences) / elapsed, len(sentences) / cpu, words
 

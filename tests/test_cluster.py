@@ -320,7 +320,7 @@ def run_segment(num_gpus: float, monkeypatch) -> tuple[set[str], set[str]]:
     """A CPU stage, then segment.apply (the real wrapper) on the recording segmenter: (cpu nodes, segment nodes)."""
     import ray.data
 
-    monkeypatch.setattr(segment, "LtpSegmenter", node_recording(segment.LtpSegmenter))
+    monkeypatch.setattr(segment, "SegmenterActor", node_recording(segment.SegmenterActor))
     cfg = segment.SegmentConfig(model=str(LEGACY_MODEL), num_gpus=num_gpus, num_actors=1, batch_size=8)
     ds = ray.data.from_items([{"text": text} for text in TEXTS], override_num_blocks=2)
     cpu_stage = ds.map_batches(record_cpu_node, batch_format="numpy").materialize()

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.skipif(not processes.available(), reason="needs Linux /
 
 SAMPLE = REPO / "examples" / "sample"
 BUILD_TIMEOUT_S = 900
-SEGMENTER_RUNNING = "ray::MapWorker(MapBatches(LtpSegmenter)).submit"  # Ray's title for an actor running a batch
+SEGMENTER_RUNNING = "ray::MapWorker(MapBatches(SegmenterActor)).submit"  # Ray's title for an actor running a batch
 TASKS_TO_KILL = ("MapBatches(DedupKeyer)", "MapBatches(FullPacker)")  # plain tasks: Ray retries them elsewhere
 
 
