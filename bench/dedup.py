@@ -17,9 +17,11 @@ present, else the bundled sample. Prints one JSON line per measurement:
   (character 5-grams, 16 x 8 buckets, ``LocalPipelineExecutor`` with one task per CPU), when
   datatrove imports (``pip install datatrove``); otherwise the reason it did not run.
 - ``memory``: the whole stage (exact + near + check + audit) at 1x, 4x and 16x the corpus, grown
-  with edited copies of real documents (0.5 %-10 % of characters changed), each on a fresh Ray
-  instance: the largest private RSS any Ray worker reached (polled from /proc) and which worker,
-  the driver's peak RSS, seconds, and duplicates found.
+  with edited copies of real documents (0.5 %-10 % of characters changed), each read from Parquet
+  files of 4,096 rows by a fresh process that only runs the stage: the largest private RSS any Ray
+  worker of the stage reached (sampled from /proc; Ray's Parquet reader of the input is reported
+  apart) and which worker, the largest high-water mark (which also
+  counts object-store pages a worker mapped), the driver's peak RSS, seconds, duplicates found.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -45,6 +46,9 @@ SHARED_INPUTS = [
     SHARED / "zh-traditional" / "drcd_paragraphs.jsonl",
 ]
 SCALES = (1, 4, 16)
+INPUT_FILE_ROWS = 4096  # rows per input file of the memory runs (the reader's default batch is 1,024 records)
+INPUT_READER = "ReadFiles"  # Ray Data's Parquet reader of the memory runs' input: not part of the stage
+MEMORY_RUN = "_memory_run"  # the hidden section a memory run's child process is started with
 
 
 def emit(record: dict) -> None:
@@ -144,7 +148,7 @@ def start_ray() -> None:
     import ray
     import ray.data
 
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
@@ -286,57 +290,6 @@ print(json.dumps({"documents": len(rows), "near_duplicates": removed, "seconds":
 '''
 
 
-class PeakRss:
-    """Polls /proc for this process's Ray workers (``ray::`` command lines, descendants of this process).
-
-    ``peak_private_mb``: the largest private resident memory (RssAnon) any one worker reached,
-    sampled every ``interval`` seconds, with that worker's name; ``peak_hwm_mb``: the largest
-    kernel high-water mark (VmHWM), which also counts the pages of Ray's shared-memory object
-    store a worker has mapped (read zero-copy, not its own).
-    """
-
-    def __init__(self, interval: float = 0.1):
-        self.interval, self._stop = interval, threading.Event()
-        self.private_kb, self.hwm_kb, self.name = 0, 0, ""
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    @staticmethod
-    def _descends_from(pid: str, ancestor: int) -> bool:
-        while pid not in ("0", "1"):
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            pid = stat[stat.rindex(")") + 2 :].split()[1]  # the parent pid, after the (command)
-            if int(pid) == ancestor:
-                return True
-        return False
-
-    def _poll(self) -> None:
-        me = os.getpid()
-        while not self._stop.is_set():
-            for pid in os.listdir("/proc"):
-                if not pid.isdigit():
-                    continue
-                try:
-                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-                    if not cmdline.startswith(b"ray::") or not self._descends_from(pid, me):
-                        continue
-                    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
-                except (OSError, ValueError):
-                    continue
-                private, hwm = int(fields.get("RssAnon", "0 kB").split()[0]), int(fields.get("VmHWM", "0 kB").split()[0])
-                self.hwm_kb = max(self.hwm_kb, hwm)
-                if private > self.private_kb:
-                    self.private_kb, self.name = private, cmdline.split(b"\0")[0].decode(errors="replace")
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def grown(rows: list[tuple[str, str, str]], scale: int, seed: int = 0) -> list[tuple[str, str, str]]:
     """The rows plus ``scale - 1`` edited copies of each: 0.5 %-10 % of the fingerprint's characters changed."""
     rng = random.Random(seed)
@@ -352,24 +305,61 @@ def grown(rows: list[tuple[str, str, str]], scale: int, seed: int = 0) -> list[t
 
 
 def bench_memory(rows) -> None:
+    """Each scale in a fresh process that only runs the stage, so its driver's peak is its own."""
+    with tempfile.TemporaryDirectory() as scratch:
+        for scale in SCALES:
+            folder, table = Path(scratch) / f"x{scale}", documents_table(grown(rows, scale))
+            write_input(table, folder)
+            input_mb = sum(len(t.encode()) for t in table.column("fingerprint").to_pylist()) / 1e6
+            documents = table.num_rows
+            del table
+            run = subprocess.run(
+                [sys.executable, __file__, MEMORY_RUN, str(folder)], capture_output=True, text=True, check=True
+            )
+            emit({"bench": "memory", "scale": scale, "documents": documents, "input_mb": round(input_mb, 2),
+                  **json.loads(run.stdout.strip().splitlines()[-1])})
+
+
+def write_input(table, folder: Path) -> None:
+    """Parquet files of ``INPUT_FILE_ROWS`` rows: the stage's input blocks stay the same size at every scale,
+    as the reader's bounded batches keep them in a build."""
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True)
+    for index, start in enumerate(range(0, table.num_rows, INPUT_FILE_ROWS)):
+        pq.write_table(table.slice(start, INPUT_FILE_ROWS), folder / f"part-{index:05d}.parquet")
+
+
+def memory_run(folder: str) -> None:
+    """The whole stage (exact + near + check + audit) over one scale's input; prints one JSON line."""
     import ray
+    import ray.data
 
-    from operators.dedup import DedupConfig
+    from operators import dedup
+    from tests import processes
 
-    for scale in SCALES:
-        table = documents_table(grown(rows, scale))
-        start_ray()
-        try:
-            with PeakRss() as rss:
-                first, total, found, audit = run_dedup(table, DedupConfig(), collect=False)
-        finally:
-            ray.shutdown()
-        emit({"bench": "memory", "scale": scale, "documents": table.num_rows,
-              "input_mb": round(sum(len(t.encode()) for t in table.column("fingerprint").to_pylist()) / 1e6, 2),
-              "seconds": round(total, 2), "duplicates": found, "audit_rows": audit,
-              "peak_worker_private_rss_mb": round(rss.private_kb / 1024, 1), "peak_worker": rss.name,
-              "peak_worker_hwm_mb_incl_shared_objects": round(rss.hwm_kb / 1024, 1),
-              "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)})
+    start_ray()
+    watcher = processes.Watcher(os.getpid())
+    watcher.start()
+    started = time.perf_counter()
+    try:
+        output = dedup.apply(ray.data.read_parquet(folder), dedup.DedupConfig())
+        found, audit = output.duplicates.count(), output.audit.materialize().count()
+        seconds = time.perf_counter() - started
+    finally:
+        watcher.stop()
+        ray.shutdown()
+    private, hwm = watcher.ray_peaks(private=True), watcher.ray_peaks()
+    reader = {role: private.pop(role) for role in list(private) if role.startswith(INPUT_READER)}
+    hwm = {role: mb for role, mb in hwm.items() if not role.startswith(INPUT_READER)}
+    print(json.dumps({
+        "seconds": round(seconds, 2), "duplicates": found, "audit_rows": audit,
+        "peak_worker_private_rss_mb": max(private.values(), default=0),
+        "peak_worker": max(private, key=private.get, default=""),
+        "peak_worker_hwm_mb_incl_shared_objects": max(hwm.values(), default=0),
+        "input_reader_private_rss_mb": max(reader.values(), default=0),  # the bench's Parquet input, not the stage
+        "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }, ensure_ascii=False))
 
 
 SECTIONS = ("signatures", "check", "near", "memory")
@@ -377,6 +367,9 @@ SECTIONS = ("signatures", "check", "near", "memory")
 
 def main() -> None:
     """All sections, or those named on the command line (``python bench/dedup.py memory``)."""
+    if sys.argv[1:2] == [MEMORY_RUN]:
+        memory_run(sys.argv[2])
+        return
     chosen = sys.argv[1:] or SECTIONS
     if set(chosen) - set(SECTIONS):
         sys.exit(f"sections: {', '.join(SECTIONS)}")

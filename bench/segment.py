@@ -206,7 +206,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--neural", action="store_true", help="also bench a random-weight LTP/small-sized neural model")
     parser.add_argument("--no-legacy", action="store_true", help="skip the legacy model")
-    parser.add_argument("--repeat", type=int, default=None, help="passes over the sentences (default: 30 legacy)")
+    parser.add_argument("--repeat", type=int, default=None, help="passes over the sentences (default: 60 legacy)")
     parser.add_argument("--neural-sentences", type=int, default=None, help="sentences for the neural run (CPU: 256)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--actors", type=int, default=None, help="default: one per CPU core (CPU), 1 (GPU)")
@@ -236,7 +236,7 @@ def main() -> None:
         workdir = Path(scratch)
         if not args.no_legacy:
             model = legacy_model(workdir)
-            repeat = args.repeat or 30
+            repeat = args.repeat or 60
             results.append(bench(f"legacy:{model.name}", model, sentences * repeat, args, "cpu"))
         if args.neural:
             count = args.neural_sentences or (len(sentences) * (args.repeat or 1) if device == "cuda" else 256)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
-CWS_TRAINING_FILE = REPO / "examples" / "assets" / "cws_train.txt"
+ASSETS = REPO / "examples" / "assets"
+CWS_TRAINING_FILE = ASSETS / "cws_train.txt"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
@@ -52,3 +56,17 @@ def vocab_path(tmp_path_factory) -> Path:
     from tests.vocab import write_tiny_vocab
 
     return write_tiny_vocab(tmp_path_factory.mktemp("vocab") / "vocab.txt")
+
+
+@pytest.fixture(scope="session")
+def sample_corpus(tmp_path_factory) -> dict[str, Any]:
+    """The bundled example built once per session with the README's command, plus a small shard
+    size so that it has several shards: ``{"out": the corpus, "stdout": what the command printed}``.
+    Read-only: a test that changes a corpus works on a copy."""
+    out = tmp_path_factory.mktemp("sample-corpus") / "sample"
+    command = ["build", "examples/sample.yaml", "--set", f"output={out}", "--set", "write.shard_rows=40"]
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", *command], cwd=REPO, capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {"out": out, "stdout": result.stdout}

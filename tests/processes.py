@@ -40,6 +40,14 @@ def descendants(root: int) -> dict[int, str]:
     return found
 
 
+def start_time(pid: int) -> str | None:
+    """Field 22 of /proc/PID/stat (start time in clock ticks): with the pid, one process's identity."""
+    try:
+        return (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def title(pid: int) -> str:
     try:
         return (PROC / str(pid) / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
@@ -57,13 +65,23 @@ def cpu_seconds(pid: int) -> float:
 
 
 def peak_rss_mb(pid: int) -> int:
-    """The process's peak resident memory so far (VmHWM), in MiB; 0 once it is gone."""
+    """The process's peak resident memory so far (VmHWM), in MiB; 0 once it is gone. It counts the
+    pages of Ray's shared-memory object store that the process has mapped."""
+    return _status_mb(pid, "VmHWM")
+
+
+def private_rss_mb(pid: int) -> int:
+    """The process's own resident memory now (RssAnon), in MiB: without mapped object-store pages."""
+    return _status_mb(pid, "RssAnon")
+
+
+def _status_mb(pid: int, key: str) -> int:
     try:
         status = (PROC / str(pid) / "status").read_text()
     except OSError:
         return 0
     for line in status.splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{key}:"):
             return int(line.split()[1]) // 1024
     return 0
 
@@ -84,6 +102,7 @@ class Watcher(threading.Thread):
         super().__init__(daemon=True)
         self.root, self.rules, self.interval = root, list(rules), interval
         self.peaks: dict[int, tuple[int, str]] = {}  # pid -> (peak MiB, the title seen at that peak)
+        self.private_peaks: dict[int, tuple[int, str]] = {}  # the same for private memory, as sampled
         self.initial = {pid: peak_rss_mb(pid) for pid in descendants(root)}  # peaks reached before the watch
         self._cpu_before = {pid: cpu_seconds(pid) for pid in self.initial}
         self.cpu: dict[int, float] = {}  # pid -> CPU seconds used while watched (as of the last poll)
@@ -100,9 +119,11 @@ class Watcher(threading.Thread):
         for pid, name in descendants(self.root).items():
             self.seen[pid] = name
             self.cpu[pid] = max(self.cpu.get(pid, 0.0), cpu_seconds(pid) - self._cpu_before.get(pid, 0.0))
-            peak = peak_rss_mb(pid)
+            peak, private = peak_rss_mb(pid), private_rss_mb(pid)
             if peak > self.peaks.get(pid, (0, ""))[0]:
                 self.peaks[pid] = (peak, name)
+            if private > self.private_peaks.get(pid, (0, ""))[0]:
+                self.private_peaks[pid] = (private, name)
             for rule in self.rules:
                 if not rule.killed and rule.matches(name):
                     try:
@@ -119,12 +140,13 @@ class Watcher(threading.Thread):
         """CPU seconds the watched processes used (a load-independent measure of the work)."""
         return round(sum(self.cpu.values()), 1)
 
-    def ray_peaks(self) -> dict[str, int]:
+    def ray_peaks(self, private: bool = False) -> dict[str, int]:
         """Peak MiB per Ray worker role (the largest over the processes that played it), counting only
-        peaks reached while watched: a reused worker's older peak belongs to earlier work."""
+        peaks reached while watched: a reused worker's older peak belongs to earlier work.
+        ``private``: sampled private memory instead of the kernel's high-water mark."""
         roles: dict[str, int] = {}
-        for pid, (peak, name) in self.peaks.items():
-            if name.startswith("ray::") and peak > self.initial.get(pid, 0):
+        for pid, (peak, name) in (self.private_peaks if private else self.peaks).items():
+            if name.startswith("ray::") and (private or peak > self.initial.get(pid, 0)):
                 role = name.removeprefix("ray::").split(".", 1)[0]
                 roles[role] = max(roles.get(role, 0), peak)
         return dict(sorted(roles.items(), key=lambda item: -item[1]))

@@ -26,6 +26,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tests import processes
+
 LIFETIME_S = 1800  # hard bound on any process started here, even if the test run is killed
 STOP_GRACE_S = 40
 
@@ -41,32 +43,9 @@ def ray_command() -> list[str]:
     return [sys.executable, "-m", "ray.scripts.scripts"]
 
 
-def _start_time(pid: int) -> str | None:
-    """Field 22 of /proc/PID/stat (start time in clock ticks): with the pid, one process's identity."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def _descendants(root: int) -> dict[int, str]:
-    """{pid: start time} of every process below ``root`` right now, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = {}, [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if (started := _start_time(child)) is not None:
-                found[child] = started
-                todo.append(child)
-    return found
+def _descendants(root: int) -> dict[int, str | None]:
+    """{pid: start time} of every process below ``root`` right now."""
+    return {pid: processes.start_time(pid) for pid in processes.descendants(root)}
 
 
 class LocalRayCluster:
@@ -199,7 +178,7 @@ class LocalRayCluster:
                 _signal_group(process.pid, signal.SIGKILL)
                 process.wait(timeout=30)
             for pid, started in below.items():
-                if _start_time(pid) == started:
+                if started is not None and processes.start_time(pid) == started:
                     try:
                         os.kill(pid, signal.SIGKILL)
                     except ProcessLookupError:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -127,18 +125,13 @@ def test_rebuild_is_identical_and_replaces_the_old_version(built):
     assert all(p.name.startswith("part-v00002-") for d in ("docs", "fates", "shards") for p in (out / d).iterdir())
 
 
-def test_bundled_example_builds_with_the_readme_command(tmp_path):
-    out = tmp_path / "sample"
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline", "build", "examples/sample.yaml", "--set", f"output={out}"],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_bundled_example_builds_with_the_readme_command(sample_corpus):
     tokenizer = BertTokenizerFast(vocab=str(REPO / "examples" / "assets" / "vocab.txt"))
-    parts = check_corpus(out, sample_inputs(), tokenizer, max_seq_len=128)
+    parts = check_corpus(sample_corpus["out"], sample_inputs(), tokenizer, max_seq_len=128)
     counts = parts["report"]["fates"]
     assert counts["kept"] > 0 and counts["exact_dup"] >= 3 and counts["near_dup"] >= 3 and counts["rejected"] >= 3
-    assert "records" in result.stdout
+    assert parts["shards"].num_rows > 40 and parts["report"]["corpus"]["shards"] > 1  # write.shard_rows=40
+    assert "records" in sample_corpus["stdout"]
 
 
 @pytest.mark.parametrize(

@@ -14,14 +14,14 @@ from pipeline import inspect_corpus
 from pipeline.cli import main
 from pipeline.inspect_corpus import Style, run, whole_words
 from tests.contracts import read_shards, read_table
-from tests.test_report_html import ASSETS, build_sample
+from tests.conftest import ASSETS
 
 ANSI = re.compile(r"\033\[[0-9;]*m")
 
 
 @pytest.fixture(scope="module")
-def out(ray_local, tmp_path_factory) -> Path:
-    return build_sample(tmp_path_factory)
+def out(sample_corpus) -> Path:
+    return sample_corpus["out"]
 
 
 def inspect(out: Path, **kwargs) -> tuple[int, str]:

@@ -3,35 +3,25 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 from transformers import BertTokenizerFast
 
 from pipeline.cli import main
-from pipeline.config import load_config
-from pipeline.driver import build_corpus
 from pipeline.repack import repack_corpus
-from tests.conftest import REPO
 from tests.contracts import check_manifest, check_shards, read_shards, read_table
+from tests.conftest import ASSETS
 from training.loader import ShardDataset
-
-SAMPLE = REPO / "examples" / "sample"
 
 
 @pytest.fixture(scope="module")
-def corpus(ray_local, tmp_path_factory, legacy_model_dir, vocab_path):
-    root = tmp_path_factory.mktemp("repack")
-    config = root / "build.yaml"
-    config.write_text(json.dumps({
-        "inputs": [str(p) for p in sorted(SAMPLE.glob("*.jsonl"))],
-        "output": str(root / "out"),
-        "segment": {"model": str(legacy_model_dir)},
-        "tokenize": {"tokenizer": str(vocab_path), "max_seq_len": 32},
-        "write": {"shard_rows": 50},
-    }))
-    build_corpus(load_config(config))
-    return {"out": root / "out", "tokenizer": BertTokenizerFast(vocab=str(vocab_path))}
+def corpus(sample_corpus, tmp_path_factory):
+    """A copy of the session's sample build (``pack`` writes new versions into it)."""
+    out = tmp_path_factory.mktemp("repack") / "out"
+    shutil.copytree(sample_corpus["out"], out)
+    return {"out": out, "tokenizer": BertTokenizerFast(vocab=str(ASSETS / "vocab.txt"))}
 
 
 def metadata(out: Path) -> dict[str, str]:

@@ -17,43 +17,16 @@ import pytest
 from operators.normalize import OPENCC_CHANGED, NormalizeConfig, Normalizer, changed_chars
 from pipeline.report import HISTOGRAM_EDGES, bin_counts, histogram, human_report
 from pipeline.report_html import render
-from tests.conftest import REPO
+from tests.conftest import ASSETS
 from tests.contracts import check_manifest, read_shards, read_table
 
-ASSETS = REPO / "examples" / "assets"
 STRUCTURAL = {"[CLS]", "[SEP]", "[PAD]", "[MASK]"}
 SECTIONS = ("summary", "fates", "lengths", "opencc", "dedup", "tokens", "shards", "stages")
 
 
-def build_sample(tmp_path_factory) -> Path:
-    """The bundled sample built once per test session (short examples, several shards); the
-    inspect tests reuse it. Needs a local Ray instance (the ``ray_local`` fixture)."""
-    from pipeline.config import load_config
-    from pipeline.driver import build_corpus
-
-    root = tmp_path_factory.getbasetemp() / "report-sample"
-    out = root / "out"
-    if not (out / "manifest.json").exists():
-        root.mkdir(exist_ok=True)
-        config = root / "build.yaml"
-        config.write_text(
-            json.dumps(
-                {
-                    "inputs": [str(p) for p in sorted((REPO / "examples" / "sample").iterdir())],
-                    "output": str(out),
-                    "segment": {"model": str(ASSETS / "ltp-legacy")},
-                    "tokenize": {"tokenizer": str(ASSETS / "vocab.txt"), "max_seq_len": 64},
-                    "write": {"shard_rows": 40},
-                }
-            )
-        )
-        build_corpus(load_config(config))
-    return out
-
-
 @pytest.fixture(scope="module")
-def out(ray_local, tmp_path_factory) -> Path:
-    return build_sample(tmp_path_factory)
+def out(sample_corpus) -> Path:
+    return sample_corpus["out"]
 
 
 class _Page(HTMLParser):
