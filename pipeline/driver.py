@@ -37,7 +37,8 @@ def connect_ray(num_cpus: int | None = None) -> None:
     ``num_cpus`` CPUs (default: all of the machine's)."""
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS") or "local"  # "local": never join a stray cluster by accident
-        ray.init(address=address, num_cpus=num_cpus if address == "local" else None, log_to_driver=False)
+        local = address == "local"
+        ray.init(address=address, num_cpus=num_cpus if local else None, log_to_driver=False, **(cluster.LOCAL_RAY_OPTIONS if local else {}))
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # same inputs, same row order in every output
     context.enable_progress_bars = True
