@@ -78,7 +78,14 @@ def default_model(workdir: Path) -> Path:
     lines = PKU_GOLD.read_text(encoding="utf-8-sig").replace("\r", "").split("\n")
     training = workdir / "pku_train.txt"
     training.write_text("\n".join(" ".join(line.split()) for line in lines if line.strip()) + "\n", encoding="utf-8")
-    return train_legacy_cws_model(workdir / "ltp-legacy-pku", training)
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)  # the trainer prints its epochs on stdout, which is for the JSON lines
+    try:
+        return train_legacy_cws_model(workdir / "ltp-legacy-pku", training)
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def default_vocab() -> Path:
@@ -425,12 +432,18 @@ def measured(command: list[str], log: Path, env: dict[str, str]) -> dict:
     if child.returncode:
         raise RuntimeError(f"{' '.join(command[:4])} failed ({child.returncode}); see {log}")
     workers = [peak for pid, (peak, name) in watcher.peaks.items() if name.startswith("ray::")]
+    cpu_by_role: dict[str, float] = {}  # the profile: CPU seconds per kind of process (title at its peak memory)
+    for pid, cpu in watcher.cpu.items():
+        title = "driver" if pid == child.pid else watcher.peaks.get(pid, (0, ""))[1] or watcher.seen.get(pid, "")
+        role = title.removeprefix("ray::").split(" ")[0].split("/")[-1][:60] or "?"
+        cpu_by_role[role] = cpu_by_role.get(role, 0.0) + cpu
     return {
         "seconds": round(seconds, 2),
         "peak_driver_mb": watcher.peaks.get(child.pid, (0, ""))[0],
         "peak_worker_mb": max(workers, default=0),
         "ray_workers": len(workers),
         "cpu_s": watcher.cpu_total(),
+        "cpu_s_by_process": {k: round(v, 1) for k, v in sorted(cpu_by_role.items(), key=lambda kv: -kv[1]) if v >= 0.5},
     }
 
 
