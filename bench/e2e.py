@@ -27,7 +27,10 @@ word_start per document (the pipeline's shards unpacked with the naive per-docum
 not at an example's end must be such a [SEP]).
 
 Prints one JSON line per size and a final JSON object: ``same_output``, ``speedup_vs_naive`` (naive
-seconds / pipeline seconds) per size, both times, peak memory, and the load average of the machine.
+seconds / pipeline seconds) per size, both times, peak memory, and the load average of the machine
+before and after each size. Wall times mean little on a machine that other work keeps busy (a load
+average above the core count): the CPU seconds of each process tree (``cpu_s``, and per kind of
+process for the pipeline, ``cpu_s_by_process``: the profile) do not depend on it.
 """
 
 from __future__ import annotations
@@ -533,6 +536,9 @@ def main() -> None:
             "pipeline_s_per_mb_vs_first": {
                 row["size"]: round(row["pipeline_s"] / row["input_mb"] / (base["pipeline_s"] / base["input_mb"]), 3) for row in rows
             },
+            # CPU seconds of each process tree: what the work costs whatever else runs on the machine
+            "naive_cpu_s": {row["size"]: row["naive"]["cpu_s"] for row in rows},
+            "pipeline_cpu_s": {row["size"]: row["pipeline"]["cpu_s"] for row in rows},
             "peak_driver_mb": {row["size"]: row["pipeline"]["peak_driver_mb"] for row in rows},
             "peak_worker_mb": {row["size"]: row["pipeline"]["peak_worker_mb"] for row in rows},
             "peak_naive_mb": {row["size"]: row["naive"]["peak_driver_mb"] for row in rows},
