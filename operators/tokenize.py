@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -176,15 +177,32 @@ def special_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[tuple[str, int], ..
     return tuple((token, vocab[token]) for token in SPECIAL_TOKENS if token in vocab)
 
 
+def continuation_mask(tokenizer: PreTrainedTokenizerBase) -> np.ndarray:
+    """Per token id: true for a WordPiece continuation (``##...``)."""
+    return np.array([t.startswith(CONTINUATION_PREFIX) for t in vocab_in_id_order(tokenizer)], dtype=bool)
+
+
+def word_starts(
+    token_ids: np.ndarray, offsets: Sequence[tuple[int, int]] | np.ndarray, text: str, words: list[str], continuation: np.ndarray
+) -> np.ndarray:
+    """word_start per token: not a ## continuation (``continuation_mask``), and the token's first char is the
+    first char of one of ``words`` (the text's segmentation)."""
+    if "".join(words) != text:
+        raise ValueError("segmentation does not cover the text: the joined words differ from it")
+    first_chars = np.zeros(len(text) + 1, dtype=bool)
+    first_chars[np.cumsum([0, *map(len, words)])] = True
+    token_starts = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)[:, 0]
+    return ~continuation[token_ids] & first_chars[token_starts]
+
+
 class WholeWordTokenizer:
     """Core. Loads the tokenizer once (once per Ray actor) and encodes a whole batch in one call."""
 
     def __init__(self, cfg: TokenizeConfig):
         self._tokenizer = load_tokenizer(cfg.tokenizer)
         self._sentences = cfg.packing == "doc"
-        tokens = vocab_in_id_order(self._tokenizer)
-        self._continuation = np.array([t.startswith(CONTINUATION_PREFIX) for t in tokens], dtype=bool)
-        self._id_dtype = id_type(len(tokens)).to_pandas_dtype()
+        self._continuation = continuation_mask(self._tokenizer)
+        self._id_dtype = id_type(len(self._continuation)).to_pandas_dtype()
 
     def encode(self, texts: list[str], words: list[list[str]]) -> list[tuple[np.ndarray, np.ndarray]]:
         """(input_ids, word_start) per document; ``words`` is each text's segmentation."""
@@ -203,14 +221,8 @@ class WholeWordTokenizer:
     def _mark(
         self, ids: list[int], offsets: list[tuple[int, int]], text: str, words: list[str]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """word_start: not a ## continuation, and the token's first char is the first char of a word."""
-        if "".join(words) != text:
-            raise ValueError("segmentation does not cover the text: the joined words differ from it")
-        first_chars = np.zeros(len(text) + 1, dtype=bool)
-        first_chars[np.cumsum([0, *map(len, words)])] = True
         token_ids = np.array(ids, dtype=self._id_dtype)
-        token_starts = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)[:, 0]
-        return token_ids, ~self._continuation[token_ids] & first_chars[token_starts]
+        return token_ids, word_starts(token_ids, offsets, text, words, self._continuation)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """Batch in, batch out: adds input_ids and word_start to every row; no row disappears."""

@@ -21,6 +21,17 @@ STATUS_WAIT_S = 15  # how long to wait for a first autoscaler report before deci
 READONLY_NODE_TYPE_PREFIX = "node_"  # Ray's monitor names each node of a cluster it cannot scale "node_<node id>"
 
 
+# A local instance the build starts for itself (not one it joins): no dashboard (about ten processes
+# that start with Ray and take seconds of CPU a build would wait for), and worker processes kept
+# for the whole build. Ray's default kills an idle worker above one per CPU after one second, so
+# each of a build's ~30 Ray Data executions started new Python workers (63 in a 1x run of
+# bench/e2e.py, most of the build's 136 CPU seconds on 2 CPUs; the naive script needs 14).
+LOCAL_RAY_OPTIONS: dict[str, Any] = {
+    "include_dashboard": False,
+    "_system_config": {"idle_worker_killing_time_threshold_ms": 600_000},
+}
+
+
 class ClusterResourceError(RuntimeError):
     """The cluster can never run the build as configured; the message is the one line the CLI prints."""
 

@@ -37,7 +37,8 @@ def connect_ray(num_cpus: int | None = None) -> None:
     ``num_cpus`` CPUs (default: all of the machine's)."""
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS") or "local"  # "local": never join a stray cluster by accident
-        ray.init(address=address, num_cpus=num_cpus if address == "local" else None, log_to_driver=False)
+        local = address == "local"
+        ray.init(address=address, num_cpus=num_cpus if local else None, log_to_driver=False, **(cluster.LOCAL_RAY_OPTIONS if local else {}))
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # same inputs, same row order in every output
     context.enable_progress_bars = True
@@ -101,7 +102,8 @@ def build_corpus(cfg: BuildConfig, num_cpus: int | None = None) -> dict[str, Any
         filesystem=storage.filesystem(cfg.output),  # object stores configured as storage.resolve does
     ).materialize()  # read before the tokenizer's actors start: on one CPU they would leave the read none
     with timer("tokenize+pack"):
-        examples = pack.apply(tokenize.apply(docs, cfg.tokenize), cfg.tokenize, vocab)
+        tokenized = tokenize.apply(docs, cfg.tokenize).materialize()  # packed here, counted by the report: tokenized once
+        examples = pack.apply(tokenized, cfg.tokenize, vocab)
         schema = pack.shard_schema_for(vocab, cfg.segment.model, cfg.tokenize)
         write.write_shards(examples, cfg.output, schema, version, cfg.write)
     with timer("fates"):
@@ -135,8 +137,8 @@ def build_corpus(cfg: BuildConfig, num_cpus: int | None = None) -> dict[str, Any
         "tokenizer": {"spec": vocab.spec, "vocab_sha256": vocab.sha256, "vocab_size": vocab.size},
         "segment_model": cfg.segment.model,
     }
-    with timer("report"):  # histograms where the data lives; tokens per document re-runs the tokenizer, streamed
-        profile, pairs = report.profile(records, tokenize.apply(docs, cfg.tokenize), fates_out)
+    with timer("report"):  # histograms where the data lives
+        profile, pairs = report.profile(records, tokenized, fates_out)
         built.update(profile)
     built["seconds"] = round(time.perf_counter() - started, 3)
     built["stages"] = report.throughput(timer, built["input_bytes"])
