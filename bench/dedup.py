@@ -19,9 +19,11 @@ present, else the bundled sample. Prints one JSON line per measurement:
 - ``memory``: the whole stage (exact + near + check + audit) at 1x, 4x and 16x the corpus, grown
   with edited copies of real documents (0.5 %-10 % of characters changed), each read from Parquet
   files of 4,096 rows by a fresh process that only runs the stage: the largest private RSS any Ray
-  worker of the stage reached (sampled from /proc; Ray's Parquet reader of the input is reported
-  apart) and which worker, the largest high-water mark (which also
-  counts object-store pages a worker mapped), the driver's peak RSS, seconds, duplicates found.
+  worker of the stage reached above what it held before (sampled from /proc; the input is read
+  and materialized first, outside the measure) and which worker, the largest high-water mark (which also
+  counts object-store pages a worker mapped), the driver's peak RSS, seconds, duplicates found;
+  with the default ``dedup.partition_rows`` and with 8,192 (a shuffle task's memory is bounded by
+  its partition, which grows with the input until the input fills ``partition_rows`` x CPUs).
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -47,7 +48,7 @@ SHARED_INPUTS = [
 ]
 SCALES = (1, 4, 16)
 INPUT_FILE_ROWS = 4096  # rows per input file of the memory runs (the reader's default batch is 1,024 records)
-INPUT_READER = "ReadFiles"  # Ray Data's Parquet reader of the memory runs' input: not part of the stage
+BOUNDED_PARTITION_ROWS = 8_192  # the memory runs' second setting: several partitions already at 1x
 MEMORY_RUN = "_memory_run"  # the hidden section a memory run's child process is started with
 
 
@@ -305,7 +306,11 @@ def grown(rows: list[tuple[str, str, str]], scale: int, seed: int = 0) -> list[t
 
 
 def bench_memory(rows) -> None:
-    """Each scale in a fresh process that only runs the stage, so its driver's peak is its own."""
+    """Each scale in a fresh process that only runs the stage, so its driver's peak is its own; with the
+    default ``partition_rows`` and with ``BOUNDED_PARTITION_ROWS``, where every scale already has more
+    rows than one partition holds (the regime of a corpus larger than ``partition_rows`` x CPUs)."""
+    from operators.dedup import DedupConfig
+
     with tempfile.TemporaryDirectory() as scratch:
         for scale in SCALES:
             folder, table = Path(scratch) / f"x{scale}", documents_table(grown(rows, scale))
@@ -313,11 +318,13 @@ def bench_memory(rows) -> None:
             input_mb = sum(len(t.encode()) for t in table.column("fingerprint").to_pylist()) / 1e6
             documents = table.num_rows
             del table
-            run = subprocess.run(
-                [sys.executable, __file__, MEMORY_RUN, str(folder)], capture_output=True, text=True, check=True
-            )
-            emit({"bench": "memory", "scale": scale, "documents": documents, "input_mb": round(input_mb, 2),
-                  **json.loads(run.stdout.strip().splitlines()[-1])})
+            for partition_rows in (DedupConfig().partition_rows, BOUNDED_PARTITION_ROWS):
+                run = subprocess.run(
+                    [sys.executable, __file__, MEMORY_RUN, str(folder), str(partition_rows)],
+                    capture_output=True, text=True, check=True,
+                )
+                emit({"bench": "memory", "scale": scale, "documents": documents, "input_mb": round(input_mb, 2),
+                      "partition_rows": partition_rows, **json.loads(run.stdout.strip().splitlines()[-1])})
 
 
 def write_input(table, folder: Path) -> None:
@@ -330,7 +337,7 @@ def write_input(table, folder: Path) -> None:
         pq.write_table(table.slice(start, INPUT_FILE_ROWS), folder / f"part-{index:05d}.parquet")
 
 
-def memory_run(folder: str) -> None:
+def memory_run(folder: str, partition_rows: int) -> None:
     """The whole stage (exact + near + check + audit) over one scale's input; prints one JSON line."""
     import ray
     import ray.data
@@ -339,26 +346,25 @@ def memory_run(folder: str) -> None:
     from tests import processes
 
     start_ray()
+    documents = ray.data.read_parquet(folder).materialize()  # read before the watch: the input is not the stage
     watcher = processes.Watcher(os.getpid())
     watcher.start()
     started = time.perf_counter()
     try:
-        output = dedup.apply(ray.data.read_parquet(folder), dedup.DedupConfig())
+        output = dedup.apply(documents, dedup.DedupConfig(partition_rows=partition_rows))
         found, audit = output.duplicates.count(), output.audit.materialize().count()
         seconds = time.perf_counter() - started
     finally:
         watcher.stop()
         ray.shutdown()
     private, hwm = watcher.ray_peaks(private=True), watcher.ray_peaks()
-    reader = {role: private.pop(role) for role in list(private) if role.startswith(INPUT_READER)}
-    hwm = {role: mb for role, mb in hwm.items() if not role.startswith(INPUT_READER)}
     print(json.dumps({
         "seconds": round(seconds, 2), "duplicates": found, "audit_rows": audit,
         "peak_worker_private_rss_mb": max(private.values(), default=0),
         "peak_worker": max(private, key=private.get, default=""),
         "peak_worker_hwm_mb_incl_shared_objects": max(hwm.values(), default=0),
-        "input_reader_private_rss_mb": max(reader.values(), default=0),  # the bench's Parquet input, not the stage
-        "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        # VmHWM, not getrusage: Linux carries ru_maxrss over fork and exec, so that would be the parent's
+        "driver_peak_rss_mb": processes.peak_rss_mb(os.getpid()),
     }, ensure_ascii=False))
 
 
@@ -368,7 +374,7 @@ SECTIONS = ("signatures", "check", "near", "memory")
 def main() -> None:
     """All sections, or those named on the command line (``python bench/dedup.py memory``)."""
     if sys.argv[1:2] == [MEMORY_RUN]:
-        memory_run(sys.argv[2])
+        memory_run(sys.argv[2], int(sys.argv[3]))
         return
     chosen = sys.argv[1:] or SECTIONS
     if set(chosen) - set(SECTIONS):

@@ -32,7 +32,9 @@ def ray_local():
     """One small local Ray instance for every test that needs Ray Data."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    from pipeline.cluster import LOCAL_RAY_OPTIONS  # as a build's own instance: idle workers kept
+
+    ray.init(address="local", num_cpus=2, log_to_driver=False, ignore_reinit_error=True, **LOCAL_RAY_OPTIONS)
     yield ray
     ray.shutdown()
 

@@ -104,6 +104,7 @@ class Watcher(threading.Thread):
         self.peaks: dict[int, tuple[int, str]] = {}  # pid -> (peak MiB, the title seen at that peak)
         self.private_peaks: dict[int, tuple[int, str]] = {}  # the same for private memory, as sampled
         self.initial = {pid: peak_rss_mb(pid) for pid in descendants(root)}  # peaks reached before the watch
+        self.initial_private = {pid: private_rss_mb(pid) for pid in self.initial}
         self._cpu_before = {pid: cpu_seconds(pid) for pid in self.initial}
         self.cpu: dict[int, float] = {}  # pid -> CPU seconds used while watched (as of the last poll)
         self.seen: dict[int, str] = {}
@@ -142,11 +143,13 @@ class Watcher(threading.Thread):
 
     def ray_peaks(self, private: bool = False) -> dict[str, int]:
         """Peak MiB per Ray worker role (the largest over the processes that played it), counting only
-        peaks reached while watched: a reused worker's older peak belongs to earlier work.
-        ``private``: sampled private memory instead of the kernel's high-water mark."""
+        peaks above what the process held when the watch began: a reused worker's older peak, or memory
+        it kept from earlier work, belongs to that work. ``private``: sampled private memory instead of
+        the kernel's high-water mark."""
         roles: dict[str, int] = {}
-        for pid, (peak, name) in (self.private_peaks if private else self.peaks).items():
-            if name.startswith("ray::") and (private or peak > self.initial.get(pid, 0)):
+        peaks, initial = (self.private_peaks, self.initial_private) if private else (self.peaks, self.initial)
+        for pid, (peak, name) in peaks.items():
+            if name.startswith("ray::") and peak > initial.get(pid, 0):
                 role = name.removeprefix("ray::").split(".", 1)[0]
                 roles[role] = max(roles.get(role, 0), peak)
         return dict(sorted(roles.items(), key=lambda item: -item[1]))
