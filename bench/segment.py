@@ -39,6 +39,7 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 os.environ.setdefault("RAY_worker_niceness", "0")
 
 from operators.segment import SegmentConfig, load_ltp, split_sentences  # noqa: E402
+from pipeline.cluster import LOCAL_RAY_OPTIONS  # noqa: E402
 from tests.ltp_models import binary_legacy_model, build_tiny_neural_model, tiny_vocab, train_legacy_cws_model  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
@@ -224,7 +225,7 @@ def main() -> None:
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     cores = os.cpu_count() or 1
-    ray.init(address="local", include_dashboard=False, log_to_driver=False)  # our own instance, not a shared one
+    ray.init(address="local", log_to_driver=False, **LOCAL_RAY_OPTIONS)  # our own instance, as a build starts it
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # as the driver runs it
     context.enable_progress_bars = False
