@@ -6,8 +6,10 @@
 included) and ``status`` (``ok``, or ``unreadable`` with the ``reason``).
 
 Fast path: a file whose (uri, size, mtime) equal the previous ledger's keeps that row's hash and
-is not opened. Any other file is hashed, in Ray tasks (one per file), never on the driver. A
-file whose hash is unchanged (touched, copied back) counts as unchanged; only the hash decides.
+is not opened. Other files are hashed in Ray tasks (one per file), except a handful of small ones
+(``DRIVER_FILES`` files, ``DRIVER_BYTES`` in all), which the driver hashes itself rather than
+start tasks for. A file whose hash is unchanged (touched, copied back) counts as unchanged; only
+the hash decides.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import xxhash
 from operators import storage
 
 LEDGER_DIR = "ledger"
+DRIVER_FILES, DRIVER_BYTES = 8, 64 << 20  # at most this many files and bytes to hash are hashed on the driver
 OK, UNREADABLE = "ok", "unreadable"
 URI, SIZE, MTIME, HASH, RECORDS, STATUS, REASON = "uri", "size", "mtime_ns", "xxh3_128", "records", "status", "reason"
 SCHEMA = pa.schema(
@@ -96,7 +99,9 @@ def scan(files: list[str], previous: pa.Table | None) -> tuple[list[dict[str, An
             rows.append({**row, HASH: old[HASH]})
         else:
             to_hash.append(row)
-    if to_hash:
+    if len(to_hash) <= DRIVER_FILES and sum(row[SIZE] for row in to_hash) <= DRIVER_BYTES:
+        rows += [_hashed(row) for row in to_hash]  # a few small files: cheaper than starting tasks
+    elif to_hash:
         import ray.data
 
         blocks = min(len(to_hash), 64)

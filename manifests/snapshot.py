@@ -167,6 +167,22 @@ def write_bytes(output: str, relative: str, body: bytes) -> None:
     filesystem.move(temporary, inner)
 
 
+def link(output: str, relative: str, new_relative: str) -> None:
+    """A file of the current version under a new name (a hard link locally, a copy on object stores, or
+    where hard links fail: another device, a filesystem without them)."""
+    filesystem, source = storage.resolve(storage.join(output, relative))
+    _, target = storage.resolve(storage.join(output, new_relative))
+    if storage.supports_atomic_rename(filesystem):
+        if os.path.lexists(target):
+            os.remove(target)
+        try:
+            os.link(source, target)
+            return
+        except OSError:
+            pass
+    filesystem.copy_file(source, target)
+
+
 def archive(output: str, manifest: dict[str, Any]) -> str:
     """Copy (local: hard-link) every file ``manifest`` lists to ``versions/v<version>/``, then that
     manifest; returns the folder. Run before the next version's commit, so the version being
@@ -177,15 +193,7 @@ def archive(output: str, manifest: dict[str, Any]) -> str:
         _, source = storage.resolve(storage.join(output, entry["path"]))
         _, target = storage.resolve(storage.join(output, folder, entry["path"]))
         filesystem.create_dir(target.rsplit("/", 1)[0], recursive=True)
-        if storage.supports_atomic_rename(filesystem):
-            if os.path.lexists(target):
-                os.remove(target)
-            try:
-                os.link(source, target)
-                continue
-            except OSError:  # no hard links here (another device, a filesystem without them): copy
-                pass
-        filesystem.copy_file(source, target)
+        link(output, entry["path"], f"{folder}/{entry['path']}")
     body = {k: v for k, v in manifest.items() if k not in ("format", "committed_at")}
     body["archived"] = {"folder": folder, "committed_at": manifest.get("committed_at")}
     text = json.dumps({"format": manifest.get("format", FORMAT), **body}, indent=2, ensure_ascii=False)

@@ -106,34 +106,55 @@ def _build(cfg: BuildConfig, inputs: list[str], vocab) -> dict[str, Any]:
              version, out, plan.mode, plan.reason, len(inputs), len(plan.to_read))
     unchanged = plan.unchanged
 
-    records = None
-    if plan.to_read:
-        with timer("read+normalize"):
-            records = normalize.apply(read.apply(plan.to_read, cfg.read), cfg.normalize).materialize()
-    pending = records.filter(expr=col(FATE).is_null()) if records is not None else None
-    existing = None
-    if unchanged:  # the unchanged files' documents, as the previous version's dedup index holds them
-        existing = _read(out, previous, INDEX_DIR).filter(expr=col(SOURCE).is_in(unchanged))
-    with timer("dedup"):
-        deduped = dedup.apply(pending.select_columns(DEDUP_COLUMNS) if pending is not None else None, cfg.dedup, existing)
-        duplicates = deduped.duplicates  # materialized: every duplicate, old and new
-        write.write_dedup(deduped.audit, out, version)
-        flagged = deduped.keyed.map_batches(dedup.identities, batch_format="pyarrow")
-        if duplicates.count():  # Ray's join fails on a right side whose blocks are all empty and schema-less
-            flagged = flagged.join(duplicates.select_columns([DOC_ID, FATE]), "left_outer", _partitions(flagged), on=(DOC_ID,))
-        flagged = flagged.map_batches(_flag_kept, batch_format="pyarrow").materialize()
-        index_schema = dedup.index_schema(cfg.dedup)
-        write.write_table(flagged.map_batches(dedup.index_rows, fn_kwargs={"schema": index_schema}, batch_format="pyarrow"),
-                          out, INDEX_DIR, index_schema, version)
-    kept = flagged.filter(expr=col(dedup.INDEX_KEPT)).select_columns([DOC_ID, SOURCE, RECORD]).materialize()
+    records, segmented, reused, promoted, reread = None, 0, 0, 0, 0
+    if plan.carries_everything:  # only tokenize/write settings changed: docs, fates, dedup, index as they are
+        with timer("carry"):
+            for directory in (write.DOCS_DIR, write.FATES_DIR, write.DEDUP_DIR, INDEX_DIR):
+                for path in _listed(previous, directory):
+                    snapshot.link(out, path, path.replace(write.version_prefix(previous["version"]), write.version_prefix(version)))
+        reused = int(previous.get("corpus", {}).get("docs", 0))
+    else:
+        records = None
+        if plan.to_read:
+            with timer("read+normalize"):
+                records = normalize.apply(read.apply(plan.to_read, cfg.read), cfg.normalize).materialize()
+        pending = records.filter(expr=col(FATE).is_null()) if records is not None else None
+        existing = None
+        if unchanged:  # the unchanged files' documents, as the previous version's dedup index holds them
+            existing = _read(out, previous, INDEX_DIR).filter(expr=col(SOURCE).is_in(unchanged))
+        with timer("dedup"):
+            deduped = dedup.apply(pending.select_columns(DEDUP_COLUMNS) if pending is not None else None, cfg.dedup, existing)
+            duplicates = deduped.duplicates  # materialized: every duplicate, old and new
+            write.write_dedup(deduped.audit, out, version)
+            flagged = deduped.keyed.map_batches(dedup.identities, batch_format="pyarrow")
+            if duplicates.count():  # Ray's join fails on a right side whose blocks are all empty and schema-less
+                flagged = flagged.join(duplicates.select_columns([DOC_ID, FATE]), "left_outer", _partitions(deduped.keyed), on=(DOC_ID,))
+            flagged = flagged.map_batches(_flag_kept, batch_format="pyarrow").materialize()
+            index_schema = dedup.index_schema(cfg.dedup)
+            write.write_table(flagged.map_batches(dedup.index_rows, fn_kwargs={"schema": index_schema}, batch_format="pyarrow"),
+                              out, INDEX_DIR, index_schema, version)
+        kept = flagged.filter(expr=col(dedup.INDEX_KEPT)).select_columns([DOC_ID, SOURCE, RECORD]).materialize()
 
-    previous_docs = _read(out, previous, write.DOCS_DIR) if previous is not None and _listed(previous, write.DOCS_DIR) else None
-    with timer("segment"):
-        texts, promoted, reread = _texts(cfg, kept, pending, previous_docs, unchanged)
-        unique = bool(previous and previous.get("config", {}).get("dedup", {}).get("exact"))  # one doc per text
-        docs_written, segmented, reused = _segment(
-            cfg, texts, previous_docs if plan.reuse_segmentation else None, unique, out, version
-        )
+        previous_docs = _read(out, previous, write.DOCS_DIR) if previous is not None and _listed(previous, write.DOCS_DIR) else None
+        with timer("segment"):
+            texts, promoted, reread = _texts(cfg, kept, pending, previous_docs, unchanged)
+            unique = bool(previous and previous.get("config", {}).get("dedup", {}).get("exact"))  # one doc per text
+            docs_written, segmented, reused = _segment(
+                cfg, texts, previous_docs if plan.reuse_segmentation else None, unique, out, version
+            )
+        with timer("fates"):
+            fate_columns = FATES_SCHEMA.names
+            parts = [duplicates.select_columns(fate_columns), kept.map_batches(_mark_kept, batch_format="pyarrow")]
+            if records is not None:
+                parts.append(records.filter(expr=~col(FATE).is_null()).select_columns(fate_columns))
+            if unchanged:  # filtered and rejected records of unchanged files, as they were
+                carried = _read(out, previous, write.FATES_DIR).filter(
+                    expr=col(SOURCE).is_in(unchanged) & col(FATE).is_in([FILTERED, REJECTED])
+                )
+                parts.append(carried.select_columns(fate_columns))
+            parts = [part.map_batches(refresh.conform, fn_kwargs={"schema": FATES_SCHEMA}, batch_format="pyarrow") for part in parts]
+            write.write_fates(parts[0].union(*parts[1:]).sort([SOURCE, RECORD]), out, version)
+
     docs = ray.data.read_parquet(
         _paths(out, write.version_files(out, write.DOCS_DIR, version)),
         filesystem=storage.filesystem(out),  # object stores configured as storage.resolve does
@@ -142,19 +163,6 @@ def _build(cfg: BuildConfig, inputs: list[str], vocab) -> dict[str, Any]:
         examples = pack.apply(tokenize.apply(docs, cfg.tokenize), cfg.tokenize, vocab)
         schema = pack.shard_schema_for(vocab, cfg.segment.model, cfg.tokenize)
         write.write_shards(examples, out, schema, version, cfg.write)
-    with timer("fates"):
-        fate_columns = FATES_SCHEMA.names
-        parts = [duplicates.select_columns(fate_columns), kept.map_batches(_mark_kept, batch_format="pyarrow")]
-        if records is not None:
-            parts.append(records.filter(expr=~col(FATE).is_null()).select_columns(fate_columns))
-        if unchanged:  # filtered and rejected records of unchanged files, as they were
-            carried = _read(out, previous, write.FATES_DIR).filter(
-                expr=col(SOURCE).is_in(unchanged) & col(FATE).is_in([FILTERED, REJECTED])
-            )
-            parts.append(carried.select_columns(fate_columns))
-        parts = [part.map_batches(refresh.conform, fn_kwargs={"schema": FATES_SCHEMA}, batch_format="pyarrow") for part in parts]
-        write.write_fates(parts[0].union(*parts[1:]).sort([SOURCE, RECORD]), out, version)
-
     written = [path for d in DATA_DIRS for path in write.version_files(out, d, version)]
     fates_out = ray.data.read_parquet(
         _paths(out, [p for p in written if p.startswith(write.FATES_DIR)]),
@@ -235,7 +243,7 @@ def _texts(cfg: BuildConfig, kept, pending, previous_docs, unchanged: list[str])
         sources.append(previous_docs.filter(expr=col(SOURCE).is_in(unchanged)).select_columns([DOC_ID, TEXT]))
     text_schema = pa.schema([(DOC_ID, pa.string()), (SOURCE, pa.string()), (RECORD, pa.int64()), (TEXT, pa.string())])
     if not kept.count():
-        return kept.map_batches(refresh.conform, fn_kwargs={"schema": text_schema}, batch_format="pyarrow"), 0, 0
+        return ray.data.from_arrow(text_schema.empty_table()), 0, 0
     texts = sources[0].union(*sources[1:]) if len(sources) > 1 else sources[0] if sources else None
     joined = kept if texts is None or not texts.count() else kept.join(texts, "left_outer", _partitions(kept), on=(DOC_ID,))
     if TEXT not in joined.schema().names:
@@ -268,7 +276,7 @@ def _segment(cfg: BuildConfig, texts, cache_docs, unique: bool, out: str, versio
         if cache.count():
             if not unique:
                 cache = cache.groupby(refresh.TEXT_HASH).map_groups(refresh.first_per_hash, batch_format="pyarrow")
-            joined = keyed.join(cache, "left_outer", _partitions(keyed), on=(refresh.TEXT_HASH,)).materialize()
+            joined = keyed.join(cache, "left_outer", _partitions(texts), on=(refresh.TEXT_HASH,)).materialize()
             hits = joined.filter(expr=~col(WORDS).is_null())
             misses = joined.filter(expr=col(WORDS).is_null()).select_columns([DOC_ID, SOURCE, RECORD, TEXT]).materialize()
     parts = []

@@ -49,6 +49,12 @@ class Plan:
         return self.diff.to_read
 
     @property
+    def carries_everything(self) -> bool:
+        """No input changed and only tokenize/write settings did: docs, fates and dedup carry over."""
+        return (self.mode == REFRESH and not (self.diff.new or self.diff.changed or self.diff.removed)
+                and self.reuse_segmentation)
+
+    @property
     def unchanged(self) -> list[str]:
         return self.diff.unchanged if self.mode == REFRESH else []
 

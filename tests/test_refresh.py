@@ -8,11 +8,11 @@ One module-scoped sequence of small builds on one output, each step checked by s
 3. v2: a.jsonl changed (its first paragraph gone, so b's copy must take the kept place), c.jsonl
    removed, e.jsonl new: equal to a full build of the same inputs in a fresh folder;
 4. v3: 0early.jsonl new, holding a copy of a kept document that sorts before it (the tie rule);
+   (its first attempt dies just before the commit, and the second one succeeds);
 5. v4: only tokenize.max_seq_len changed: re-tokenized, nothing read or segmented;
 6. v5: only dedup.minhash.threshold changed: deduplicated again, already-segmented texts reused.
 
-Then: pinned old versions through the loader, inspect and verify; gc; a build that dies before its
-commit; a second writer.
+Then: pinned old versions through the loader, inspect and verify; gc; a second writer.
 """
 
 from __future__ import annotations
@@ -134,6 +134,18 @@ def sequence(ray_local, tmp_path_factory, legacy_model_dir, vocab_path):
     steps["fresh"] = {"tables": tables(fresh), "out": fresh}
 
     write_jsonl(root / "in" / "0early.jsonl", [P[4]])  # sorts before b.jsonl, whose P[4] is kept
+    report_before = (out / "report.json").read_bytes()
+    with pytest.MonkeyPatch.context() as patch:  # v3's first attempt dies before its commit
+
+        def crash(*args, **kwargs):
+            raise RuntimeError("killed before the commit")
+
+        patch.setattr(snapshot, "commit", crash)
+        with pytest.raises(RuntimeError, match="killed before the commit"):
+            build_corpus(load_config(base))
+    steps["crashed"] = {"manifest": snapshot.read_manifest(str(out)), "report": report_before,
+                        "report_after": (out / "report.json").read_bytes(), "verify": verify(str(out)),
+                        "left": sorted(p.name for p in (out / "docs").iterdir())}
     build("v3", base)
     with pytest.MonkeyPatch.context() as patch:
         spy = Spy(patch)
@@ -250,28 +262,12 @@ def test_a_reader_pinned_to_a_version_that_gets_archived_finds_its_files(sequenc
         archived.rename(moved)
 
 
-def test_a_build_that_dies_before_its_commit_leaves_the_committed_version(sequence, monkeypatch):
-    out, root = sequence["out"], sequence["root"]
-    before = snapshot.read_manifest(str(out))
-    report_before = (out / "report.json").read_bytes()
-    write_jsonl(root / "in" / "f.jsonl", [P[8]])
-    config = config_for(root, "v5", out, sequence["model"], sequence["vocab"], tokenize={"max_seq_len": 32},
-                        dedup={"minhash": {"threshold": 0.97}})
-
-    def crash(*args, **kwargs):
-        raise RuntimeError("killed before the commit")
-
-    monkeypatch.setattr(snapshot, "commit", crash)
-    with pytest.raises(RuntimeError, match="killed before the commit"):
-        build_corpus(load_config(config))
-    monkeypatch.undo()
-    assert snapshot.read_manifest(str(out)) == before and (out / "report.json").read_bytes() == report_before
-    assert verify(str(out)) == []
-    assert any(p.name.startswith(f"part-v{before['version'] + 1:05d}-") for p in (out / "docs").iterdir())
-    report = build_corpus(load_config(config))
-    assert report["version"] == before["version"] + 1 and report["refresh"]["files"]["new"] == 1
-    assert verify(str(out)) == []
-    (root / "in" / "f.jsonl").unlink()
+def test_a_build_that_dies_before_its_commit_leaves_the_committed_version(sequence):
+    crashed, v2, v3 = sequence["steps"]["crashed"], sequence["steps"]["v2"], sequence["steps"]["v3"]
+    assert crashed["manifest"] == v2["manifest"] and crashed["report_after"] == crashed["report"]
+    assert crashed["verify"] == []
+    assert any(name.startswith("part-v00003-") for name in crashed["left"]), "the dead build's files were there"
+    assert v3["manifest"]["version"] == 3 and v3["report"]["refresh"]["files"]["new"] == 1
 
 
 def test_gc_keeps_the_newest_archived_versions_and_verify_still_passes(sequence, capsys):
