@@ -1,6 +1,6 @@
 """The input ledger: one row per input file of a version, so the next build knows what changed.
 
-``ledger/part-v<version>.parquet`` (listed in the manifest) holds, per input file: ``uri``,
+``ledger/part-v<version>-000000.parquet`` (listed in the manifest) holds, per input file: ``uri``,
 ``size``, ``mtime_ns`` (on object stores the object's LastModified: pyarrow exposes no ETag),
 ``xxh3_128`` of its bytes, ``records`` (rows it has in the fates table, a file-level row
 included) and ``status`` (``ok``, or ``unreadable`` with the ``reason``).
@@ -67,7 +67,7 @@ def hash_file(uri: str) -> str:
     """xxh3-128 of the file's bytes as stored (compressed files are hashed compressed), streamed."""
     filesystem, inner = storage.resolve(uri)
     digest = xxhash.xxh3_128()
-    with filesystem.open_input_stream(inner) as stream:
+    with filesystem.open_input_stream(inner, compression=None) as stream:  # the bytes as stored, never decompressed
         while chunk := stream.read(1 << 22):
             digest.update(chunk)
     return digest.hexdigest()
@@ -142,7 +142,7 @@ def complete(
 
 
 def path(version: int) -> str:
-    return f"{LEDGER_DIR}/part-v{version:05d}.parquet"
+    return f"{LEDGER_DIR}/part-v{version:05d}-000000.parquet"  # named like the other tables' files
 
 
 def write(output: str, version: int, table: pa.Table) -> str:

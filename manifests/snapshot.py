@@ -190,7 +190,6 @@ def archive(output: str, manifest: dict[str, Any]) -> str:
     folder = version_dir(manifest["version"])
     filesystem, _ = storage.resolve(output)
     for entry in manifest["files"]:
-        _, source = storage.resolve(storage.join(output, entry["path"]))
         _, target = storage.resolve(storage.join(output, folder, entry["path"]))
         filesystem.create_dir(target.rsplit("/", 1)[0], recursive=True)
         link(output, entry["path"], f"{folder}/{entry['path']}")
@@ -207,9 +206,9 @@ def archived_versions(output: str) -> list[int]:
     found = []
     for info in filesystem.get_file_info(pafs.FileSelector(inner, allow_not_found=True)):
         name = info.base_name
-        if info.type == pafs.FileType.Directory and name.startswith("v") and name[1:].isdigit():
-            if _exists(filesystem, f"{info.path}/{MANIFEST}"):
-                found.append(int(name[1:]))
+        directory = info.type == pafs.FileType.Directory and name.startswith("v") and name[1:].isdigit()
+        if directory and _exists(filesystem, f"{info.path}/{MANIFEST}"):
+            found.append(int(name[1:]))
     return sorted(found)
 
 

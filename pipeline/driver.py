@@ -23,7 +23,19 @@ from ray.data.expressions import col
 from manifests import fingerprints, ledger, snapshot
 from operators import dedup, normalize, pack, read, segment, storage, tokenize, write
 from operators.columns import (
-    DETAIL, DOC_ID, DOCS_SCHEMA, FATE, FATES_SCHEMA, FILTERED, FINGERPRINT, KEPT, RECORD, REJECTED, SOURCE, TEXT, WORDS,
+    DETAIL,
+    DOC_ID,
+    DOCS_SCHEMA,
+    FATE,
+    FATES_SCHEMA,
+    FILTERED,
+    FINGERPRINT,
+    KEPT,
+    RECORD,
+    REJECTED,
+    SOURCE,
+    TEXT,
+    WORDS,
     docs_schema,
 )
 from operators.normalize import OPENCC_CHANGED
@@ -139,7 +151,7 @@ def _build(cfg: BuildConfig, inputs: list[str], vocab) -> dict[str, Any]:
         with timer("segment"):
             texts, promoted, reread = _texts(cfg, kept, pending, previous_docs, unchanged)
             unique = bool(previous and previous.get("config", {}).get("dedup", {}).get("exact"))  # one doc per text
-            docs_written, segmented, reused = _segment(
+            _, segmented, reused = _segment(
                 cfg, texts, previous_docs if plan.reuse_segmentation else None, unique, out, version
             )
         with timer("fates"):

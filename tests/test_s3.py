@@ -244,7 +244,7 @@ def test_build_and_refresh_with_s3_inputs_and_output(s3_server, tmp_path):
         sources = {source for table in fates for source in table.column("source").to_pylist()}
         assert sources == {f"s3://{IN_BUCKET}/raw/{path.name}" for path in SAMPLE.glob("*.jsonl")}
 
-        changed = sorted(SAMPLE.glob("*.jsonl"))[0]
+        changed = min(SAMPLE.glob("*.jsonl"))
         added = json.dumps({"text": "刷新测试：这是一段新加入的文字，用来检查对象存储上的增量刷新是否只读取改动过的文件。"},
                            ensure_ascii=False)
         client.put_object(Bucket=IN_BUCKET, Key=f"raw/{changed.name}",
