@@ -111,6 +111,10 @@ OUTPUT_SCHEMA = FATES_SCHEMA  # duplicates are fates rows
 AUDIT_SCHEMA = DEDUP_SCHEMA  # written as dedup/*.parquet
 
 _SEP = "\x00"  # sorts before every other character, so a shorter source sorts first, as in a tuple
+# Refresh (``existing``): documents kept in the corpus rank before every other document of their
+# group, by a one-character prefix below any character a source starts with (``order_keys`` checks).
+RANK_KEPT = "\x01"
+_RANK_PATTERN = "^\x01"
 _RECORD_DIGITS = 19  # every non-negative int64
 _KEY, _U, _V, _SIDE = "key", "u", "v", "side"  # sketch lookups: the node looked up, the pair, which end it is
 MIN_PARTITION_ROWS = 20_000  # the CPU floor on partitions applies from this many rows per partition
@@ -135,6 +139,7 @@ class DedupConfig:
 class DedupOutput:
     duplicates: Dataset  # fates rows (OUTPUT_SCHEMA)
     audit: Dataset  # AUDIT_SCHEMA rows
+    keyed: Dataset | None = None  # every document's (node, content, buckets[, sketch]): the next index
 
 
 def order_keys(source: pa.Array, record: pa.Array, doc_id: pa.Array) -> pa.Array:
@@ -144,6 +149,8 @@ def order_keys(source: pa.Array, record: pa.Array, doc_id: pa.Array) -> pa.Array
     """
     if pc.any(pc.match_substring(source, _SEP)).as_py():
         raise ValueError("a source name contains a NUL character")
+    if pc.any(pc.match_substring_regex(source, _RANK_PATTERN)).as_py():
+        raise ValueError("a source name starts with a \\x01 character")
     if len(record) and pc.min(record).as_py() < 0:
         raise ValueError("record numbers must not be negative")
     digits = pc.utf8_lpad(pc.cast(record, pa.string()), width=_RECORD_DIGITS, padding="0")
@@ -153,7 +160,8 @@ def order_keys(source: pa.Array, record: pa.Array, doc_id: pa.Array) -> pa.Array
 
 
 def split_order_keys(keys: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
-    """(source, record, doc_id) back from order keys."""
+    """(source, record, doc_id) back from order keys (ranked ones included, see ``ranked``)."""
+    keys = pc.replace_substring_regex(keys, _RANK_PATTERN, "")
     parts = pc.split_pattern(keys, _SEP, max_splits=2)
     source, digits, doc_id = (pc.list_element(parts, i) for i in range(3))
     return source, pc.cast(digits, pa.int64()), doc_id
@@ -180,11 +188,24 @@ class DedupKeyer:
         return pa.table(columns)
 
 
-def keep_first(partition: pa.Table, key: str) -> pa.Table:
-    """Add each row's keeper: the smallest node among the partition's rows with the same ``key``."""
-    grouped = partition.group_by(key).aggregate([(NODE, "min")])
+def keep_first(partition: pa.Table, key: str, natural: bool = False) -> pa.Table:
+    """Add each row's keeper: the smallest node among the partition's rows with the same ``key``.
+
+    ``natural``: smallest by (source, record) whatever the rank (``ranked``): an LSH bucket's star
+    centre is then the one a full build would choose, and only the component's keeper (the
+    smallest ranked node, ``components``) follows the refresh's tie rule."""
+    if not natural:
+        grouped = partition.group_by(key).aggregate([(NODE, "min")])
+        index = pc.index_in(partition[key], value_set=grouped[key].combine_chunks())
+        return partition.append_column(KEEPER, grouped[f"{NODE}_min"].take(index))
+    plain = pc.replace_substring_regex(partition[NODE], _RANK_PATTERN, "")
+    with_plain = partition.append_column("_plain", plain)
+    grouped = with_plain.group_by(key).aggregate([("_plain", "min")])
     index = pc.index_in(partition[key], value_set=grouped[key].combine_chunks())
-    return partition.append_column(KEEPER, grouped[f"{NODE}_min"].take(index))
+    centre_plain = grouped["_plain_min"].take(index)
+    nodes = partition[NODE].combine_chunks()
+    centre = nodes.take(pc.index_in(centre_plain, value_set=plain.combine_chunks()))
+    return partition.append_column(KEEPER, centre)
 
 
 def duplicates(batch: pa.Table) -> pa.Table:
@@ -312,6 +333,46 @@ def audit_rows(partition: pa.Table) -> pa.Table:
     return table.take(order).cast(AUDIT_SCHEMA)
 
 
+# --- the dedup index: what a refresh dedups new documents against ------------------------------
+
+INDEX_KEPT = "kept"
+
+
+def index_schema(cfg: DedupConfig) -> pa.Schema:
+    """One row per document that reached dedup: its identity, whether it was kept, and its keys."""
+    fields = [(DOC_ID, pa.string()), (SOURCE, pa.string()), (RECORD, pa.int64()), (INDEX_KEPT, pa.bool_()),
+              (CONTENT, pa.string()), (BUCKETS, pa.list_(pa.int64()))]
+    if cfg.minhash.enabled:
+        fields.append((SKETCH, pa.binary(2 * cfg.minhash.num_perm)))
+    return pa.schema(fields)
+
+
+def index_rows(batch: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Keyed rows (node, content, buckets[, sketch], kept) to index rows."""
+    source, record, doc_id = split_order_keys(batch[NODE])
+    columns = {DOC_ID: doc_id, SOURCE: source, RECORD: record, INDEX_KEPT: batch[INDEX_KEPT]}
+    columns.update({name: batch[name] for name in (CONTENT, BUCKETS, SKETCH) if name in schema.names})
+    return pa.table(columns).cast(schema)
+
+
+def identities(batch: pa.Table) -> pa.Table:
+    """Keyed rows with their (doc_id, source, record) added."""
+    source, record, doc_id = split_order_keys(batch[NODE])
+    return batch.append_column(DOC_ID, doc_id).append_column(SOURCE, source).append_column(RECORD, record)
+
+
+def ranked(batch: pa.Table) -> pa.Table:
+    """Index rows back to keyed rows. A kept document's node gets the ``RANK_KEPT`` prefix, so it
+    is its group's keeper whatever new document arrives (the refresh's tie rule); the others keep
+    their (source, record) rank, as in a full build."""
+    node = order_keys(batch[SOURCE], batch[RECORD], batch[DOC_ID])
+    node = pc.if_else(batch[INDEX_KEPT], pc.binary_join_element_wise(RANK_KEPT, node, ""), node)
+    columns = {NODE: node, CONTENT: batch[CONTENT], BUCKETS: batch[BUCKETS]}
+    if SKETCH in batch.column_names:
+        columns[SKETCH] = batch[SKETCH]
+    return pa.table(columns)
+
+
 # --- the Ray wrapper ---------------------------------------------------------------------------
 
 
@@ -329,9 +390,9 @@ def _cpus() -> int:
     return int(ray.cluster_resources().get("CPU", 1)) if ray.is_initialized() else 1
 
 
-def _shuffled_keep_first(ds: Dataset, key: str, partitions: int) -> Dataset:
+def _shuffled_keep_first(ds: Dataset, key: str, partitions: int, natural: bool = False) -> Dataset:
     return ds.repartition(partitions, keys=[key]).map_batches(
-        keep_first, fn_kwargs={"key": key}, batch_format="pyarrow", batch_size=None
+        keep_first, fn_kwargs={"key": key, "natural": natural}, batch_format="pyarrow", batch_size=None
     )
 
 
@@ -359,7 +420,7 @@ def scored_audit_rows(partition: pa.Table) -> pa.Table:
 
 def _near_roots(docs: Dataset, sketched: Dataset, sketch: pa.DataType, cfg: DedupConfig, partitions: int) -> Dataset:
     """(node, root) of every document that is not the smallest of its near-duplicate component."""
-    edges = _map(_shuffled_keep_first(_map(docs, band_rows), BUCKET, partitions), duplicates).materialize()
+    edges = _map(_shuffled_keep_first(_map(docs, band_rows), BUCKET, partitions, natural=True), duplicates).materialize()
     if cfg.minhash.verify and edges.count():
         pairs = edges.rename_columns({NODE: _U, KEEPER: _V})
         checked = _whole(_answered(pairs, sketched, sketch, partitions, by=_U), pair_jaccard)
@@ -374,16 +435,30 @@ def _empty(schema: pa.Schema) -> Dataset:
     return ray.data.from_arrow(schema.empty_table())  # keeps the schema when nothing is found
 
 
-def apply(ds: Dataset, cfg: DedupConfig) -> DedupOutput:
+def apply(ds: Dataset | None, cfg: DedupConfig, existing: Dataset | None = None) -> DedupOutput:
     """Dataset of documents (doc_id, source, record, text, fingerprint) to its duplicates and the audit table.
 
-    Reads ``ds`` once. ``duplicates`` comes back materialized (the caller reads it for the
-    anti-join and the fates); ``audit`` is lazy, computed when it is written.
+    ``existing``: index rows (``index_schema``) of documents already in the corpus (a refresh).
+    They join the graph with nodes that rank before every new document (``ranked``), so a new
+    document never takes the kept place of an existing one, and an existing duplicate whose
+    keeper left is kept again when it ranks first in its group. ``duplicates`` and ``audit`` then
+    cover old and new documents alike, as a full build would, and ``keyed`` holds every
+    document's keys (the next index).
+
+    Reads ``ds`` once. ``duplicates`` and ``keyed`` come back materialized (the caller reads them
+    for the anti-join, the fates and the index); ``audit`` is lazy, computed when it is written.
     """
+    parts = []
+    if ds is not None:
+        keyed = ds.repartition(target_num_rows_per_block=cfg.batch_size)
+        parts.append(keyed.map_batches(DedupKeyer(cfg), batch_format="pyarrow", batch_size=cfg.batch_size))
+    if existing is not None:
+        parts.append(existing.map_batches(ranked, batch_format="pyarrow"))
+    if not parts:
+        raise ValueError("dedup needs new documents, existing ones, or both")
+    keyed = (parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]).materialize()
     if not (cfg.exact or cfg.minhash.enabled):
-        return DedupOutput(_empty(OUTPUT_SCHEMA), _empty(AUDIT_SCHEMA))
-    keyed = ds.repartition(target_num_rows_per_block=cfg.batch_size)
-    keyed = keyed.map_batches(DedupKeyer(cfg), batch_format="pyarrow", batch_size=cfg.batch_size).materialize()
+        return DedupOutput(_empty(OUTPUT_SCHEMA), _empty(AUDIT_SCHEMA), keyed)
     count, cpus = keyed.count(), _cpus()
     partitions = partition_count(count, cfg, cpus)
     docs = keyed.select_columns([NODE, CONTENT, BUCKETS])
@@ -407,10 +482,10 @@ def apply(ds: Dataset, cfg: DedupConfig) -> DedupOutput:
         found.append(_map(exact, with_fate, fate=EXACT_DUP))
     marked = (found[0].union(*found[1:]) if len(found) > 1 else found[0]).materialize()
     if not marked.count():
-        return DedupOutput(_empty(OUTPUT_SCHEMA), _empty(AUDIT_SCHEMA))
+        return DedupOutput(_empty(OUTPUT_SCHEMA), _empty(AUDIT_SCHEMA), keyed)
     if sketched is None:
         audit = _whole(marked.repartition(partitions, keys=[KEEPER]), audit_rows)
     else:  # the pairs meet where their keeper's cluster is gathered: one shuffle fewer than pairing up by member
         pairs = marked.rename_columns({NODE: _U, KEEPER: _V})
         audit = _whole(_answered(pairs, sketched, sketch, partitions, by=_V), scored_audit_rows)
-    return DedupOutput(_map(marked, duplicate_rows).materialize(), audit)
+    return DedupOutput(_map(marked, duplicate_rows).materialize(), audit, keyed)

@@ -329,6 +329,9 @@ def apply(ds: ray.data.Dataset, cfg: TokenizeConfig) -> ray.data.Dataset:
     """The only code that touches ray.data: one actor pool, the tokenizer loaded once per actor."""
     from ray.data import ActorPoolStrategy
 
+    # Batches of exactly batch_size documents, whatever the blocks: packing (one short example per
+    # batch) then depends only on the docs table's rows, so a refresh packs as a full build does.
+    ds = ds.repartition(target_num_rows_per_block=cfg.batch_size, strict=True)
     return ds.map_batches(
         WholeWordTokenizer,
         fn_constructor_kwargs={"cfg": cfg},

@@ -120,6 +120,11 @@ def write_dedup(ds, output: str, version: int) -> None:
     ds.write_datasink(VersionedSink(storage.join(output, DEDUP_DIR), DEDUP_SCHEMA, version, "parquet"))
 
 
+def write_table(ds, output: str, directory: str, schema: pa.Schema, version: int) -> None:
+    """Any other versioned Parquet table of the output (the dedup index)."""
+    ds.write_datasink(VersionedSink(storage.join(output, directory), schema, version, "parquet"))
+
+
 def write_shards(ds, output: str, schema: pa.Schema, version: int, cfg: WriteConfig) -> None:
     ds.write_datasink(
         VersionedSink(storage.join(output, SHARDS_DIR), schema, version, "arrow", cfg.shard_rows, cfg.compression)

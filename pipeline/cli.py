@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 
+from manifests.snapshot import VersionError, WriterLockError
 from operators.read import InputError
 from operators.segment import SegmentModelError
 from operators.storage import CredentialsInUriError
@@ -18,7 +19,8 @@ from pipeline.cluster import ClusterResourceError
 from pipeline.config import ConfigError, load_config
 
 USAGE_ERRORS = (
-    ClusterResourceError, ConfigError, CredentialsInUriError, InputError, SegmentModelError, TokenizerLoadError
+    ClusterResourceError, ConfigError, CredentialsInUriError, InputError, SegmentModelError, TokenizerLoadError,
+    WriterLockError,
 )
 
 
@@ -47,8 +49,13 @@ def parser() -> argparse.ArgumentParser:
     inspect.add_argument("--doc", metavar="DOC_ID", help="print this record's fate and words instead (a unique prefix will do)")
     inspect.add_argument("--tokenizer", help="decode with this tokenizer instead of the one named in the shards")
     inspect.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="colour whole words (auto: on a terminal)")
+    inspect.add_argument("--version", type=int, help="read this version (current or archived; default: the current one)")
     verify = commands.add_parser("verify", help="check a built corpus: checksums, schemas, fates/docs/report identities")
     verify.add_argument("output", help="the corpus directory or URI (holds manifest.json)")
+    verify.add_argument("--version", type=int, help="check this version (current or archived; default: the current one)")
+    gc = commands.add_parser("gc", help="delete archived versions of a corpus beyond the newest N")
+    gc.add_argument("output", help="the corpus directory or URI (holds manifest.json)")
+    gc.add_argument("--keep", type=int, required=True, metavar="N", help="archived versions to keep (the current one is always kept)")
     return root
 
 
@@ -58,11 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "inspect":
         from pipeline.inspect_corpus import run as inspect_run
 
-        return inspect_run(args.output, n=args.n, doc=args.doc, colour=args.color, tokenizer=args.tokenizer)
+        return inspect_run(args.output, n=args.n, doc=args.doc, colour=args.color, tokenizer=args.tokenizer,
+                           version=args.version)
     if args.command == "verify":
         from pipeline.verify import main as verify_main
 
-        return verify_main(args.output)
+        return verify_main(args.output, version=args.version)
+    if args.command == "gc":
+        return gc_main(args.output, args.keep)
     if args.command == "pack":
         from pipeline.repack import main as pack_main
 
@@ -77,6 +87,29 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from pipeline.report import human_report
 
+    if built.get("refresh", {}).get("noop"):
+        print(f"up to date: {cfg.output} (version {built['version']}): {built['refresh']['reason']}; nothing written")
+        return 0
     print(human_report(built), end="")
+    refresh = built.get("refresh", {})
+    if refresh:
+        files, docs = refresh["files"], refresh["docs"]
+        print(f"{refresh['mode']}: {files['new']} new, {files['changed']} changed, {files['removed']} removed, "
+              f"{files['unchanged']} unchanged files; {refresh['records_read']:,} records read; "
+              f"{docs['segmented']:,} docs segmented, {docs['reused']:,} from the cache")
     print(f"wrote {cfg.output} (version {built['version']})")
+    return 0
+
+
+def gc_main(output: str, keep: int) -> int:
+    """The ``gc`` subcommand: 0 on success, 2 with one line when there is no corpus or --keep is negative."""
+    from manifests import snapshot
+
+    try:
+        removed = snapshot.gc(output, keep)
+    except (VersionError, ValueError, CredentialsInUriError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    kept = snapshot.archived_versions(output)
+    print(f"removed {len(removed)} archived version(s) {removed}; archived now: {kept}")
     return 0

@@ -8,28 +8,49 @@ and checksums come back.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import ray
 import ray.data
 from ray.data.expressions import col
 
-from manifests import snapshot
+from manifests import fingerprints, ledger, snapshot
 from operators import dedup, normalize, pack, read, segment, storage, tokenize, write
-from operators.columns import DETAIL, DOC_ID, FATE, FATES_SCHEMA, FINGERPRINT, KEPT, RECORD, SOURCE, TEXT, docs_schema
-from pipeline import cluster, report
+from operators.columns import (
+    DETAIL,
+    DOC_ID,
+    DOCS_SCHEMA,
+    FATE,
+    FATES_SCHEMA,
+    FILTERED,
+    FINGERPRINT,
+    KEPT,
+    RECORD,
+    REJECTED,
+    SOURCE,
+    TEXT,
+    WORDS,
+    docs_schema,
+)
+from operators.normalize import OPENCC_CHANGED
+from pipeline import cluster, refresh, report
 from pipeline.config import BuildConfig
 
 log = logging.getLogger("pipeline")
 
 DEDUP_COLUMNS = [DOC_ID, SOURCE, RECORD, TEXT, FINGERPRINT]
-OUTPUT_DIRS = (write.DOCS_DIR, write.FATES_DIR, write.SHARDS_DIR, write.DEDUP_DIR)
-STAGE_SECTIONS = ("read", "normalize", "dedup", "segment", "tokenize")
-MANIFEST_KEYS = ("version", "config_fingerprint", "stage_fingerprints", "fates", "corpus", "tokenizer", "segment_model")
+INDEX_DIR = "index"  # the dedup index: every deduplicated document's keys, for the next refresh
+DATA_DIRS = (write.DOCS_DIR, write.FATES_DIR, write.SHARDS_DIR, write.DEDUP_DIR, INDEX_DIR)
+OUTPUT_DIRS = (*DATA_DIRS, ledger.LEDGER_DIR)
+MANIFEST_KEYS = (
+    "version", "config_fingerprint", "stage_fingerprints", "fates", "corpus", "tokenizer", "segment_model", "refresh"
+)
 
 
 def connect_ray(num_cpus: int | None = None) -> None:
@@ -64,70 +85,121 @@ def _partitions(ds) -> int:
 
 
 def build_corpus(cfg: BuildConfig, num_cpus: int | None = None) -> dict[str, Any]:
-    """Build (or rebuild) the corpus at ``cfg.output``; return the report that was written.
+    """Build the corpus at ``cfg.output``, or refresh the one there; return the report that was written
+    (for a build with nothing to do, the committed version's report with ``refresh.noop`` true).
 
     ``num_cpus`` sizes a local Ray instance the build starts itself (see ``connect_ray``)."""
     inputs = read.list_inputs(cfg.inputs)
     segment.check_config(cfg.segment)
     vocab = tokenize.vocab_info(cfg.tokenize.tokenizer)
-    connect_ray(num_cpus)
-    cluster.check_gpus(cfg.segment.num_gpus)  # fail fast: Ray would wait forever for GPU actors
+    holder = snapshot.acquire_lock(cfg.output)  # one writer per output: a second build stops here
+    try:
+        connect_ray(num_cpus)
+        cluster.check_gpus(cfg.segment.num_gpus)  # fail fast: Ray would wait forever for GPU actors
+        return _build(cfg, inputs, vocab)
+    finally:
+        snapshot.release_lock(cfg.output, holder)
+
+
+def _build(cfg: BuildConfig, inputs: list[str], vocab) -> dict[str, Any]:
+    out = cfg.output
     started, timer = time.perf_counter(), report.StageTimer()
-    version = snapshot.next_version(cfg.output)
+    previous = snapshot.read_manifest(out)
+    if previous is not None:
+        snapshot.restore_unversioned(out, previous)  # a build that died just before its commit
+    prints = fingerprints.stage_fingerprints(cfg.to_dict(), vocab.sha256)
+    with timer("ledger"):
+        plan = refresh.plan(previous, out, inputs, prints, _listed(previous, INDEX_DIR) != [])
+    if plan.mode == refresh.NOOP:
+        return _up_to_date(out, previous, plan)
+    version = snapshot.next_version(out)
     # files no committed manifest lists (a build killed before its commit) would be read as this version's
-    snapshot.remove_unlisted(cfg.output, OUTPUT_DIRS, snapshot.read_manifest(cfg.output) or {"files": []})
-    log.info("building version %d of %s from %d input files", version, cfg.output, len(inputs))
+    snapshot.remove_unlisted(out, OUTPUT_DIRS, previous or {"files": []})
+    log.info("building version %d of %s (%s: %s) from %d input files; reading %d",
+             version, out, plan.mode, plan.reason, len(inputs), len(plan.to_read))
+    unchanged = plan.unchanged
 
-    with timer("read+normalize"):
-        records = normalize.apply(read.apply(inputs, cfg.read), cfg.normalize).materialize()
-    pending = records.filter(expr=col(FATE).is_null())
-    with timer("dedup"):
-        deduped = dedup.apply(pending.select_columns(DEDUP_COLUMNS), cfg.dedup)
-        duplicates = deduped.duplicates  # materialized
-        write.write_dedup(deduped.audit, cfg.output, version)
-    kept = pending
-    if duplicates.count():  # Ray's join fails on a right side whose blocks are all empty and schema-less
-        kept = pending.join(duplicates.select_columns([DOC_ID]), "left_anti", _partitions(records), on=(DOC_ID,))
-    kept = kept.sort([SOURCE, RECORD]).materialize()
+    records, segmented, reused, promoted, reread = None, 0, 0, 0, 0
+    if plan.carries_everything:  # only tokenize/write settings changed: docs, fates, dedup, index as they are
+        with timer("carry"):
+            for directory in (write.DOCS_DIR, write.FATES_DIR, write.DEDUP_DIR, INDEX_DIR):
+                for path in _listed(previous, directory):
+                    snapshot.link(out, path, path.replace(write.version_prefix(previous["version"]), write.version_prefix(version)))
+        reused = int(previous.get("corpus", {}).get("docs", 0))
+    else:
+        records = None
+        if plan.to_read:
+            with timer("read+normalize"):
+                records = normalize.apply(read.apply(plan.to_read, cfg.read), cfg.normalize).materialize()
+        pending = records.filter(expr=col(FATE).is_null()) if records is not None else None
+        existing = None
+        if unchanged:  # the unchanged files' documents, as the previous version's dedup index holds them
+            existing = _read(out, previous, INDEX_DIR).filter(expr=col(SOURCE).is_in(unchanged))
+        with timer("dedup"):
+            deduped = dedup.apply(pending.select_columns(DEDUP_COLUMNS) if pending is not None else None, cfg.dedup, existing)
+            duplicates = deduped.duplicates  # materialized: every duplicate, old and new
+            write.write_dedup(deduped.audit, out, version)
+            flagged = deduped.keyed.map_batches(dedup.identities, batch_format="pyarrow")
+            if duplicates.count():  # Ray's join fails on a right side whose blocks are all empty and schema-less
+                flagged = flagged.join(duplicates.select_columns([DOC_ID, FATE]), "left_outer", _partitions(deduped.keyed), on=(DOC_ID,))
+            flagged = flagged.map_batches(_flag_kept, batch_format="pyarrow").materialize()
+            index_schema = dedup.index_schema(cfg.dedup)
+            write.write_table(flagged.map_batches(dedup.index_rows, fn_kwargs={"schema": index_schema}, batch_format="pyarrow"),
+                              out, INDEX_DIR, index_schema, version)
+        kept = flagged.filter(expr=col(dedup.INDEX_KEPT)).select_columns([DOC_ID, SOURCE, RECORD]).materialize()
 
-    with timer("segment"):
-        try:
-            write.write_docs(segment.apply(kept, cfg.segment), cfg.output, version, docs_schema(cfg.segment.tasks))
-        except ray.exceptions.RayError as error:  # a model that fails to load in the actors, a piece out of GPU memory
-            if (reason := segment.stage_error(error)) is None:
-                raise
-            raise reason from error
+        previous_docs = _read(out, previous, write.DOCS_DIR) if previous is not None and _listed(previous, write.DOCS_DIR) else None
+        with timer("segment"):
+            texts, promoted, reread = _texts(cfg, kept, pending, previous_docs, unchanged)
+            unique = bool(previous and previous.get("config", {}).get("dedup", {}).get("exact"))  # one doc per text
+            _, segmented, reused = _segment(
+                cfg, texts, previous_docs if plan.reuse_segmentation else None, unique, out, version
+            )
+        with timer("fates"):
+            fate_columns = FATES_SCHEMA.names
+            parts = [duplicates.select_columns(fate_columns), kept.map_batches(_mark_kept, batch_format="pyarrow")]
+            if records is not None:
+                parts.append(records.filter(expr=~col(FATE).is_null()).select_columns(fate_columns))
+            if unchanged:  # filtered and rejected records of unchanged files, as they were
+                carried = _read(out, previous, write.FATES_DIR).filter(
+                    expr=col(SOURCE).is_in(unchanged) & col(FATE).is_in([FILTERED, REJECTED])
+                )
+                parts.append(carried.select_columns(fate_columns))
+            parts = [part.map_batches(refresh.conform, fn_kwargs={"schema": FATES_SCHEMA}, batch_format="pyarrow") for part in parts]
+            write.write_fates(parts[0].union(*parts[1:]).sort([SOURCE, RECORD]), out, version)
+
     docs = ray.data.read_parquet(
-        _paths(cfg.output, write.version_files(cfg.output, write.DOCS_DIR, version)),
-        filesystem=storage.filesystem(cfg.output),  # object stores configured as storage.resolve does
+        _paths(out, write.version_files(out, write.DOCS_DIR, version)),
+        filesystem=storage.filesystem(out),  # object stores configured as storage.resolve does
     ).materialize()  # read before the tokenizer's actors start: on one CPU they would leave the read none
     with timer("tokenize+pack"):
         tokenized = tokenize.apply(docs, cfg.tokenize).materialize()  # packed here, counted by the report: tokenized once
         examples = pack.apply(tokenized, cfg.tokenize, vocab)
         schema = pack.shard_schema_for(vocab, cfg.segment.model, cfg.tokenize)
-        write.write_shards(examples, cfg.output, schema, version, cfg.write)
-    with timer("fates"):
-        fate_columns = FATES_SCHEMA.names
-        fates = records.filter(expr=~col(FATE).is_null()).select_columns(fate_columns).union(
-            duplicates.select_columns(fate_columns), kept.map_batches(_mark_kept, batch_format="pyarrow")
-        )
-        write.write_fates(fates.sort([SOURCE, RECORD]), cfg.output, version)
-
-    written = [path for d in OUTPUT_DIRS for path in write.version_files(cfg.output, d, version)]
+        write.write_shards(examples, out, schema, version, cfg.write)
+    written = [path for d in DATA_DIRS for path in write.version_files(out, d, version)]
     fates_out = ray.data.read_parquet(
-        _paths(cfg.output, [p for p in written if p.startswith(write.FATES_DIR)]),
-        filesystem=storage.filesystem(cfg.output),
+        _paths(out, [p for p in written if p.startswith(write.FATES_DIR)]),
+        filesystem=storage.filesystem(out),
     )
-    files = snapshot.describe_files(cfg.output, written)
+    sources = read.records_per_source(records, plan.to_read) if records is not None else {}
+    old_counts = {} if plan.previous_ledger is None else dict(
+        zip(plan.previous_ledger[ledger.URI].to_pylist(), plan.previous_ledger[ledger.RECORDS].to_pylist())
+    )
+    sources.update({uri: int(old_counts.get(uri, 0)) for uri in unchanged})
+    unreadable = report.unreadable_files(fates_out)
+    written.append(ledger.write(out, version, ledger.complete(plan.rows, plan.previous_ledger, sources, unreadable)))
+    files = snapshot.describe_files(out, written)
+    records_read = sum(sources.get(uri, 0) for uri in plan.to_read)
     built = {
         "version": version,
         "config_fingerprint": cfg.fingerprint(),
-        "stage_fingerprints": {section: cfg.fingerprint(section) for section in STAGE_SECTIONS},
+        "stage_fingerprints": prints,
         "input_bytes": input_bytes(inputs),
         "inputs": len(inputs),
-        "sources": read.records_per_source(records, inputs),  # what the fates table must hold per file
+        "sources": dict(sorted(sources.items())),  # what the fates table must hold per file
         "fates": report.count_fates(fates_out),
-        "unreadable_files": report.unreadable_files(fates_out),
+        "unreadable_files": unreadable,
         "corpus": {
             **report.doc_totals(docs),
             "examples": sum(f.get("rows", 0) for f in files if f["path"].startswith(write.SHARDS_DIR)),
@@ -136,17 +208,148 @@ def build_corpus(cfg: BuildConfig, num_cpus: int | None = None) -> dict[str, Any
         },
         "tokenizer": {"spec": vocab.spec, "vocab_sha256": vocab.sha256, "vocab_size": vocab.size},
         "segment_model": cfg.segment.model,
+        "refresh": {
+            "mode": plan.mode,
+            "reason": plan.reason,
+            "noop": False,
+            "from_version": None if previous is None else int(previous["version"]),
+            "changed_stages": plan.changed_stages if previous is not None else [],
+            "files": plan.diff.counts(),
+            "records_read": records_read,
+            "files_reread": reread,  # unchanged files read again for duplicates that took a retracted keeper's place
+            "promoted": promoted,
+            "docs": {"segmented": segmented, "reused": reused},
+        },
     }
     with timer("report"):  # histograms where the data lives
-        profile, pairs = report.profile(records, tokenized, fates_out)
+        profile, pairs = report.profile(_records_for_report(records), tokenized, fates_out)
         built.update(profile)
     built["seconds"] = round(time.perf_counter() - started, 3)
     built["stages"] = report.throughput(timer, built["input_bytes"])
-    report_files = report.write_report(cfg.output, built, files, pairs)
+    if previous is not None:  # before the report files are replaced: the version being replaced stays whole
+        snapshot.archive(out, previous)
+    staged = report.write_report(out, built, files, pairs, suffix=snapshot.STAGED)
+    names = [name.removesuffix(snapshot.STAGED) for name in staged]
     manifest = {**{k: built[k] for k in MANIFEST_KEYS}, "config": cfg.to_dict()}
-    manifest["files"] = files + snapshot.describe_files(cfg.output, report_files)
-    snapshot.commit(cfg.output, manifest)
-    snapshot.remove_unlisted(cfg.output, OUTPUT_DIRS, manifest)
+    manifest["files"] = files + [{**entry, "path": name} for entry, name in zip(snapshot.describe_files(out, staged), names)]
+    snapshot.commit(out, manifest, staged=names)
+    snapshot.remove_unlisted(out, OUTPUT_DIRS, manifest)
+    return built
+
+
+def _flag_kept(batch: pa.Table) -> pa.Table:
+    """Keyed rows, left-joined with the duplicates' fates, to keyed rows with ``kept``."""
+    kept = pc.is_null(batch[FATE]) if FATE in batch.column_names else pa.repeat(pa.scalar(True), batch.num_rows)
+    names = [n for n in batch.column_names if n != FATE]
+    return batch.select(names).append_column(dedup.INDEX_KEPT, kept)
+
+
+def _texts(cfg: BuildConfig, kept, pending, previous_docs, unchanged: list[str]):
+    """(doc_id, source, record, text) of every kept document, and (promoted, files re-read).
+
+    Texts come from this build's records, from the previous docs table (unchanged files' kept
+    documents), and for duplicates in unchanged files that take the place of a retracted keeper
+    (promoted: in neither), from their files, read and normalized again."""
+    sources = []
+    if pending is not None:
+        sources.append(pending.select_columns([DOC_ID, TEXT]))
+    if unchanged and previous_docs is not None:
+        sources.append(previous_docs.filter(expr=col(SOURCE).is_in(unchanged)).select_columns([DOC_ID, TEXT]))
+    text_schema = pa.schema([(DOC_ID, pa.string()), (SOURCE, pa.string()), (RECORD, pa.int64()), (TEXT, pa.string())])
+    if not kept.count():
+        return ray.data.from_arrow(text_schema.empty_table()), 0, 0
+    texts = sources[0].union(*sources[1:]) if len(sources) > 1 else sources[0] if sources else None
+    joined = kept if texts is None or not texts.count() else kept.join(texts, "left_outer", _partitions(kept), on=(DOC_ID,))
+    if TEXT not in joined.schema().names:
+        joined = joined.map_batches(lambda b: b.append_column(TEXT, pa.nulls(b.num_rows, pa.string())), batch_format="pyarrow")
+    joined = joined.materialize()
+    missing = joined.filter(expr=col(TEXT).is_null()).select_columns([DOC_ID, SOURCE, RECORD]).materialize()
+    found = joined.filter(expr=~col(TEXT).is_null())
+    promoted = missing.count()
+    files = sorted(missing.unique(SOURCE)) if promoted else []
+    if promoted:
+        log.info("re-reading %d unchanged file(s) for %d duplicate(s) kept in a retracted document's place", len(files), promoted)
+        again = normalize.apply(read.apply(files, cfg.read), cfg.normalize).filter(expr=col(FATE).is_null())
+        again = missing.join(again.select_columns([DOC_ID, TEXT]), "inner", _partitions(missing), on=(DOC_ID,))
+        found = found.union(again.map_batches(refresh.conform, fn_kwargs={"schema": text_schema}, batch_format="pyarrow"))
+    texts = found.map_batches(refresh.conform, fn_kwargs={"schema": text_schema}, batch_format="pyarrow")
+    return texts.materialize(), promoted, len(files)
+
+
+def _segment(cfg: BuildConfig, texts, cache_docs, unique: bool, out: str, version: int) -> tuple[list[str], int, int]:
+    """Segment ``texts`` (LTP only for texts the cache lacks), sort by (source, record), write the docs
+    table. Returns (files written, documents segmented, documents whose words came from the cache)."""
+    schema = docs_schema(cfg.segment.tasks)
+    tags = [name for name in schema.names if name not in DOCS_SCHEMA.names]
+    full = pa.schema([*schema, (RECORD, pa.int64())])
+    hits, misses = None, texts
+    if cache_docs is not None and texts.count():
+        keyed = texts.map_batches(refresh.with_text_hash, batch_format="pyarrow")
+        cache = cache_docs.select_columns([TEXT, WORDS, *tags]).map_batches(refresh.with_text_hash, batch_format="pyarrow")
+        cache = cache.select_columns([refresh.TEXT_HASH, WORDS, *tags])
+        if cache.count():
+            if not unique:
+                cache = cache.groupby(refresh.TEXT_HASH).map_groups(refresh.first_per_hash, batch_format="pyarrow")
+            joined = keyed.join(cache, "left_outer", _partitions(texts), on=(refresh.TEXT_HASH,)).materialize()
+            hits = joined.filter(expr=~col(WORDS).is_null())
+            misses = joined.filter(expr=col(WORDS).is_null()).select_columns([DOC_ID, SOURCE, RECORD, TEXT]).materialize()
+    parts = []
+    if hits is not None:
+        parts.append(hits)
+    segmented = misses.count()
+    if segmented:
+        try:
+            parts.append(segment.apply(misses, cfg.segment))
+        except ray.exceptions.RayError as error:  # a model that fails to load in the actors
+            if (reason := segment.stage_error(error)) is None:
+                raise
+            raise reason from error
+    parts = [part.map_batches(refresh.conform, fn_kwargs={"schema": full}, batch_format="pyarrow") for part in parts]
+    if not parts:
+        parts = [ray.data.from_arrow(full.empty_table())]
+    docs = (parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]).sort([SOURCE, RECORD])
+    try:
+        write.write_docs(docs, out, version, schema)
+    except ray.exceptions.RayError as error:  # segmentation runs here, lazily: a piece out of GPU memory
+        if (reason := segment.stage_error(error)) is None:
+            raise
+        raise reason from error
+    reused = texts.count() - segmented
+    return write.version_files(out, write.DOCS_DIR, version), segmented, reused
+
+
+def _records_for_report(records):
+    if records is not None:
+        return records
+    return ray.data.from_arrow(
+        pa.table({DOC_ID: pa.array([], pa.string()), SOURCE: pa.array([], pa.string()), RECORD: pa.array([], pa.int64()),
+                  TEXT: pa.array([], pa.string()), OPENCC_CHANGED: pa.array([], pa.int64())})
+    )
+
+
+def _listed(manifest: dict[str, Any] | None, directory: str) -> list[str]:
+    if not manifest:
+        return []
+    return [e["path"] for e in manifest.get("files", []) if e["path"].startswith(f"{directory}/")]
+
+
+def _read(out: str, manifest: dict[str, Any], directory: str):
+    """The Parquet table of ``directory`` as ``manifest`` lists it."""
+    return ray.data.read_parquet(_paths(out, _listed(manifest, directory)), filesystem=storage.filesystem(out))
+
+
+def _up_to_date(out: str, previous: dict[str, Any], plan: refresh.Plan) -> dict[str, Any]:
+    """Nothing changed: no file read, nothing written or committed; the committed report, marked."""
+    filesystem, inner = storage.resolve(storage.join(out, report.REPORT_JSON))
+    with filesystem.open_input_stream(inner) as stream:
+        built = json.loads(stream.read())
+    built["refresh"] = {
+        "mode": plan.mode, "reason": plan.reason, "noop": True, "from_version": int(previous["version"]),
+        "changed_stages": [], "files": plan.diff.counts(), "records_read": 0, "files_reread": 0, "promoted": 0,
+        "docs": {"segmented": 0, "reused": built.get("corpus", {}).get("docs", 0)},
+    }
+    built["version"] = int(previous["version"])
+    log.info("%s is up to date (version %d): %s", out, previous["version"], plan.reason)
     return built
 
 

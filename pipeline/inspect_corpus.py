@@ -309,11 +309,20 @@ def run(
     colour: str = "auto",
     tokenizer: str | None = None,
     out: TextIO | None = None,
+    version: int | None = None,
 ) -> int:
-    """The ``inspect`` command; returns the exit status (2 with one line on stderr when it cannot)."""
+    """The ``inspect`` command; returns the exit status (2 with one line on stderr when it cannot).
+
+    ``version``: read that version, current or archived (``snapshot.resolve``: an archived version
+    is a corpus folder of its own under ``versions/``)."""
     out = out or sys.stdout
     style = Style(colour=colour == "always" or (colour == "auto" and out.isatty()))
     try:
+        if version is not None:
+            try:
+                output = snapshot.resolve(output, version)[0]
+            except snapshot.VersionError as error:
+                raise InspectError(str(error)) from None
         if doc:
             show_doc(output, doc.strip(), style, out)
         else:

@@ -3,7 +3,8 @@
 Re-packs a built corpus from its docs table, without reading inputs or running LTP again:
 the committed docs (text + words) are tokenized and packed under the corpus's config with the
 overrides applied, written as a new version of ``shards/``, and the manifest is replaced in one
-step (``manifests.snapshot.commit``); the previous version's shards are removed after the commit.
+step (``manifests.snapshot.commit``); the previous version is archived under ``versions/`` first,
+and its shards leave ``shards/`` after the commit.
 Docs, fates and the build report are kept as they are (the report describes the build; the
 manifest's ``corpus`` counts and its ``packed`` entry describe the new shards).
 
@@ -23,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from manifests import snapshot
+from manifests import fingerprints, snapshot
 from operators import pack, storage, tokenize, write
 from pipeline.config import BuildConfig, ConfigError, build
 
@@ -55,6 +56,16 @@ def pack_config(manifest: dict[str, Any], overrides: list[str] | tuple[str, ...]
 
 def repack_corpus(output: str, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """Write a new shards version of the corpus at ``output``; return the committed manifest."""
+    if snapshot.read_manifest(output) is None:
+        raise RepackError(f"{output}: no manifest.json there; build the corpus first")
+    holder = snapshot.acquire_lock(output)
+    try:
+        return _repack(output, overrides)
+    finally:
+        snapshot.release_lock(output, holder)
+
+
+def _repack(output: str, overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
     import ray.data
 
     from pipeline.driver import connect_ray
@@ -91,7 +102,10 @@ def repack_corpus(output: str, overrides: list[str] | tuple[str, ...] = ()) -> d
         version=version,
         config=cfg.to_dict(),
         config_fingerprint=cfg.fingerprint(),
-        stage_fingerprints={**manifest.get("stage_fingerprints", {}), "tokenize": cfg.fingerprint("tokenize")},
+        stage_fingerprints={
+            **manifest.get("stage_fingerprints", {}),
+            **{k: v for k, v in fingerprints.stage_fingerprints(cfg.to_dict(), vocab.sha256).items() if k in PACK_SECTIONS},
+        },
         tokenizer={"spec": vocab.spec, "vocab_sha256": vocab.sha256, "vocab_size": vocab.size},
         corpus={**manifest.get("corpus", {}), **totals},
         packed={
@@ -102,6 +116,7 @@ def repack_corpus(output: str, overrides: list[str] | tuple[str, ...] = ()) -> d
         },
         files=kept + shards,
     )
+    snapshot.archive(output, manifest)  # the version being replaced stays readable under versions/
     snapshot.commit(output, committed)
     snapshot.remove_unlisted(output, (write.SHARDS_DIR,), committed)
     return committed

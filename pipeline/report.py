@@ -27,7 +27,6 @@ import pyarrow.compute as pc
 from ray.data.aggregate import Sum
 from ray.data.expressions import col
 
-from operators import storage
 from operators.columns import (
     DETAIL,
     DOC_ID,
@@ -330,9 +329,13 @@ def write_report(
     report: dict[str, Any],
     files: list[dict[str, Any]] | None = None,
     pairs: list[dict[str, Any]] | None = None,
+    suffix: str = "",
 ) -> list[str]:
     """report.json, report.txt and report.html; ``files`` (manifest entries) give examples per
-    shard, ``pairs`` the duplicate pairs shown side by side. Returns the names written."""
+    shard, ``pairs`` the duplicate pairs shown side by side. Returns the names written.
+
+    ``suffix``: written as ``report.json<suffix>`` ..., staged for ``snapshot.commit`` to move into
+    place, so that the committed version's report stays as it is until the commit."""
     from pipeline.report_html import render
 
     bodies = {
@@ -340,8 +343,8 @@ def write_report(
         REPORT_TEXT: human_report(report),
         REPORT_HTML: render(report, files or [], pairs or [], title=output),
     }
+    from manifests.snapshot import write_bytes
+
     for name, body in bodies.items():
-        filesystem, inner = storage.resolve(storage.join(output, name))
-        with filesystem.open_output_stream(inner) as stream:
-            stream.write(body.encode())
-    return list(bodies)
+        write_bytes(output, name + suffix, body.encode())  # a new file: a hard-linked archived copy keeps its bytes
+    return [name + suffix for name in bodies]

@@ -89,11 +89,16 @@ class Problems(list):
         return [*self, *more]
 
 
-def verify(output: str, max_ids: int = MAX_IDS) -> list[str]:
-    """Every problem found in the corpus at ``output``; an empty list when it checks out."""
+def verify(output: str, max_ids: int = MAX_IDS, version: int | None = None) -> list[str]:
+    """Every problem found in the corpus at ``output`` (``version``: an archived one, see
+    ``snapshot.resolve``); an empty list when it checks out."""
     problems = Problems()
     try:
         manifest = snapshot.read_manifest(output)
+        if manifest is not None and version is not None:
+            output, manifest = snapshot.resolve(output, version)
+    except snapshot.VersionError as error:
+        return [str(error)]
     except (OSError, ValueError) as error:
         return [f"manifest.json: cannot be read: {_one_line(error)}"]
     if manifest is None:
@@ -446,15 +451,15 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())[:200] or type(error).__name__
 
 
-def main(output: str, max_ids: int = MAX_IDS) -> int:
+def main(output: str, max_ids: int = MAX_IDS, version: int | None = None) -> int:
     """Print the verdict; 0 when everything checks out, 1 otherwise."""
-    problems = verify(output, max_ids)
+    problems = verify(output, max_ids, version)
     for problem in problems:
         print(problem)
     if problems:
         print(f"verify: {output}: {len(problems)} problem(s)")
         return 1
-    manifest = snapshot.read_manifest(output) or {}
+    manifest = snapshot.resolve(output, version)[1]
     fates = manifest.get("fates", {})
     print(f"verify: {output}: ok (version {manifest.get('version')}, {len(manifest.get('files', []))} files, "
           f"{fates.get('records', '?')} records, {manifest.get('corpus', {}).get('docs', '?')} docs)")

@@ -112,17 +112,15 @@ def test_shards_load_with_datasets(built):
     assert loaded.features["word_start"].feature.dtype == "bool"
 
 
-def test_rebuild_is_identical_and_replaces_the_old_version(built):
+def test_rebuild_with_nothing_changed_is_a_no_op(built):
     out = built["out"]
-    before = {d: read_table(out, d) for d in ("docs", "fates")}
-    shards_before, _ = read_shards(out)
+    before = {p: p.stat().st_mtime_ns for d in ("docs", "fates", "shards") for p in (out / d).iterdir()}
+    manifest = (out / "manifest.json").read_bytes()
     report = build_corpus(built["cfg"])
-    assert report["version"] == built["report"]["version"] + 1
-    for folder, table in before.items():
-        assert read_table(out, folder).equals(table), folder
-    shards_after, _ = read_shards(out)
-    assert shards_after.equals(shards_before)
-    assert all(p.name.startswith("part-v00002-") for d in ("docs", "fates", "shards") for p in (out / d).iterdir())
+    assert report["refresh"]["noop"] and report["version"] == built["report"]["version"] == 1
+    assert (out / "manifest.json").read_bytes() == manifest
+    assert before == {p: p.stat().st_mtime_ns for d in ("docs", "fates", "shards") for p in (out / d).iterdir()}
+    assert not (out / "versions").exists()
 
 
 def test_bundled_example_builds_with_the_readme_command(sample_corpus):

@@ -185,18 +185,23 @@ def check_snapshot(stored: dict[str, bytes], version: int) -> dict:
     manifest = json.loads(stored["manifest.json"])
     assert manifest["version"] == version
     listed = {entry["path"]: entry for entry in manifest["files"]}
-    data = {key for key in stored if "/" in key and not key.endswith("/")}  # docs/, fates/, shards/, ...
+    data = {key for key in stored if "/" in key and not key.endswith("/") and not key.startswith("versions/")}
     assert data == {path for path in listed if "/" in path}, "older versions' files are gone, nothing is missing"
     assert {"report.json", "report.txt"} <= set(listed)
     for path, entry in listed.items():
         assert len(stored[path]) == entry["size"] and hashlib.sha256(stored[path]).hexdigest() == entry["sha256"]
     assert all(f"part-v{version:05d}-" in path for path in data)
-    assert not [key for key in stored if ".tmp" in key]
+    assert not [key for key in stored if ".tmp" in key or key.endswith(".staged") or key == "writer.lock"]
+    for old in range(1, version):  # older versions are archived copies, complete with their manifest
+        archived = json.loads(stored[f"versions/v{old:05d}/manifest.json"])
+        for entry in archived["files"]:
+            body = stored[f"versions/v{old:05d}/{entry['path']}"]
+            assert hashlib.sha256(body).hexdigest() == entry["sha256"]
     return manifest
 
 
-def test_build_and_rebuild_with_s3_inputs_and_output(s3_server, tmp_path):
-    """A full build from s3:// JSONL to an s3:// output, then a second build on the same output."""
+def test_build_and_refresh_with_s3_inputs_and_output(s3_server, tmp_path):
+    """A full build from s3:// JSONL to an s3:// output, then, after one input changed, a refresh."""
     ray_tmp = Path(tempfile.mkdtemp(prefix="wwm-s3-", dir="/tmp"))  # short: Ray's unix sockets live below it
     env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "RAY_ADDRESS"))}
     env.update(
@@ -239,10 +244,19 @@ def test_build_and_rebuild_with_s3_inputs_and_output(s3_server, tmp_path):
         sources = {source for table in fates for source in table.column("source").to_pylist()}
         assert sources == {f"s3://{IN_BUCKET}/raw/{path.name}" for path in SAMPLE.glob("*.jsonl")}
 
+        changed = min(SAMPLE.glob("*.jsonl"))
+        added = json.dumps({"text": "刷新测试：这是一段新加入的文字，用来检查对象存储上的增量刷新是否只读取改动过的文件。"},
+                           ensure_ascii=False)
+        client.put_object(Bucket=IN_BUCKET, Key=f"raw/{changed.name}",
+                          Body=changed.read_bytes().rstrip(b"\n") + b"\n" + added.encode() + b"\n")
         second_log = run_build(config, env, tmp_path / "build2.log")
         second = objects(client, OUT_BUCKET, "corpus/")
         check_snapshot(second, version=2)
-        assert json.loads(second["report.json"])["fates"] == report["fates"]
+        refreshed = json.loads(second["report.json"])
+        assert refreshed["fates"]["records"] == report["fates"]["records"] + 1
+        assert refreshed["refresh"]["mode"] == "refresh"
+        assert refreshed["refresh"]["files"]["changed"] == 1 and refreshed["refresh"]["files"]["unchanged"] == 1
+        assert refreshed["refresh"]["records_read"] == report["sources"][f"s3://{IN_BUCKET}/raw/{changed.name}"] + 1
         assert f"wrote s3://{OUT_BUCKET}/corpus (version 2)" in second_log
 
         leaks = [f"s3://{OUT_BUCKET}/corpus/{key}" for key, body in second.items() if _has_credentials(body)]

@@ -14,7 +14,10 @@ shuffle of the shard list seeded by (seed, epoch), and rows pass through a seede
 Both take a location that is a corpus (a folder with ``manifest.json``), its ``shards/`` folder,
 or any folder of ``*.arrow`` shards. With a manifest, exactly the shards of the committed
 version are read (files of an unfinished build are ignored, with a warning), and each shard's
-size and row count are checked against it. Shards made with another vocabulary, truncated
+size and row count are checked against it. ``version=K`` pins a version: the current one, or an
+archived one under ``versions/v<K>/`` (``manifests.snapshot.resolve``). A reader that pinned the
+current version keeps reading it after a newer build archives it: a shard missing from the top
+level is looked up in that version's archive (``manifests.snapshot.locate``). Shards made with another vocabulary, truncated
 shards and empty folders are ``ShardError``s that name the file or folder.
 
 Each example is a dict of numpy arrays: ``input_ids`` (the shard's uint16/uint32), ``word_start``
@@ -59,6 +62,14 @@ class Shard:
     location: str  # local path or URI
     rows: int | None = None  # from the manifest, when there is one
     size: int | None = None
+    archived: str | None = None  # where the file is once its version is archived (a current version's shard)
+
+    def where(self) -> str:
+        """The location to open now: ``location``, or the archived copy once the file has moved there."""
+        if self.archived is None:
+            return self.location
+        filesystem, inner = storage.resolve(self.location)
+        return self.location if filesystem.get_file_info(inner).type == pafs.FileType.File else self.archived
 
 
 @dataclass(frozen=True)
@@ -99,9 +110,17 @@ def find_shards(location: str, *, version: int | None = None, vocab_sha256: str 
     root = _corpus_root(location, filesystem, inner, info)
     manifest = snapshot.read_manifest(root) if root else None
     if manifest is not None:
-        shards = _manifest_shards(root, manifest, filesystem)
         if version is not None and int(manifest["version"]) != version:
-            raise ShardError(f"{root} holds version {manifest['version']}, not version {version}")
+            try:
+                folder, manifest = snapshot.resolve(root, version)
+            except snapshot.VersionError:
+                archived = snapshot.archived_versions(root)
+                raise ShardError(
+                    f"{root} holds version {manifest['version']}, not version {version} (archived: {archived or 'none'})"
+                ) from None
+            shards = _manifest_shards(folder, manifest, filesystem)
+        else:
+            shards = _manifest_shards(root, manifest, filesystem, archive=storage.join(root, snapshot.version_dir(manifest["version"])))
         vocab_sha256 = vocab_sha256 or manifest.get("tokenizer", {}).get("vocab_sha256")
     elif version is not None:
         raise ShardError(f"{location}: no manifest.json, so no version {version} to select")
@@ -131,7 +150,9 @@ def _corpus_root(location: str, filesystem: pafs.FileSystem, inner: str, info: p
     return None
 
 
-def _manifest_shards(root: str, manifest: dict[str, Any], filesystem: pafs.FileSystem) -> list[Shard]:
+def _manifest_shards(
+    root: str, manifest: dict[str, Any], filesystem: pafs.FileSystem, archive: str | None = None
+) -> list[Shard]:
     entries = [
         e for e in manifest["files"] if e["path"].startswith(f"{SHARDS_DIR}/") and e["path"].endswith(SHARD_SUFFIX)
     ]
@@ -148,7 +169,11 @@ def _manifest_shards(root: str, manifest: dict[str, Any], filesystem: pafs.FileS
             "%s: ignoring %d shard(s) not in manifest.json (another version?): %s",
             root, len(unlisted), ", ".join(unlisted[:5]),
         )
-    return [Shard(storage.join(root, e["path"]), rows=e.get("rows"), size=e.get("size")) for e in entries]
+    return [
+        Shard(storage.join(root, e["path"]), rows=e.get("rows"), size=e.get("size"),
+              archived=storage.join(archive, e["path"]) if archive else None)
+        for e in entries
+    ]
 
 
 def _check_shards(shards: list[Shard], vocab_sha256: str | None) -> tuple[dict[str, str], tuple[str, ...]]:
@@ -185,7 +210,7 @@ def _check_shards(shards: list[Shard], vocab_sha256: str | None) -> tuple[dict[s
 
 def _read_schema(shard: Shard) -> tuple[pa.Schema, int]:
     """The shard's schema and size; fails on a file that does not end with the end-of-stream marker."""
-    filesystem, inner = storage.resolve(shard.location)
+    filesystem, inner = storage.resolve(shard.where())
     try:
         with filesystem.open_input_file(inner) as file:
             size = file.size()
@@ -288,7 +313,7 @@ class ShardDataset(torch.utils.data.Dataset):
         if shard in self._open:
             self._open.move_to_end(shard)
             return self._open[shard]
-        path = self.shard_set.shards[shard].location
+        path = self.shard_set.shards[shard].where()
         try:
             batches = [_BatchRows(batch) for batch in pa.ipc.open_stream(pa.memory_map(path))]
         except pa.ArrowInvalid as err:
@@ -385,7 +410,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         yield from buffer
 
     def _read(self, shard: Shard) -> Iterator[Example]:
-        filesystem, inner = storage.resolve(shard.location)
+        filesystem, inner = storage.resolve(shard.where())
         count = 0
         try:
             with filesystem.open_input_stream(inner) as stream:

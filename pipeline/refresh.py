@@ -1,0 +1,97 @@
+"""Refresh planning and the segmentation cache: what a build on an existing output can reuse.
+
+``plan`` compares this build with the committed version: the input ledger (new, changed,
+removed, unchanged files; ``manifests.ledger``) and the stage fingerprints
+(``manifests.fingerprints``). The build is
+
+- ``noop`` when no input file and no stage fingerprint changed: nothing is read, nothing is
+  committed, and the CLI prints "up to date";
+- ``refresh`` when the read, normalize and dedup fingerprints are unchanged: only new and changed
+  files are read; unchanged files keep their fates, and their documents take part in dedup through
+  the persisted dedup index (no text read); changed and removed files' records leave;
+- ``full`` otherwise (no previous version, a version without ledger or index, or a changed read,
+  normalize or dedup setting): every input is read, normalized and deduplicated again.
+
+Either way segmentation is cached by content: when the segment fingerprint is unchanged, the
+previous docs table is the cache, joined by the xxh3-128 of the normalized text, and LTP runs only
+on texts it does not hold. Tokenize and pack always run from the final docs table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import xxhash
+
+from manifests import fingerprints, ledger
+from operators.columns import TEXT
+
+TEXT_HASH = "text_hash"
+NOOP, REFRESH, FULL = "noop", "refresh", "full"
+
+
+@dataclass
+class Plan:
+    mode: str
+    reason: str
+    diff: ledger.Diff
+    rows: list[dict[str, Any]]  # this build's ledger rows (no records/status yet)
+    previous_ledger: pa.Table | None
+    changed_stages: list[str] = field(default_factory=list)
+    reuse_segmentation: bool = False  # the previous docs table may serve as the segmentation cache
+
+    @property
+    def to_read(self) -> list[str]:
+        if self.mode == FULL:
+            return sorted(row[ledger.URI] for row in self.rows)
+        return self.diff.to_read
+
+    @property
+    def carries_everything(self) -> bool:
+        """No input changed and only tokenize/write settings did: docs, fates and dedup carry over."""
+        return (self.mode == REFRESH and not (self.diff.new or self.diff.changed or self.diff.removed)
+                and self.reuse_segmentation)
+
+    @property
+    def unchanged(self) -> list[str]:
+        return self.diff.unchanged if self.mode == REFRESH else []
+
+
+def plan(previous: dict[str, Any] | None, previous_root: str, files: list[str], prints: dict[str, str],
+         has_index: bool) -> Plan:
+    """Decide what this build does (module doc). Stats every input; hashes only files whose size or
+    mtime differ from the previous ledger's, in Ray tasks."""
+    previous_ledger = ledger.read(previous_root, previous)
+    rows, hashed = ledger.scan(files, previous_ledger)
+    diff = ledger.diff(previous_ledger, rows, hashed)
+    changed = fingerprints.changed((previous or {}).get("stage_fingerprints"), prints)
+    reuse = previous is not None and "segment" not in changed
+    if previous is None:
+        return Plan(FULL, "no previous version", diff, rows, None, changed, False)
+    if previous_ledger is None or not has_index:
+        return Plan(FULL, "the previous version has no input ledger or dedup index", diff, rows, previous_ledger,
+                    changed, reuse)
+    inputs_changed = [stage for stage in changed if stage in fingerprints.INPUT_STAGES]
+    if inputs_changed:
+        return Plan(FULL, f"changed settings: {', '.join(inputs_changed)}", diff, rows, previous_ledger, changed, reuse)
+    if not (diff.new or diff.changed or diff.removed or changed):
+        return Plan(NOOP, "no input file and no setting changed", diff, rows, previous_ledger, changed, reuse)
+    return Plan(REFRESH, "inputs or later-stage settings changed", diff, rows, previous_ledger, changed, reuse)
+
+
+def with_text_hash(batch: pa.Table) -> pa.Table:
+    """Add ``text_hash``: xxh3-128 of the normalized text, the segmentation cache's key."""
+    hashes = [xxhash.xxh3_128_hexdigest(text.encode("utf-8", "surrogatepass")) for text in batch[TEXT].to_pylist()]
+    return batch.append_column(TEXT_HASH, pa.array(hashes, pa.string()))
+
+
+def first_per_hash(group: pa.Table) -> pa.Table:
+    """One cache row per text (a corpus built without exact dedup may hold a text twice)."""
+    return group.slice(0, 1)
+
+
+def conform(batch: pa.Table, schema: pa.Schema) -> pa.Table:
+    """The batch's columns of ``schema``, in its order and types (so that unions line up)."""
+    return batch.select(schema.names).cast(schema)

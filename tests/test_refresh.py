@@ -1,0 +1,301 @@
+"""Incremental refresh, snapshots and their readers (README "Refresh and snapshots").
+
+One module-scoped sequence of small builds on one output, each step checked by several tests:
+
+1. v1: a full build of a.jsonl, b.jsonl, c.jsonl (b holds an exact copy of a's first paragraph and
+   a near copy of its second);
+2. the same config again: nothing changed, so nothing is read, segmented or committed;
+3. v2: a.jsonl changed (its first paragraph gone, so b's copy must take the kept place), c.jsonl
+   removed, e.jsonl new: equal to a full build of the same inputs in a fresh folder;
+4. v3: 0early.jsonl new, holding a copy of a kept document that sorts before it (the tie rule);
+   (its first attempt dies just before the commit, and the second one succeeds);
+5. v4: only tokenize.max_seq_len changed: re-tokenized, nothing read or segmented;
+6. v5: only dedup.minhash.threshold changed: deduplicated again, already-segmented texts reused.
+
+Then: pinned old versions through the loader, inspect and verify; gc; a second writer.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import pytest
+from transformers import BertTokenizerFast
+
+from manifests import snapshot
+from operators import read as read_op
+from operators import segment as segment_op
+from pipeline import inspect_corpus
+from pipeline.cli import main
+from pipeline.config import load_config
+from pipeline.driver import build_corpus
+from pipeline.verify import verify
+from tests.contracts import read_shards, read_table
+from training.loader import ShardDataset, find_shards
+
+P = [
+    "城市的夜晚总是很安静，街道两旁的路灯一盏一盏地亮起来，人们下班以后回到家里。",
+    (
+        "春天来了，公园里的花都开了，孩子们在草地上奔跑，老人们坐在长椅上晒太阳聊天。"
+        "湖边的柳树长出了嫩绿的新芽，几只小船在水面上慢慢划过，远处传来一阵阵欢笑声。"
+    ),
+    "图书馆每天早上八点开门，学生们排着队等待进入，找一个安静的位置开始一天的学习。",
+    (
+        "这家小店的面条做得非常好吃，每到中午就有很多附近的上班族来这里排队吃午饭。"
+        "老板是一位和气的中年人，他总是笑着跟每一位客人打招呼，还记得许多熟客的口味。"
+    ),
+    "山上的空气十分清新，我们沿着小路慢慢往上走，一路上听到各种鸟儿的叫声。",
+    "他每个周末都会去市场买新鲜的蔬菜和水果，回家以后给全家人做一顿丰盛的晚餐。",
+    "火车在田野之间飞快地行驶，窗外的风景不断变化，远处的村庄和河流一闪而过。",
+    "博物馆里展出了许多古代的文物，讲解员耐心地向参观者介绍每一件展品的历史。",
+    "下雨的时候，街上的行人都撑起了雨伞，五颜六色的伞像花朵一样在路上开放。",
+]
+NEAR_P1 = P[1].replace("嫩绿", "浅绿")  # near copies: one word changed mid-text, Jaccard of 5-grams ~0.9
+NEAR_P3 = P[3].replace("和气", "和善")
+
+
+def write_jsonl(path: Path, texts: list[str]) -> Path:
+    path.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8")
+    return path
+
+
+def config_for(root: Path, name: str, out: Path, model: Path, vocab: Path, **sections) -> Path:
+    data = {
+        "inputs": [str(root / "in" / "*.jsonl")],
+        "output": str(out),
+        "segment": {"model": str(model)},
+        "tokenize": {"tokenizer": str(vocab), "max_seq_len": 48, "batch_size": 4},
+        "write": {"shard_rows": 8},
+    }
+    for section, values in sections.items():
+        data.setdefault(section, {}).update(values)
+    path = root / f"{name}.yaml"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def tables(out: Path) -> dict:
+    shards, _ = read_shards(out)
+    return {"docs": read_table(out, "docs"), "fates": read_table(out, "fates"), "shards": shards}
+
+
+class Spy:
+    """Counts calls of the read and segment stages' wrappers in this (driver) process."""
+
+    def __init__(self, monkeypatch):
+        self.read, self.segment = 0, 0
+        real_read, real_segment = read_op.apply, segment_op.apply
+
+        def read_apply(files, cfg):
+            self.read += len(files)
+            return real_read(files, cfg)
+
+        def segment_apply(ds, cfg):
+            self.segment += 1
+            return real_segment(ds, cfg)
+
+        monkeypatch.setattr(read_op, "apply", read_apply)
+        monkeypatch.setattr(segment_op, "apply", segment_apply)
+
+
+@pytest.fixture(scope="module")
+def sequence(ray_local, tmp_path_factory, legacy_model_dir, vocab_path):
+    root = tmp_path_factory.mktemp("refresh")
+    (root / "in").mkdir()
+    out = root / "out"
+    model, vocab = legacy_model_dir, vocab_path
+    a = write_jsonl(root / "in" / "a.jsonl", [P[0], P[1], "太短", P[3]])
+    write_jsonl(root / "in" / "b.jsonl", [P[4], P[0], NEAR_P1])
+    c = write_jsonl(root / "in" / "c.jsonl", [P[5], P[6]])
+    base = config_for(root, "base", out, model, vocab)
+    steps, seconds = {}, {}
+
+    def build(name, config, spy=None):
+        started = time.perf_counter()
+        report = build_corpus(load_config(config))
+        seconds[name] = round(time.perf_counter() - started, 1)
+        steps[name] = {"report": report, "tables": tables(out), "manifest": snapshot.read_manifest(str(out)),
+                       "read": spy.read if spy else None, "segment": spy.segment if spy else None}
+
+    build("v1", base)
+    with pytest.MonkeyPatch.context() as patch:
+        spy = Spy(patch)
+        build("noop", base, spy)
+
+    write_jsonl(a, [P[1], "太短", P[3]])  # changed: its first paragraph (kept; b holds a copy) is gone
+    c.unlink()  # removed
+    write_jsonl(root / "in" / "e.jsonl", [P[7], NEAR_P3])  # new: a new document and a near copy of a kept one
+    with pytest.MonkeyPatch.context() as patch:
+        spy = Spy(patch)
+        build("v2", base, spy)
+    fresh = root / "fresh"
+    started = time.perf_counter()
+    build_corpus(load_config(config_for(root, "fresh", fresh, model, vocab)))
+    seconds["full rebuild of v2's inputs"] = round(time.perf_counter() - started, 1)
+    steps["fresh"] = {"tables": tables(fresh), "out": fresh}
+
+    write_jsonl(root / "in" / "0early.jsonl", [P[4]])  # sorts before b.jsonl, whose P[4] is kept
+    report_before = (out / "report.json").read_bytes()
+    with pytest.MonkeyPatch.context() as patch:  # v3's first attempt dies before its commit
+
+        def crash(*args, **kwargs):
+            raise RuntimeError("killed before the commit")
+
+        patch.setattr(snapshot, "commit", crash)
+        with pytest.raises(RuntimeError, match="killed before the commit"):
+            build_corpus(load_config(base))
+    steps["crashed"] = {"manifest": snapshot.read_manifest(str(out)), "report": report_before,
+                        "report_after": (out / "report.json").read_bytes(), "verify": verify(str(out)),
+                        "left": sorted(p.name for p in (out / "docs").iterdir())}
+    build("v3", base)
+    with pytest.MonkeyPatch.context() as patch:
+        spy = Spy(patch)
+        build("v4", config_for(root, "v4", out, model, vocab, tokenize={"max_seq_len": 32}), spy)
+    with pytest.MonkeyPatch.context() as patch:
+        spy = Spy(patch)
+        build("v5", config_for(root, "v5", out, model, vocab, tokenize={"max_seq_len": 32},
+                               dedup={"minhash": {"threshold": 0.97}}), spy)
+    print(f"\nrefresh sequence seconds: {seconds}")
+    return {"root": root, "out": out, "steps": steps, "model": model, "vocab": vocab, "seconds": seconds,
+            "tokenizer": BertTokenizerFast(vocab=str(vocab))}
+
+
+def test_first_build_is_full_and_keeps_the_earliest_copy(sequence):
+    steps = sequence["steps"]
+    assert steps["v1"]["report"]["refresh"]["mode"] == "full"
+    v1 = {(Path(r["source"]).name, r["record"]): r["fate"] for r in steps["v1"]["tables"]["fates"].to_pylist()}
+    assert v1[("b.jsonl", 1)] == "exact_dup" and v1[("b.jsonl", 2)] == "near_dup" and v1[("a.jsonl", 2)] == "filtered"
+
+
+def test_a_rerun_with_nothing_changed_reads_nothing_and_commits_nothing(sequence):
+    noop, v1 = sequence["steps"]["noop"], sequence["steps"]["v1"]
+    refresh = noop["report"]["refresh"]
+    assert refresh["noop"] is True and refresh["files"]["hashed"] == 0 and refresh["records_read"] == 0
+    assert noop["read"] == 0 and noop["segment"] == 0
+    assert noop["manifest"]["version"] == 1 and noop["manifest"] == v1["manifest"]
+
+
+def test_add_change_and_remove_equal_a_full_rebuild(sequence):
+    v2, fresh = sequence["steps"]["v2"], sequence["steps"]["fresh"]
+    refresh = v2["report"]["refresh"]
+    assert refresh["mode"] == "refresh"
+    assert {k: refresh["files"][k] for k in ("new", "changed", "removed", "unchanged")} == {
+        "new": 1, "changed": 1, "removed": 1, "unchanged": 1}
+    assert v2["read"] == 2 + 1  # a.jsonl and e.jsonl, then b.jsonl again for the promoted copy
+    assert refresh["records_read"] == 3 + 2 and refresh["files_reread"] == 1 and refresh["promoted"] == 1
+    for name in ("docs", "fates", "shards"):
+        assert v2["tables"][name].equals(fresh["tables"][name]), name
+    assert verify(str(fresh["out"])) == []
+
+
+def test_a_retracted_keeper_gives_its_place_to_a_surviving_duplicate_with_words(sequence):
+    v2 = sequence["steps"]["v2"]
+    fates = {(Path(r["source"]).name, r["record"]): r for r in v2["tables"]["fates"].to_pylist()}
+    promoted = fates[("b.jsonl", 1)]
+    assert promoted["fate"] == "kept"
+    docs = {r["doc_id"]: r for r in v2["tables"]["docs"].to_pylist()}
+    assert "".join(docs[promoted["doc_id"]]["words"]) == P[0] and len(docs[promoted["doc_id"]]["words"]) > 1
+    assert fates[("e.jsonl", 1)]["fate"] == "near_dup" and fates[("e.jsonl", 1)]["detail"] == fates[("a.jsonl", 2)]["doc_id"]
+    # texts already segmented (P[0], P[1], P[3], P[4]) came from the cache; only e.jsonl's P[7] ran LTP
+    assert v2["report"]["refresh"]["docs"] == {"segmented": 1, "reused": 4}
+    assert v2["segment"] == 1
+
+
+def test_a_new_copy_that_sorts_first_is_the_duplicate_of_the_kept_document(sequence):
+    v3 = sequence["steps"]["v3"]
+    fates = {(Path(r["source"]).name, r["record"]): r for r in v3["tables"]["fates"].to_pylist()}
+    assert fates[("b.jsonl", 0)]["fate"] == "kept"
+    assert fates[("0early.jsonl", 0)]["fate"] == "exact_dup"
+    assert fates[("0early.jsonl", 0)]["detail"] == fates[("b.jsonl", 0)]["doc_id"]
+    assert v3["report"]["refresh"]["docs"]["segmented"] == 0
+
+
+def test_changing_max_seq_len_retokenizes_without_reading_or_segmenting(sequence):
+    v3, v4 = sequence["steps"]["v3"], sequence["steps"]["v4"]
+    refresh = v4["report"]["refresh"]
+    assert refresh["mode"] == "refresh" and refresh["changed_stages"] == ["tokenize"]
+    assert refresh["records_read"] == 0 and refresh["docs"]["segmented"] == 0 and v4["segment"] == 0 and v4["read"] == 0
+    assert v4["tables"]["docs"].equals(v3["tables"]["docs"]) and v4["tables"]["fates"].equals(v3["tables"]["fates"])
+    lengths = [len(ids) for ids in v4["tables"]["shards"].column("input_ids").to_pylist()]
+    assert max(lengths) <= 32 < max(len(ids) for ids in v3["tables"]["shards"].column("input_ids").to_pylist())
+
+
+def test_changing_the_dedup_threshold_does_not_segment_segmented_texts_again(sequence):
+    v4, v5 = sequence["steps"]["v4"], sequence["steps"]["v5"]
+    refresh = v5["report"]["refresh"]
+    assert refresh["mode"] == "full" and "dedup" in refresh["reason"]
+    before = set(v4["tables"]["docs"].column("text").to_pylist())
+    after = set(v5["tables"]["docs"].column("text").to_pylist())
+    assert after - before == {NEAR_P1, NEAR_P3}  # near copies are documents of their own at 0.97
+    assert refresh["docs"] == {"segmented": 2, "reused": len(before)}
+
+
+def test_every_version_verifies_and_old_versions_stay_readable(sequence, capsys):
+    out = sequence["out"]
+    assert verify(str(out)) == []
+    assert snapshot.archived_versions(str(out)) == [1, 2, 3, 4]
+    for version in (1, 2, 3, 4):
+        assert verify(str(out), version=version) == [], version
+    v1 = sequence["steps"]["v1"]["tables"]["shards"]
+    dataset = ShardDataset(str(out), version=1)
+    assert len(dataset) == v1.num_rows and dataset.shard_set.version == 1
+    assert dataset[0]["input_ids"].tolist() == v1.column("input_ids")[0].as_py()
+    assert all("/versions/v00001/shards/" in s.location for s in find_shards(str(out), version=1).shards)
+    buffer = io.StringIO()
+    assert inspect_corpus.run(str(out), n=1, colour="never", out=buffer, version=1) == 0
+    assert "shards/part-v00001-" in buffer.getvalue()
+    assert main(["inspect", str(out), "--version", "9"]) == 2
+    assert "no version 9" in capsys.readouterr().err
+
+
+def test_a_reader_pinned_to_a_version_that_gets_archived_finds_its_files(sequence):
+    out = sequence["out"]
+    current = snapshot.read_manifest(str(out))["version"]
+    dataset = ShardDataset(str(out), version=current)
+    shard = dataset.shard_set.shards[0]
+    moved = Path(shard.location)
+    archived = out / snapshot.version_dir(current) / "shards" / moved.name
+    archived.parent.mkdir(parents=True, exist_ok=True)
+    moved.rename(archived)  # what a later build does to this version's files
+    try:
+        assert len(dataset[0]["input_ids"]) > 0
+    finally:
+        archived.rename(moved)
+
+
+def test_a_build_that_dies_before_its_commit_leaves_the_committed_version(sequence):
+    crashed, v2, v3 = sequence["steps"]["crashed"], sequence["steps"]["v2"], sequence["steps"]["v3"]
+    assert crashed["manifest"] == v2["manifest"] and crashed["report_after"] == crashed["report"]
+    # the committed version checks out; verify names the dead build's files (the next build removes them)
+    assert crashed["verify"] and all(
+        ("part-v00003-" in line and "on disk but not in the manifest" in line) or line.endswith("of: unlisted")
+        for line in crashed["verify"]
+    ), crashed["verify"]
+    assert any(name.startswith("part-v00003-") for name in crashed["left"]), "the dead build's files were there"
+    assert v3["manifest"]["version"] == 3 and v3["report"]["refresh"]["files"]["new"] == 1
+
+
+def test_gc_keeps_the_newest_archived_versions_and_verify_still_passes(sequence, capsys):
+    out = sequence["out"]
+    archived = snapshot.archived_versions(str(out))
+    assert len(archived) >= 2
+    assert main(["gc", str(out), "--keep", "1"]) == 0
+    assert snapshot.archived_versions(str(out)) == archived[-1:]
+    assert "removed" in capsys.readouterr().out
+    assert verify(str(out)) == [] and verify(str(out), version=archived[-1]) == []
+    assert main(["verify", str(out), "--version", str(archived[0])]) == 1
+
+
+def test_a_second_writer_is_refused_with_one_line(sequence, capsys):
+    out = sequence["out"]
+    lock = out / snapshot.LOCK
+    lock.write_text(json.dumps({"host": "another-host", "pid": 1, "started": time.time()}))
+    try:
+        code = main(["build", str(sequence["root"] / "base.yaml")])
+    finally:
+        lock.unlink()
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "another build" in err and len(err.splitlines()) == 1
