@@ -92,10 +92,10 @@ def build_corpus(cfg: BuildConfig, num_cpus: int | None = None) -> dict[str, Any
     inputs = read.list_inputs(cfg.inputs)
     segment.check_config(cfg.segment)
     vocab = tokenize.vocab_info(cfg.tokenize.tokenizer)
+    connect_ray(num_cpus)
+    cluster.check_gpus(cfg.segment.num_gpus)  # fail fast: Ray would wait forever for GPU actors
     holder = snapshot.acquire_lock(cfg.output)  # one writer per output: a second build stops here
     try:
-        connect_ray(num_cpus)
-        cluster.check_gpus(cfg.segment.num_gpus)  # fail fast: Ray would wait forever for GPU actors
         return _build(cfg, inputs, vocab)
     finally:
         snapshot.release_lock(cfg.output, holder)
