@@ -104,11 +104,8 @@ def test_the_in_memory_model_agrees(labelled):
     assert checked.precision >= unchecked.precision
 
 
-def test_regression_pairs_from_c3(capsys):
-    """Machine-mined C3 pairs (exact 5-gram Jaccard 0.30-0.69): estimates track Jaccard; found share per level.
-
-    Every pair is below the 0.8 threshold, so nothing is asserted about which are found.
-    """
+def test_regression_pairs_from_c3():
+    """Machine-mined C3 pairs (exact 5-gram Jaccard 0.30-0.69): the MinHash estimates track the exact Jaccard."""
     path = shared_file(CANDIDATES)
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     normalizer = normalize.Normalizer(normalize.NormalizeConfig())
@@ -121,11 +118,3 @@ def test_regression_pairs_from_c3(capsys):
     mined = np.array([r["jaccard_char5"] for r in rows])
     assert np.abs(estimate - exact).mean() < 0.05  # 128 permutations: about 0.04 of noise at these levels
     assert np.abs(exact - mined).mean() < 0.05  # the fingerprint drops punctuation; the mined figure does not
-    clusters = clusters_in_memory({**dict(zip((r["id_a"] for r in rows), a)), **dict(zip((r["id_b"] for r in rows), b))}, cfg)
-    levels = {}
-    for low in (0.3, 0.4, 0.5, 0.6):
-        chosen = [r for r in rows if low <= r["jaccard_char5"] < low + 0.1]
-        found = sum(clusters[r["id_a"]] == clusters[r["id_b"]] for r in chosen)
-        levels[f"{low:.1f}-{low + 0.1:.1f}"] = {"pairs": len(chosen), "found": found}
-    with capsys.disabled():
-        print(json.dumps({"c3_candidates": levels, "estimate_mae": round(float(np.abs(estimate - exact).mean()), 4)}))
