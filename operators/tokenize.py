@@ -331,7 +331,9 @@ def apply(ds: ray.data.Dataset, cfg: TokenizeConfig) -> ray.data.Dataset:
 
     # Batches of exactly batch_size documents, whatever the blocks: packing (one short example per
     # batch) then depends only on the docs table's rows, so a refresh packs as a full build does.
-    ds = ds.repartition(target_num_rows_per_block=cfg.batch_size, strict=True)
+    # Materialized before the actor pool starts: on one CPU the pool's actor would hold the only CPU
+    # that the repartition's tasks need, and the two would wait for each other.
+    ds = ds.repartition(target_num_rows_per_block=cfg.batch_size, strict=True).materialize()
     return ds.map_batches(
         WholeWordTokenizer,
         fn_constructor_kwargs={"cfg": cfg},
