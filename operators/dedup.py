@@ -24,9 +24,11 @@ The flow; every step runs where the data is, and the driver holds only counts:
    partition, as they would in a hash join, but only as two short strings and the bucket list,
    never as a Python group; sketches stay out of this shuffle.
 3. Near: each survivor's band rows ``(bucket, node)``, one hash shuffle by bucket, and in each
-   partition every member of a bucket gets a star edge to the bucket's smallest member (never
-   all pairs: a bucket of n documents gives n - 1 edges, in one vectorized group-by).
-4. The check (``minhash.verify``): each candidate edge ``(u, v)`` is looked up in the sketch
+   partition the candidate pairs of every bucket (``bucket_pairs``): all its pairs, as an
+   all-pairs LSH script would check them, while it has at most ``minhash.all_pairs_max``
+   members; a star from each member to the bucket's smallest above that (n - 1 pairs, so a
+   giant bucket stays linear). Without the check a star links what all pairs would.
+4. The check (``minhash.verify``): each candidate pair ``(u, v)`` is looked up in the sketch
    table (one shuffle of requests and sketches by node, one by ``u`` to pair the two sketches)
    and kept when its estimated Jaccard reaches ``minhash.verify_cut`` (threshold - 2 sigma).
 5. Connected components over the edges label each node with its component's smallest node
@@ -188,24 +190,40 @@ class DedupKeyer:
         return pa.table(columns)
 
 
-def keep_first(partition: pa.Table, key: str, natural: bool = False) -> pa.Table:
-    """Add each row's keeper: the smallest node among the partition's rows with the same ``key``.
-
-    ``natural``: smallest by (source, record) whatever the rank (``ranked``): an LSH bucket's star
-    centre is then the one a full build would choose, and only the component's keeper (the
-    smallest ranked node, ``components``) follows the refresh's tie rule."""
-    if not natural:
-        grouped = partition.group_by(key).aggregate([(NODE, "min")])
-        index = pc.index_in(partition[key], value_set=grouped[key].combine_chunks())
-        return partition.append_column(KEEPER, grouped[f"{NODE}_min"].take(index))
-    plain = pc.replace_substring_regex(partition[NODE], _RANK_PATTERN, "")
-    with_plain = partition.append_column("_plain", plain)
-    grouped = with_plain.group_by(key).aggregate([("_plain", "min")])
+def keep_first(partition: pa.Table, key: str) -> pa.Table:
+    """Add each row's keeper: the smallest node among the partition's rows with the same ``key``."""
+    grouped = partition.group_by(key).aggregate([(NODE, "min")])
     index = pc.index_in(partition[key], value_set=grouped[key].combine_chunks())
-    centre_plain = grouped["_plain_min"].take(index)
-    nodes = partition[NODE].combine_chunks()
-    centre = nodes.take(pc.index_in(centre_plain, value_set=plain.combine_chunks()))
-    return partition.append_column(KEEPER, centre)
+    return partition.append_column(KEEPER, grouped[f"{NODE}_min"].take(index))
+
+
+def bucket_pairs(partition: pa.Table, all_pairs_max: int) -> pa.Table:
+    """All band rows (bucket, node) of some buckets to candidate pairs (node, keeper), node after keeper.
+
+    A bucket of up to ``all_pairs_max`` documents gives all its pairs; a larger one a star from each
+    member to its first (n - 1 pairs, never n^2 / 2). "First" is by (source, record) whatever the
+    refresh's rank (``ranked``), so a pair is oriented as a full build orients it, the same in
+    every band that proposes it; only the component's keeper follows the refresh's tie rule.
+    Vectorized: rows sorted by (bucket, node), then one numpy comparison per distance in a bucket.
+    """
+    plain = pc.replace_substring_regex(partition[NODE], _RANK_PATTERN, "")
+    rows = partition.append_column("_plain", plain).sort_by([(BUCKET, "ascending"), ("_plain", "ascending")])
+    bucket = rows[BUCKET].to_numpy()
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]]) if len(bucket) else np.empty(0, np.int64)
+    sizes = np.diff(np.r_[starts, len(bucket)])
+    size, first = np.repeat(sizes, sizes), np.repeat(starts, sizes)
+    position = np.arange(len(bucket))
+    star = (size > all_pairs_max) & (position != first)
+    later, earlier = [position[star]], [first[star]]
+    small = position[(size >= 2) & (size <= all_pairs_max)]
+    for distance in range(1, int(sizes[sizes <= all_pairs_max].max(initial=1))):
+        small = small[small + distance < len(bucket)]
+        same = bucket[small + distance] == bucket[small]
+        later.append(small[same] + distance)
+        earlier.append(small[same])
+        small = small[same]  # a row with no partner at this distance has none further on
+    nodes = rows[NODE].combine_chunks()
+    return pa.table({NODE: nodes.take(np.concatenate(later)), KEEPER: nodes.take(np.concatenate(earlier))})
 
 
 def duplicates(batch: pa.Table) -> pa.Table:
@@ -390,10 +408,8 @@ def _cpus() -> int:
     return int(ray.cluster_resources().get("CPU", 1)) if ray.is_initialized() else 1
 
 
-def _shuffled_keep_first(ds: Dataset, key: str, partitions: int, natural: bool = False) -> Dataset:
-    return ds.repartition(partitions, keys=[key]).map_batches(
-        keep_first, fn_kwargs={"key": key, "natural": natural}, batch_format="pyarrow", batch_size=None
-    )
+def _shuffled_keep_first(ds: Dataset, key: str, partitions: int) -> Dataset:
+    return _whole(ds.repartition(partitions, keys=[key]), keep_first, key=key)
 
 
 def _map(ds: Dataset, fn: Callable[..., pa.Table], **kwargs) -> Dataset:
@@ -420,7 +436,10 @@ def scored_audit_rows(partition: pa.Table) -> pa.Table:
 
 def _near_roots(docs: Dataset, sketched: Dataset, sketch: pa.DataType, cfg: DedupConfig, partitions: int) -> Dataset:
     """(node, root) of every document that is not the smallest of its near-duplicate component."""
-    edges = _map(_shuffled_keep_first(_map(docs, band_rows), BUCKET, partitions, natural=True), duplicates).materialize()
+    # without the check, a star per bucket links what all its pairs would
+    all_pairs_max = cfg.minhash.all_pairs_max if cfg.minhash.verify else 1
+    bands = _map(docs, band_rows).repartition(partitions, keys=[BUCKET])
+    edges = _whole(bands, bucket_pairs, all_pairs_max=all_pairs_max).materialize()
     if cfg.minhash.verify and edges.count():
         pairs = edges.rename_columns({NODE: _U, KEEPER: _V})
         checked = _whole(_answered(pairs, sketched, sketch, partitions, by=_U), pair_jaccard)

@@ -72,6 +72,7 @@ class MinHashConfig:
     seed: int = 1
     bands: int = 0  # LSH bands; 0 = chosen for recall from threshold and num_perm (module doc); rows = num_perm // bands
     verify: bool = True  # check every LSH candidate pair by its estimated Jaccard before it becomes an edge
+    all_pairs_max: int = 32  # with verify: buckets of up to this many documents check all pairs, larger ones a star
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -80,6 +81,8 @@ class MinHashConfig:
             raise ValueError("num_perm must be at least 2 and ngram at least 1")
         if not 0 <= self.bands <= self.num_perm:
             raise ValueError("bands must be between 0 (automatic) and num_perm")
+        if self.all_pairs_max < 1:
+            raise ValueError("all_pairs_max must be at least 1")
 
     @property
     def band_rows(self) -> tuple[int, int]:

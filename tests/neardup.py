@@ -293,10 +293,11 @@ def clusters_from_duplicates(doc_ids: Iterable[str], duplicates: dict[str, str])
 def clusters_in_memory(fingerprints: dict[str, str], cfg, check: str | None = "estimate") -> dict[str, str]:
     """A one-process model of the near-duplicate step, for sweeps and small fixtures: doc -> smallest doc of its cluster.
 
-    The same rules as ``operators.dedup`` (LSH buckets from ``MinHashSigner``, a star edge from
-    every bucket member to the bucket's smallest member, the check, connected components), on
-    a dict instead of Ray. ``check``: ``"estimate"`` (signature share >= ``cfg.verify_cut``),
-    ``"exact"`` (5-gram Jaccard of the fingerprints >= ``cfg.threshold``) or None.
+    The same rules as ``operators.dedup`` (LSH buckets from ``MinHashSigner``; with a check, every
+    pair of a bucket of up to ``cfg.all_pairs_max`` members, else a star from every member to the
+    bucket's smallest; the check; connected components), on a dict instead of Ray. ``check``:
+    ``"estimate"`` (signature share >= ``cfg.verify_cut``), ``"exact"`` (5-gram Jaccard of the
+    fingerprints >= ``cfg.threshold``) or None.
     """
     from operators.minhash import MinHashSigner, estimated_jaccard
 
@@ -304,15 +305,18 @@ def clusters_in_memory(fingerprints: dict[str, str], cfg, check: str | None = "e
     signer = MinHashSigner(cfg)
     signatures = signer.signatures([fingerprints[d] for d in docs])
     keys = signer.band_keys(signatures)
-    smallest: dict[int, int] = {}
-    edges = set()
+    members: dict[int, list[int]] = {}
     for i, d in enumerate(docs):
-        if not fingerprints[d]:
-            continue
-        for key in keys[i].tolist():
-            first = smallest.setdefault(key, i)
-            if first != i:
-                edges.add((i, first))
+        if fingerprints[d]:
+            for key in keys[i].tolist():
+                members.setdefault(key, []).append(i)
+    all_pairs_max = cfg.all_pairs_max if check else 1
+    edges = set()
+    for bucket in members.values():
+        if len(bucket) <= all_pairs_max:
+            edges |= {(i, j) for n, j in enumerate(bucket) for i in bucket[n + 1 :]}
+        else:
+            edges |= {(i, bucket[0]) for i in bucket[1:]}
     if check == "estimate":
         edges = {(i, j) for i, j in edges if estimated_jaccard(signatures[[i]], signatures[[j]])[0] >= cfg.verify_cut}
     elif check == "exact":

@@ -155,13 +155,33 @@ def test_band_rows_one_per_band_none_without_buckets():
 
 
 def test_a_giant_bucket_gives_one_star_edge_per_member():
-    """A bucket of n documents gives n - 1 edges in one group-by: linear, never all pairs."""
+    """A bucket over ``all_pairs_max`` documents gives n - 1 edges, vectorized: linear, never all pairs."""
     n = 200_000
-    nodes = pa.array([f"k{i:07d}" for i in range(n)])
+    nodes = pa.array([f"k{i:07d}" for i in reversed(range(n))])
     partition = pa.table({"bucket": pa.array([7] * n, pa.int64()), NODE: nodes})
-    edges = dedup.duplicates(keep_first(partition, "bucket"))
+    edges = dedup.bucket_pairs(partition, all_pairs_max=32)
     assert edges.num_rows == n - 1
     assert set(edges[KEEPER].to_pylist()) == {"k0000000"}
+
+
+def test_small_buckets_give_all_their_pairs_each_pointing_to_the_earlier_document():
+    rows = [(1, "c"), (2, "q"), (1, "a"), (3, "x"), (1, "b"), (2, "p"), (4, "m"), (4, "n"), (4, "o")]
+    partition = pa.table({"bucket": pa.array([b for b, _ in rows], pa.int64()), NODE: [n for _, n in rows]})
+    pairs = dedup.bucket_pairs(partition, all_pairs_max=3)
+    found = set(zip(pairs[NODE].to_pylist(), pairs[KEEPER].to_pylist()))
+    assert found == {("b", "a"), ("c", "a"), ("c", "b"), ("q", "p"), ("n", "m"), ("o", "m"), ("o", "n")}
+    stars = dedup.bucket_pairs(partition, all_pairs_max=2)  # buckets 1 and 4 are over the limit now
+    assert set(zip(stars[NODE].to_pylist(), stars[KEEPER].to_pylist())) == {
+        ("b", "a"), ("c", "a"), ("q", "p"), ("n", "m"), ("o", "m")
+    }
+
+
+def test_bucket_pairs_orient_by_source_and_record_whatever_the_refresh_rank():
+    """A kept document's node carries the rank prefix; its pairs still point as a full build's do."""
+    partition = pa.table({"bucket": pa.array([5, 5], pa.int64()), NODE: [dedup.RANK_KEPT + "b", "a"]})
+    pairs = dedup.bucket_pairs(partition, all_pairs_max=32)
+    assert list(zip(pairs[NODE].to_pylist(), pairs[KEEPER].to_pylist())) == [(dedup.RANK_KEPT + "b", "a")]
+    assert dedup.bucket_pairs(partition.slice(0, 0), all_pairs_max=32).num_rows == 0
 
 
 def test_partitions_bound_memory_and_use_every_cpu_once_there_is_work():
