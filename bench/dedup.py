@@ -40,6 +40,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from pipeline.cluster import configure_data_context  # noqa: E402
+
 SHARED = REPO.parent / "shared" / "data"
 SHARED_INPUTS = [
     SHARED / "zh-simplified" / "cmrc2018_wiki.jsonl",
@@ -151,6 +153,7 @@ def start_ray() -> None:
 
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     context = ray.data.DataContext.get_current()
+    configure_data_context(context)  # as a build configures it
     context.enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 

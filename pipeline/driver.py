@@ -61,6 +61,7 @@ def connect_ray(num_cpus: int | None = None) -> None:
         local = address == "local"
         ray.init(address=address, num_cpus=num_cpus if local else None, log_to_driver=False, **(cluster.LOCAL_RAY_OPTIONS if local else {}))
     context = ray.data.DataContext.get_current()
+    cluster.configure_data_context(context)
     context.execution_options.preserve_order = True  # same inputs, same row order in every output
     context.enable_progress_bars = True
 
