@@ -365,8 +365,8 @@ def align_words(text: str, words: Sequence[str]) -> list[str]:
     becomes words of its own. Each whitespace run is then one word (LTP glues spaces to a neighbour
     or drops them).
     """
-    if not _WHITESPACE.search(text) and "".join(words) == text:  # the usual case, kept at C speed
-        return [word for word in words if word]
+    if "" not in words and not _WHITESPACE.search(text) and "".join(words) == text:  # the usual case, at C speed
+        return list(words)
     cuts = [0, *(end for span in word_spans(text, words) if span for end in span), len(text)]
     cuts = _whitespace_cuts(text, [*dict.fromkeys(cuts)])
     return [text[start:end] for start, end in zip(cuts, cuts[1:])]
@@ -528,11 +528,13 @@ class LtpSegmenter:
     def _model_output(self, output: Any, count: int) -> list[tuple[list[str], ...]]:
         """(words, *tags) per input of one LTP call, tags in `self._tags` order."""
         columns = [output.cws, *(getattr(output, task) for task in self._tags)]
-        return [tuple(column[i] for column in columns) for i in range(count)]
+        return list(zip(*columns)) if count else []
 
     def _align(self, text: str, output: tuple[list[str], ...] | None) -> Tagged:
         """Words (and tags) of one text or piece; `output` None where LTP was not called (nothing to segment)."""
         words, *tags = output or ([], *([] for _ in self._tags))
+        if not tags:  # words only: the hot path of a build
+            return Tagged(align_words(text, words))
         tagged = dict(zip(self._tags, tags))
         return align(text, words, tagged.get("pos"), tagged.get("ner"))
 
