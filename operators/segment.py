@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 from urllib.parse import urlsplit
 
+import numpy as np
 import pyarrow as pa
 
 from operators.columns import TAG_COLUMNS, TEXT, WORDS
@@ -365,11 +366,14 @@ def align_words(text: str, words: Sequence[str]) -> list[str]:
     becomes words of its own. Each whitespace run is then one word (LTP glues spaces to a neighbour
     or drops them).
     """
-    if "" not in words and not _WHITESPACE.search(text) and "".join(words) == text:  # the usual case, at C speed
-        return list(words)
-    cuts = [0, *(end for span in word_spans(text, words) if span for end in span), len(text)]
-    cuts = _whitespace_cuts(text, [*dict.fromkeys(cuts)])
-    return [text[start:end] for start, end in zip(cuts, cuts[1:])]
+    if "".join(words) == text:  # the usual case: every character kept, in order
+        if not _WHITESPACE.search(text):
+            return [word for word in words if word] if "" in words else list(words)
+        cuts = np.cumsum([0, *map(len, words)])
+    else:
+        cuts = np.array([0, *(end for span in word_spans(text, words) if span for end in span), len(text)])
+    bounds = _whitespace_cuts(text, cuts).tolist()
+    return [text[start:end] for start, end in zip(bounds, bounds[1:])]
 
 
 def word_spans(text: str, words: Sequence[str]) -> list[tuple[int, int] | None]:
@@ -437,19 +441,14 @@ def _entities(tags: Sequence[str]) -> list[tuple[str, int, int]]:
     return get_entities(list(tags))
 
 
-def _whitespace_cuts(text: str, cuts: list[int]) -> list[int]:
-    """Drop cuts inside whitespace runs and cut at both ends of each run; both inputs ascend."""
-    runs = [match.span() for match in _WHITESPACE.finditer(text)]
-    if not runs:
-        return cuts
-    merged, r = [], 0
-    for cut in cuts:
-        while r < len(runs) and runs[r][1] <= cut:
-            merged += runs[r]
-            r += 1
-        if not (r < len(runs) and runs[r][0] < cut):
-            merged.append(cut)
-    return [*dict.fromkeys(merged)]
+def _whitespace_cuts(text: str, cuts: np.ndarray) -> np.ndarray:
+    """The cuts not strictly inside a whitespace run, and both ends of every run, ascending and distinct."""
+    runs = np.array([match.span() for match in _WHITESPACE.finditer(text)], dtype=np.int64).reshape(-1, 2)
+    if not len(runs):
+        return np.unique(cuts)
+    run = np.searchsorted(runs[:, 0], cuts, side="right") - 1  # the last run starting at or before each cut
+    inside = (run >= 0) & (cuts > runs[run, 0]) & (cuts < runs[run, 1])
+    return np.union1d(cuts[~inside], runs.ravel())
 
 
 class LtpSegmenter:

@@ -169,20 +169,15 @@ def _build(cfg: BuildConfig, inputs: list[str], vocab) -> dict[str, Any]:
             parts = [part.map_batches(refresh.conform, fn_kwargs={"schema": FATES_SCHEMA}, batch_format="pyarrow") for part in parts]
             write.write_fates(parts[0].union(*parts[1:]).sort([SOURCE, RECORD]), out, version)
 
-    docs = ray.data.read_parquet(
-        _paths(out, write.version_files(out, write.DOCS_DIR, version)),
-        filesystem=storage.filesystem(out),  # object stores configured as storage.resolve does
-    ).materialize()  # read before the tokenizer's actors start: on one CPU they would leave the read none
+    docs = write.read_in_order(out, write.version_files(out, write.DOCS_DIR, version), docs_schema(cfg.segment.tasks))
+    docs = docs.materialize()  # read before the tokenizer's actors start: on one CPU they would leave the read none
     with timer("tokenize+pack"):
         tokenized = tokenize.apply(docs, cfg.tokenize).materialize()  # packed here, counted by the report: tokenized once
         examples = pack.apply(tokenized, cfg.tokenize, vocab)
         schema = pack.shard_schema_for(vocab, cfg.segment.model, cfg.tokenize)
         write.write_shards(examples, out, schema, version, cfg.write)
     written = [path for d in DATA_DIRS for path in write.version_files(out, d, version)]
-    fates_out = ray.data.read_parquet(
-        _paths(out, [p for p in written if p.startswith(write.FATES_DIR)]),
-        filesystem=storage.filesystem(out),
-    )
+    fates_out = write.read_in_order(out, [p for p in written if p.startswith(write.FATES_DIR)], FATES_SCHEMA).materialize()
     sources = read.records_per_source(records, plan.to_read) if records is not None else {}
     old_counts = {} if plan.previous_ledger is None else dict(
         zip(plan.previous_ledger[ledger.URI].to_pylist(), plan.previous_ledger[ledger.RECORDS].to_pylist())

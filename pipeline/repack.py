@@ -25,7 +25,8 @@ from typing import Any
 import yaml
 
 from manifests import fingerprints, snapshot
-from operators import pack, storage, tokenize, write
+from operators import pack, tokenize, write
+from operators.columns import DOCS_SCHEMA
 from pipeline.config import BuildConfig, ConfigError, build
 
 log = logging.getLogger("pipeline")
@@ -66,8 +67,6 @@ def repack_corpus(output: str, overrides: list[str] | tuple[str, ...] = ()) -> d
 
 
 def _repack(output: str, overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    import ray.data
-
     from pipeline.driver import connect_ray
 
     manifest = snapshot.read_manifest(output)
@@ -83,9 +82,7 @@ def _repack(output: str, overrides: list[str] | tuple[str, ...]) -> dict[str, An
     version = int(manifest["version"]) + 1
     log.info("re-packing %s version %d into version %d", output, manifest["version"], version)
 
-    docs = ray.data.read_parquet(
-        [storage.join(output, path) for path in docs_files], filesystem=storage.filesystem(output)
-    )
+    docs = write.read_in_order(output, docs_files, DOCS_SCHEMA)  # the docs table's order: the build's packing
     examples = pack.apply(tokenize.apply(docs, cfg.tokenize), cfg.tokenize, vocab)
     schema = pack.shard_schema_for(vocab, cfg.segment.model, cfg.tokenize)
     write.write_shards(examples, output, schema, version, cfg.write)

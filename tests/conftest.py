@@ -27,14 +27,22 @@ def shared_file(relative: str) -> Path:
     return path
 
 
+def start_local_ray() -> None:
+    """The tests' local Ray: 2 CPUs, set up as a build's own instance (idle workers kept: without that,
+    every Ray Data execution starts fresh worker processes, and the suite's builds take 3-4 times as long)."""
+    import ray
+
+    from pipeline.cluster import LOCAL_RAY_OPTIONS
+
+    ray.init(address="local", num_cpus=2, log_to_driver=False, ignore_reinit_error=True, **LOCAL_RAY_OPTIONS)
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """One small local Ray instance for every test that needs Ray Data."""
     import ray
 
-    from pipeline.cluster import LOCAL_RAY_OPTIONS  # as a build's own instance: idle workers kept
-
-    ray.init(address="local", num_cpus=2, log_to_driver=False, ignore_reinit_error=True, **LOCAL_RAY_OPTIONS)
+    start_local_ray()
     yield ray
     ray.shutdown()
 

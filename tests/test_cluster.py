@@ -23,7 +23,7 @@ from packaging.requirements import Requirement
 from operators import segment
 from pipeline import cluster
 from pipeline.cli import main
-from tests.conftest import REPO
+from tests.conftest import REPO, start_local_ray
 
 CLUSTER_YAML = REPO / "cluster.yaml"
 RAYJOB_YAML = REPO / "deploy" / "kuberay" / "rayjob.yaml"
@@ -257,7 +257,7 @@ def simulated_cluster():
         ray.shutdown()
         simulated.shutdown()
         if was_initialized:
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            start_local_ray()
 
 
 @pytest.fixture(scope="module")
