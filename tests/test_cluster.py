@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 import yaml
 from packaging.requirements import Requirement
@@ -305,7 +306,7 @@ def node_recording(base: type) -> type:
     class NodeRecording(base):
         def __call__(self, batch):
             out = super().__call__(batch)
-            return {**out, "segment_node": [ray.get_runtime_context().get_node_id()] * len(batch["text"])}
+            return out.append_column("segment_node", pa.array([ray.get_runtime_context().get_node_id()] * out.num_rows))
 
     return NodeRecording
 
