@@ -342,15 +342,18 @@ def write_input(table, folder: Path) -> None:
 
 def memory_run(folder: str, partition_rows: int) -> None:
     """The whole stage (exact + near + check + audit) over one scale's input; prints one JSON line."""
+    import pyarrow.parquet as pq
     import ray
-    import ray.data
 
-    from operators import dedup
+    from operators import dedup, write
     from tests import processes
 
     start_ray()
-    files = len(os.listdir(folder))  # one block a file: Ray's reader would merge them into blocks that grow with the input
-    documents = ray.data.read_parquet(folder, override_num_blocks=files).materialize()  # read before the watch
+    # one block a file, as the pipeline's reader bounds its blocks: Ray's read_parquet merges the files into
+    # blocks that grow with the input (one block of all 32,928 rows at 4x, override_num_blocks or not)
+    files = sorted(os.listdir(folder))
+    schema = pq.read_schema(os.path.join(folder, files[0]))
+    documents = write.read_in_order(folder, files, schema).materialize()  # read before the watch
     watcher = processes.Watcher(os.getpid())
     watcher.start()
     started = time.perf_counter()
