@@ -180,15 +180,14 @@ def shingle_hash_groups(
     pieces: list[str] = []
     docs: list[int] = []
     counts: list[int] = []
+    total = 0  # shingles in the group so far
     for index, fingerprint in enumerate(fingerprints):
         shingles = len(fingerprint) - ngram + 1
         for start in range(0, max(shingles, 0), chunk):
             count = min(chunk, shingles - start)
             if pieces and total + count > chunk:
                 yield _hash_group(pieces, docs, counts, ngram)
-                pieces, docs, counts = [], [], []
-            if not pieces:
-                total = 0
+                pieces, docs, counts, total = [], [], [], 0
             pieces.append(fingerprint[start : start + count + ngram - 1])
             docs.append(index)
             counts.append(count)
