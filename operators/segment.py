@@ -524,10 +524,9 @@ class LtpSegmenter:
             batch = batch.append_column(name, pa.array(values, pa.list_(pa.string())))
         return batch
 
-    def _model_output(self, output: Any, count: int) -> list[tuple[list[str], ...]]:
+    def _model_output(self, output: Any) -> list[tuple[list[str], ...]]:
         """(words, *tags) per input of one LTP call, tags in `self._tags` order."""
-        columns = [output.cws, *(getattr(output, task) for task in self._tags)]
-        return list(zip(*columns)) if count else []
+        return list(zip(output.cws, *(getattr(output, task) for task in self._tags)))
 
     def _align(self, text: str, output: tuple[list[str], ...] | None) -> Tagged:
         """Words (and tags) of one text or piece; `output` None where LTP was not called (nothing to segment)."""
@@ -543,7 +542,7 @@ class LtpSegmenter:
         if todo:
             parallel = self.cfg.threads_per_actor > 1
             output = self._ltp.pipeline([texts[i] for i in todo], tasks=self._run_tasks, parallelism=parallel)
-            found = dict(zip(todo, self._model_output(output, len(todo))))
+            found = dict(zip(todo, self._model_output(output)))
         return [self._align(text, found.get(i)) for i, text in enumerate(texts)]
 
     def _tag_neural(self, texts: list[str]) -> list[Tagged]:
@@ -559,7 +558,7 @@ class LtpSegmenter:
 
     def _forward(self, pieces: list[str]) -> list[tuple[list[str], ...]]:
         output = self._ltp.pipeline(pieces, tasks=self._run_tasks, raw_format=True)
-        return self._model_output(output, len(pieces))
+        return self._model_output(output)
 
     def _record_oom(self, budget: int, error: BaseException) -> None:
         self.oom_retries += 1

@@ -144,8 +144,8 @@ def read_in_order(output: str, relatives: list[str], schema: pa.Schema):
 
     if not relatives:
         return ray.data.from_arrow(schema.empty_table())
-    filesystem, _ = storage.resolve(output)
-    paths = [storage.resolve(storage.join(output, relative))[1] for relative in relatives]
+    filesystem, root = storage.resolve(output)  # once: on an object store each resolve builds a filesystem
+    paths = [storage.join(root, relative) for relative in relatives]
     listing = ray.data.from_arrow([pa.table({"path": [path]}) for path in paths])
     return listing.map_batches(_read_files, fn_kwargs={"filesystem": filesystem}, batch_format="pyarrow", batch_size=None)
 
