@@ -303,8 +303,8 @@ def naive(inputs: list[str], model: str, vocab: str, out: Path, max_seq_len: int
         batch = texts[start : start + TOKENIZER_BATCH]
         out_ = tokenizer(batch, add_special_tokens=False, return_offsets_mapping=True, split_special_tokens=True)
         for text, doc_words, ids, offsets in zip(batch, words[start:], out_["input_ids"], out_["offset_mapping"]):
-            ids = np.array(ids, dtype=dtype)
-            encoded.append((ids, word_starts(ids, offsets, text, doc_words, continuation)))
+            ids, starts = np.array(ids, dtype=dtype), np.array(offsets, dtype=np.int64).reshape(-1, 2)[:, 0]
+            encoded.append((ids, word_starts(ids, starts, list(map(len, doc_words)), continuation)))
     lap("tokenize")
 
     packer = FullPacker(max_seq_len, tokenizer.cls_token_id, tokenizer.sep_token_id, ids_type)

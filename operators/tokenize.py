@@ -13,11 +13,13 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from operators.columns import INPUT_IDS, TEXT, WORD_START, WORDS
 
@@ -183,16 +185,34 @@ def continuation_mask(tokenizer: PreTrainedTokenizerBase) -> np.ndarray:
 
 
 def word_starts(
-    token_ids: np.ndarray, offsets: Sequence[tuple[int, int]] | np.ndarray, text: str, words: list[str], continuation: np.ndarray
+    token_ids: np.ndarray, token_starts: np.ndarray, word_lengths: Sequence[int] | np.ndarray, continuation: np.ndarray
 ) -> np.ndarray:
     """word_start per token: not a ## continuation (``continuation_mask``), and the token's first char is the
-    first char of one of ``words`` (the text's segmentation)."""
-    if "".join(words) != text:
-        raise ValueError("segmentation does not cover the text: the joined words differ from it")
-    first_chars = np.zeros(len(text) + 1, dtype=bool)
-    first_chars[np.cumsum([0, *map(len, words)])] = True
-    token_starts = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)[:, 0]
+    first char of a word. ``token_starts`` (char positions) and the words (their lengths) cover the same
+    text: one document, or a batch of documents end to end, whose words join to it exactly."""
+    lengths = np.asarray(word_lengths, dtype=np.int64)
+    first_chars = np.zeros(int(lengths.sum()) + 1, dtype=bool)
+    first_chars[np.cumsum(lengths) - lengths] = True
     return ~continuation[token_ids] & first_chars[token_starts]
+
+
+class Tokens(NamedTuple):
+    """A batch's tokens, its documents end to end: ``counts`` says how many belong to each document.
+    ``offsets`` are (start, end) characters in the token's own document."""
+
+    ids: np.ndarray
+    word_start: np.ndarray
+    offsets: np.ndarray
+    counts: np.ndarray
+
+    def per_document(self, values: np.ndarray) -> list[np.ndarray]:
+        return np.split(values, np.cumsum(self.counts)[:-1]) if len(self.counts) else []
+
+    def as_lists(self, values: np.ndarray) -> pa.ListArray:
+        """One list per document, built from the flat values without a Python object per token."""
+        bounds = np.zeros(len(self.counts) + 1, dtype=np.int32)
+        np.cumsum(self.counts, out=bounds[1:])
+        return pa.ListArray.from_arrays(pa.array(bounds), pa.array(values))
 
 
 class WholeWordTokenizer:
@@ -212,29 +232,35 @@ class WholeWordTokenizer:
         self, texts: list[str], words: list[list[str]]
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
         """(input_ids, word_start, sentence_start) per document; sentence_start only for ``packing: doc``."""
-        out = []
-        for (ids, offsets), text, doc_words in zip(encode_bounded(self._tokenizer, texts), texts, words):
-            token_ids, starts = self._mark(ids, offsets, text, doc_words)
-            out.append((token_ids, starts, sentence_starts(text, offsets, starts) if self._sentences else None))
-        return out
+        tokens = self.tokens(texts, pa.array(words, pa.list_(pa.string())))
+        sentences = self._sentence_starts(texts, tokens) if self._sentences else [None] * len(texts)
+        return list(zip(tokens.per_document(tokens.ids), tokens.per_document(tokens.word_start), sentences))
 
-    def _mark(
-        self, ids: list[int], offsets: list[tuple[int, int]], text: str, words: list[str]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        token_ids = np.array(ids, dtype=self._id_dtype)
-        return token_ids, word_starts(token_ids, offsets, text, words, self._continuation)
+    def tokens(self, texts: list[str], words: pa.Array) -> Tokens:
+        """The batch's tokens and word_start flags, computed over all its documents at once."""
+        if not pc.all(pc.equal(pc.binary_join(words, ""), pa.array(texts, pa.string())), min_count=0).as_py():
+            raise ValueError("segmentation does not cover the text: the joined words differ from it")
+        ids, offsets, counts = encode_bounded(self._tokenizer, texts)
+        lengths = np.fromiter(map(len, texts), np.int64, len(texts))
+        token_starts = offsets[:, 0] + np.repeat(np.cumsum(lengths) - lengths, counts)  # in the texts end to end
+        word_lengths = pc.utf8_length(words.flatten()).to_numpy(zero_copy_only=False)
+        starts = word_starts(ids, token_starts, word_lengths, self._continuation)
+        return Tokens(ids.astype(self._id_dtype), starts, offsets, counts)
+
+    def _sentence_starts(self, texts: list[str], tokens: Tokens) -> list[np.ndarray]:
+        offsets, starts = tokens.per_document(tokens.offsets), tokens.per_document(tokens.word_start)
+        return [sentence_starts(text, *token_lists) for text, *token_lists in zip(texts, offsets, starts)]
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """Batch in, batch out: adds input_ids and word_start to every row; no row disappears."""
-        docs = self.encode_with_sentences(batch.column(TEXT).to_pylist(), batch.column(WORDS).to_pylist())
-        ids_type = pa.list_(pa.from_numpy_dtype(self._id_dtype))
-        out = batch.append_column(
-            INPUT_IDS, pa.array([ids for ids, _, _ in docs], type=ids_type)
-        ).append_column(WORD_START, pa.array([starts for _, starts, _ in docs], type=pa.list_(pa.bool_())))
+        texts = batch.column(TEXT).to_pylist()
+        tokens = self.tokens(texts, batch.column(WORDS).combine_chunks())
+        out = batch.append_column(INPUT_IDS, tokens.as_lists(tokens.ids)).append_column(
+            WORD_START, tokens.as_lists(tokens.word_start)
+        )
         if self._sentences:
-            out = out.append_column(
-                SENTENCE_START, pa.array([sentences for _, _, sentences in docs], type=pa.list_(pa.bool_()))
-            )
+            sentences = self._sentence_starts(texts, tokens)
+            out = out.append_column(SENTENCE_START, tokens.as_lists(np.concatenate([np.zeros(0, bool), *sentences])))
         return out
 
 
@@ -263,14 +289,17 @@ def safe_cuts(text: str, max_chars: int = PIECE_CHARS) -> list[int]:
 
 def encode_bounded(
     tokenizer: PreTrainedTokenizerBase, texts: list[str], max_chars: int = PIECE_CHARS
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(ids, offsets) per text, equal to one tokenizer call over the whole texts, in bounded memory.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, offsets, tokens per text): the tokens of ``texts`` end to end, equal to one tokenizer call
+    over the whole texts, in bounded memory.
 
     The fast tokenizer's Python output costs ~100 bytes a token and its time grows faster than the
     length of one text; so texts go in calls of about ``max_chars`` characters, long ones cut at
-    ``safe_cuts``, and each call's output becomes numpy (24 bytes a token) before the next call.
+    ``safe_cuts``, and each call's output becomes flat numpy arrays (24 bytes a token) before the next call.
     """
-    parts: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in texts]
+    ids: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+    offsets: list[np.ndarray] = [np.zeros((0, 2), dtype=np.int64)]
+    owners: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]  # the text of each token
     call: list[tuple[int, int, str]] = []  # (text index, piece start, piece)
     size = 0
 
@@ -284,8 +313,12 @@ def encode_bounded(
             split_special_tokens=True,
             verbose=False,  # long documents are expected: packing cuts them, not the tokenizer
         )
-        for (index, start, _), ids, offsets in zip(call, encoded["input_ids"], encoded["offset_mapping"]):
-            parts[index].append((np.asarray(ids, dtype=np.int64), np.asarray(offsets, dtype=np.int64).reshape(-1, 2) + start))
+        counts = np.fromiter(map(len, encoded["input_ids"]), np.int64, len(call))
+        total = int(counts.sum())
+        ids.append(np.fromiter(chain.from_iterable(encoded["input_ids"]), np.int64, total))
+        flat = np.fromiter(chain.from_iterable(chain.from_iterable(encoded["offset_mapping"])), np.int64, 2 * total)
+        offsets.append(flat.reshape(-1, 2) + np.repeat([start for _, start, _ in call], counts)[:, None])
+        owners.append(np.repeat([index for index, _, _ in call], counts))
 
     for index, text in enumerate(texts):
         bounds = [0, *safe_cuts(text, max_chars), len(text)]
@@ -297,14 +330,10 @@ def encode_bounded(
                 call, size = [], 0
     if call:
         run()
-    empty = (np.zeros(0, dtype=np.int64), np.zeros((0, 2), dtype=np.int64))
-    return [
-        (np.concatenate([ids for ids, _ in pieces]), np.concatenate([offsets for _, offsets in pieces])) if pieces else empty
-        for pieces in parts
-    ]
+    return np.concatenate(ids), np.concatenate(offsets), np.bincount(np.concatenate(owners), minlength=len(texts))
 
 
-def sentence_starts(text: str, offsets: list[tuple[int, int]], word_start: np.ndarray) -> np.ndarray:
+def sentence_starts(text: str, offsets: np.ndarray, word_start: np.ndarray) -> np.ndarray:
     """Per token: true where a new sentence begins, so ``packing: doc`` may cut there.
 
     A sentence begins at a word start that follows a line break in the text, or that follows a

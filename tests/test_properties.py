@@ -88,7 +88,9 @@ UNICODE_TEXTS = TEXTS.map(lambda text: "".join(ch for ch in text if not 0xD800 <
 def test_tokenizing_in_pieces_equals_one_call(cores, raw, max_chars):
     """Long texts are tokenized in pieces (bounded memory); any cut must give the whole text's tokens."""
     tokenizer = cores[3]
-    ((ids, offsets),) = encode_bounded(tokenizer, [raw], max_chars)
+    ids, offsets, counts = encode_bounded(tokenizer, [raw, raw], max_chars)
     whole = tokenizer(raw, add_special_tokens=False, return_offsets_mapping=True, split_special_tokens=True)
+    assert counts.tolist() == [len(whole["input_ids"])] * 2
+    ids, offsets = ids[: counts[0]], offsets[counts[0] :]  # the first text's ids, the second's offsets
     assert ids.tolist() == whole["input_ids"]
     assert [tuple(pair) for pair in offsets.tolist()] == [tuple(pair) for pair in whole["offset_mapping"]]
