@@ -30,7 +30,7 @@ are Chinese characters continuing a multi-character Chinese word; see ``chinese_
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import TYPE_CHECKING
@@ -46,9 +46,6 @@ if TYPE_CHECKING:
 
 CHINESE_REF = "chinese_ref"
 Example = tuple[np.ndarray, np.ndarray]  # (input_ids, word_start), same length
-# A task per group of tokenize.batch_size documents was ~465 tasks for bench/e2e.py's 16x build, each
-# with ~20 ms of Ray's own overhead on top of the packing.
-GROUPS_PER_TASK = 16
 
 
 def example_schema(ids: pa.DataType, packing: str = "full") -> pa.Schema:
@@ -314,29 +311,16 @@ def chinese_ref(tokens: list[str], words: list[str]) -> list[int]:
 
 
 def apply(ds: ray.data.Dataset, cfg: TokenizeConfig, vocab: VocabInfo) -> ray.data.Dataset:
-    """The only code that touches ray.data: plain tasks of ``GROUPS_PER_TASK`` groups of ``cfg.batch_size``
-    documents, each group packed on its own (``packed_groups``).
+    """The only code that touches ray.data: a task per batch of ``cfg.batch_size`` documents.
 
     ``none`` needs the vocab's token strings for ``chinese_ref``: they are read here, once, and
     travel with the packer (a few hundred kB), so packing stays a plain task. An actor pool would
     hold a CPU for good, and next to the tokenizer's pool it starves the reader on a 2-CPU machine.
     """
     if cfg.packing == "none":
-        packer = TruncatingPacker(cfg.max_seq_len, vocab, vocab_in_id_order(load_tokenizer(vocab.spec)))
-    else:
-        core = DocPacker if cfg.packing == "doc" else FullPacker
-        packer = core(max_seq_len=cfg.max_seq_len, cls_id=vocab.cls_id, sep_id=vocab.sep_id, id_type=vocab.id_type)
-    return ds.map_batches(
-        packed_groups,
-        fn_kwargs={"packer": packer, "group_rows": cfg.batch_size},
-        batch_size=cfg.batch_size * GROUPS_PER_TASK,
-        batch_format="pyarrow",
-    )
-
-
-def packed_groups(batch: pa.Table, packer: Callable[[pa.Table], pa.Table], group_rows: int) -> pa.Table:
-    """Each run of ``group_rows`` documents packed as a batch of its own. The input comes in blocks of
-    exactly ``group_rows`` documents (the tokenizer's), so every batch Ray hands a task starts on a
-    group: the examples depend on the docs table's rows only, not on how many groups a task gets."""
-    groups = [packer(batch.slice(start, group_rows)) for start in range(0, batch.num_rows, group_rows)]
-    return pa.concat_tables(groups) if groups else packer(batch)
+        tokens = vocab_in_id_order(load_tokenizer(vocab.spec))
+        packer = TruncatingPacker(cfg.max_seq_len, vocab, tokens)
+        return ds.map_batches(packer, batch_size=cfg.batch_size, batch_format="pyarrow")
+    core = DocPacker if cfg.packing == "doc" else FullPacker
+    packer = core(max_seq_len=cfg.max_seq_len, cls_id=vocab.cls_id, sep_id=vocab.sep_id, id_type=vocab.id_type)
+    return ds.map_batches(packer, batch_size=cfg.batch_size, batch_format="pyarrow")
