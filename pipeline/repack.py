@@ -26,7 +26,7 @@ import yaml
 
 from manifests import fingerprints, snapshot
 from operators import pack, tokenize, write
-from operators.columns import DOCS_SCHEMA
+from operators.columns import docs_schema
 from pipeline.config import BuildConfig, ConfigError, build
 
 log = logging.getLogger("pipeline")
@@ -82,7 +82,8 @@ def _repack(output: str, overrides: list[str] | tuple[str, ...]) -> dict[str, An
     version = int(manifest["version"]) + 1
     log.info("re-packing %s version %d into version %d", output, manifest["version"], version)
 
-    docs = write.read_in_order(output, docs_files, DOCS_SCHEMA)  # the docs table's order: the build's packing
+    # the docs table's order: the build's packing
+    docs = write.read_in_order(output, docs_files, docs_schema(cfg.segment.tasks))
     examples = pack.apply(tokenize.apply(docs, cfg.tokenize), cfg.tokenize, vocab)
     schema = pack.shard_schema_for(vocab, cfg.segment.model, cfg.tokenize)
     write.write_shards(examples, output, schema, version, cfg.write)
