@@ -248,8 +248,8 @@ class WholeWordTokenizer:
         return Tokens(ids.astype(self._id_dtype), starts, offsets, counts)
 
     def _sentence_starts(self, texts: list[str], tokens: Tokens) -> list[np.ndarray]:
-        offsets, starts = tokens.per_document(tokens.offsets), tokens.per_document(tokens.word_start)
-        return [sentence_starts(text, *token_lists) for text, *token_lists in zip(texts, offsets, starts)]
+        per_document = zip(texts, tokens.per_document(tokens.offsets), tokens.per_document(tokens.word_start))
+        return [sentence_starts(text, offsets, starts) for text, offsets, starts in per_document]
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """Batch in, batch out: adds input_ids and word_start to every row; no row disappears."""

@@ -2,9 +2,9 @@
 
 Counters travel, data stays: each batch of a table becomes one small row of counters (a
 histogram is a fixed set of bins, so per-batch counts add up; so do counts per fate label),
-which the driver adds up as they stream in. Duplicate-cluster sizes come
-from a distributed groupby, so the driver only ever holds one row per distinct size. The only
-texts the driver sees are the handful of duplicate pairs shown in ``report.html``.
+which the driver adds up as they stream in. Duplicate-cluster sizes come from a distributed
+groupby, so the driver only ever holds one row per distinct size. The only texts the driver
+sees are the handful of duplicate pairs shown in ``report.html``.
 
 Three files come out: ``report.json`` (every number), ``report.txt`` (the same as a table,
 also printed by the CLI) and ``report.html`` (plots, see ``pipeline.report_html``).
