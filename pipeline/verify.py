@@ -13,10 +13,12 @@ pipeline's own counters except to compare with):
 - fates: fate values and details follow the contract; rows are in (source, record) order with
   no repeat (so every record appears once); rows per source equal ``report.json`` ``sources``
   (the read stage's own count); counts per fate and reason, and ``unreadable_files``, equal
-  ``report.json``; the fates and corpus counts of the manifest equal the report's.
+  ``report.json``; the fates and corpus counts of the manifest equal the report's (after
+  ``pipeline pack``, which keeps the build's report, all but the shard totals).
 - identities: the doc_ids of ``kept`` fates are exactly the doc_ids of ``docs`` (each once);
   every ``exact_dup``/``near_dup`` names a kept doc_id; ``"".join(words) == text`` for every doc,
-  with no empty word; doc, char, word, example and token totals equal the report's.
+  with no empty word; doc, char, word, example and token totals equal the report's (the
+  manifest's example and token totals after ``pipeline pack``).
 
 Memory: files are streamed in record batches (``BATCH_ROWS`` rows); only counters, one row of
 state per source and the doc_ids of one pass are held. Doc_ids (32 hex digits) are compared in
@@ -422,13 +424,26 @@ def _compare_counts(manifest: dict, report: dict | None, fates: dict, docs: dict
     unreadable = sorted((row["source"], row["reason"]) for row in fates["unreadable"])
     if sorted((row["source"], row["reason"]) for row in report.get("unreadable_files", [])) != unreadable:
         problems.add("report", "report.json: unreadable_files differ from the fates table's file-level rows")
-    corpus = report.get("corpus", {})
-    for key, value in {**docs, **shards}.items():
-        if key in corpus and corpus[key] != value:
-            problems.add("report corpus", f"report.json: corpus {key} = {corpus[key]}, the files have {value}")
+    built = report.get("corpus") or {}
+    # `pipeline pack` keeps the build's report: the re-packed shards' totals are in the manifest only
+    repacked = "packed" in manifest
+    _compare_corpus("report.json", built, docs, problems)
+    shard_totals = ("manifest.json", manifest.get("corpus", {})) if repacked else ("report.json", built)
+    _compare_corpus(*shard_totals, shards, problems)
+    not_built = set(shards) if repacked else set()
     for key in ("fates", "corpus"):
-        if key in manifest and manifest[key] != report.get(key):
+        if key in manifest and _without(manifest[key], not_built) != _without(report.get(key), not_built):
             problems.add("manifest", f"manifest.json: {key} differ from report.json's")
+
+
+def _compare_corpus(name: str, corpus: dict, counted: dict, problems: Problems) -> None:
+    for key, value in counted.items():
+        if key in corpus and corpus[key] != value:
+            problems.add("report corpus", f"{name}: corpus {key} = {corpus[key]}, the files have {value}")
+
+
+def _without(counts: dict | None, keys: set[str]) -> dict | None:
+    return None if counts is None else {key: value for key, value in counts.items() if key not in keys}
 
 
 # -- helpers -------------------------------------------------------------------------------------

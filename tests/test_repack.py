@@ -11,6 +11,7 @@ from transformers import BertTokenizerFast
 
 from pipeline.cli import main
 from pipeline.repack import repack_corpus
+from pipeline.verify import verify
 from tests.contracts import check_manifest, check_shards, read_shards, read_table
 from tests.conftest import ASSETS
 from training.loader import ShardDataset
@@ -49,6 +50,23 @@ def test_pack_writes_a_new_version_from_the_same_docs(corpus):
     assert manifest["packed"]["from_version"] == before["version"]
     assert manifest["stage_fingerprints"]["segment"] == before["stage_fingerprints"]["segment"]
     assert manifest["stage_fingerprints"]["tokenize"] != before["stage_fingerprints"]["tokenize"]
+
+
+def test_a_repacked_corpus_verifies_against_its_manifest(corpus):
+    """The build's report stays; the new shards' totals are checked against the manifest instead."""
+    out = corpus["out"]
+    manifest = repack_corpus(str(out), ["tokenize.max_seq_len=96"])
+    report = json.loads((out / "report.json").read_text())
+    assert report["corpus"]["examples"] != manifest["corpus"]["examples"]  # the build's count, kept
+    assert verify(str(out)) == []
+    committed = (out / "manifest.json").read_text()
+    wrong = {**json.loads(committed), "corpus": {**manifest["corpus"], "examples": manifest["corpus"]["examples"] + 1}}
+    (out / "manifest.json").write_text(json.dumps(wrong))
+    assert any("manifest.json: corpus examples" in problem for problem in verify(str(out)))
+    wrong["corpus"] = {**manifest["corpus"], "docs": manifest["corpus"]["docs"] + 1}
+    (out / "manifest.json").write_text(json.dumps(wrong))
+    assert any("manifest.json: corpus differ from report.json's" in problem for problem in verify(str(out)))
+    (out / "manifest.json").write_text(committed)
 
 
 def test_pack_none_adds_chinese_ref_through_the_cli(corpus, capsys):
