@@ -21,9 +21,9 @@ present, else the bundled sample. Prints one JSON line per measurement:
   files of 4,096 rows by a fresh process that only runs the stage: the largest private RSS any Ray
   worker of the stage reached above what it held before (sampled from /proc; the input is read
   and materialized first, outside the measure) and which worker, the largest high-water mark (which also
-  counts object-store pages a worker mapped), the driver's peak RSS, seconds, duplicates found;
-  with the default ``dedup.partition_rows`` and with 8,192 (a shuffle task's memory is bounded by
-  its partition, which grows with the input until the input fills ``partition_rows`` x CPUs).
+  counts object-store pages a worker mapped), the driver's peak RSS, seconds, duplicates found, at
+  the default settings (a task's memory is bounded by ``dedup.partition_rows`` and by the block and
+  shuffle-input sizes of ``pipeline.cluster``, which the 1x corpus already fills).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipeline.cluster import configure_data_context  # noqa: E402
+from pipeline.cluster import LOCAL_RAY_OPTIONS, configure_data_context  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 SHARED_INPUTS = [
@@ -50,7 +50,6 @@ SHARED_INPUTS = [
 ]
 SCALES = (1, 4, 16)
 INPUT_FILE_ROWS = 4096  # rows per input file of the memory runs (the reader's default batch is 1,024 records)
-BOUNDED_PARTITION_ROWS = 8_192  # the memory runs' second setting: several partitions already at 1x
 MEMORY_RUN = "_memory_run"  # the hidden section a memory run's child process is started with
 
 
@@ -151,7 +150,7 @@ def start_ray() -> None:
     import ray
     import ray.data
 
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=os.cpu_count(), log_to_driver=False, **LOCAL_RAY_OPTIONS)  # as a build starts it
     context = ray.data.DataContext.get_current()
     configure_data_context(context)  # as a build configures it
     context.enable_progress_bars = False
@@ -309,11 +308,7 @@ def grown(rows: list[tuple[str, str, str]], scale: int, seed: int = 0) -> list[t
 
 
 def bench_memory(rows) -> None:
-    """Each scale in a fresh process that only runs the stage, so its driver's peak is its own; with the
-    default ``partition_rows`` and with ``BOUNDED_PARTITION_ROWS``, where every scale already has more
-    rows than one partition holds (the regime of a corpus larger than ``partition_rows`` x CPUs)."""
-    from operators.dedup import DedupConfig
-
+    """Each scale in a fresh process that only runs the stage, so its driver's peak is its own."""
     with tempfile.TemporaryDirectory() as scratch:
         for scale in SCALES:
             folder, table = Path(scratch) / f"x{scale}", documents_table(grown(rows, scale))
@@ -321,13 +316,10 @@ def bench_memory(rows) -> None:
             input_mb = sum(len(t.encode()) for t in table.column("fingerprint").to_pylist()) / 1e6
             documents = table.num_rows
             del table
-            for partition_rows in (DedupConfig().partition_rows, BOUNDED_PARTITION_ROWS):
-                run = subprocess.run(
-                    [sys.executable, __file__, MEMORY_RUN, str(folder), str(partition_rows)],
-                    capture_output=True, text=True, check=True,
-                )
-                emit({"bench": "memory", "scale": scale, "documents": documents, "input_mb": round(input_mb, 2),
-                      "partition_rows": partition_rows, **json.loads(run.stdout.strip().splitlines()[-1])})
+            run = subprocess.run([sys.executable, __file__, MEMORY_RUN, str(folder)], capture_output=True, text=True,
+                                 check=True)
+            emit({"bench": "memory", "scale": scale, "documents": documents, "input_mb": round(input_mb, 2),
+                  **json.loads(run.stdout.strip().splitlines()[-1])})
 
 
 def write_input(table, folder: Path) -> None:
@@ -340,7 +332,7 @@ def write_input(table, folder: Path) -> None:
         pq.write_table(table.slice(start, INPUT_FILE_ROWS), folder / f"part-{index:05d}.parquet")
 
 
-def memory_run(folder: str, partition_rows: int) -> None:
+def memory_run(folder: str) -> None:
     """The whole stage (exact + near + check + audit) over one scale's input; prints one JSON line."""
     import pyarrow.parquet as pq
     import ray
@@ -358,7 +350,7 @@ def memory_run(folder: str, partition_rows: int) -> None:
     watcher.start()
     started = time.perf_counter()
     try:
-        output = dedup.apply(documents, dedup.DedupConfig(partition_rows=partition_rows))
+        output = dedup.apply(documents, dedup.DedupConfig())
         found, audit = output.duplicates.count(), output.audit.materialize().count()
         seconds = time.perf_counter() - started
     finally:
@@ -381,7 +373,7 @@ SECTIONS = ("signatures", "check", "near", "memory")
 def main() -> None:
     """All sections, or those named on the command line (``python bench/dedup.py memory``)."""
     if sys.argv[1:2] == [MEMORY_RUN]:
-        memory_run(sys.argv[2], int(sys.argv[3]))
+        memory_run(sys.argv[2])
         return
     chosen = sys.argv[1:] or SECTIONS
     if set(chosen) - set(SECTIONS):

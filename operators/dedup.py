@@ -38,10 +38,17 @@ The flow; every step runs where the data is, and the driver holds only counts:
 7. Audit: every duplicate's Jaccard with its keeper, by the same sketch lookup, whose second
    shuffle is by keeper: there each cluster's pairs are scored, counted and given their kept row.
 
-Shuffles use ``max(ceil(rows / partition_rows), CPUs)`` partitions (``partition_count``;
-``min_partitions`` sets the floor explicitly), so a laptop uses all its cores and a large corpus
-bounds each task's memory; the CPU floor waits for 20,000 rows per partition, since below that a
-partition's fixed cost (a shuffle aggregator actor) is larger than the work it would share.
+Every shuffle uses ``max(ceil(rows / partition_rows), CPUs)`` partitions (``partition_count``;
+``min_partitions`` sets the floor explicitly), with its rows counted in band rows (an int64
+bucket and an order key): a document in the exact shuffle weighs 4, a sketch lookup 6, an edge 2
+(``*_ROW_WEIGHT``), and the lookups and edges are counted when they exist, since they grow
+faster than the documents. So ``partition_rows`` bounds every partition's bytes alike. The CPU
+floor waits for 20,000 rows per partition, since below that a partition's fixed cost (a shuffle
+aggregator) outweighs the work it would share. The default 65,536 is a few MB a partition,
+already reached by a corpus of a few thousand documents, so a task's memory stays flat as the
+corpus grows (``bench/dedup.py`` memory: 185 / 193 / 200 MB peak worker at 1x / 4x / 16x of
+8,232 documents, against 186 / 257 / 382 MB with 500,000, for ~1.5x the stage time at 16x); a
+corpus of hundreds of millions of documents on large nodes wants a larger value.
 
 Why the check is on, and the bands favour recall. Pairwise precision / recall of the clusters
 on seeded sets from ``tests/neardup.py`` (about 1,500 documents each from CMRC2018, C3 and DRCD:
@@ -120,6 +127,10 @@ _RANK_PATTERN = "^\x01"
 _RECORD_DIGITS = 19  # every non-negative int64
 _KEY, _U, _V, _SIDE = "key", "u", "v", "side"  # sketch lookups: the node looked up, the pair, which end it is
 MIN_PARTITION_ROWS = 20_000  # the CPU floor on partitions applies from this many rows per partition
+# What a row of each shuffle weighs in band rows (an int64 bucket and one ~55-byte order key), so that
+# ``partition_rows`` bounds every partition's bytes alike: a document in the exact shuffle (order key,
+# content hash, 16 buckets), a sketch lookup (two or three order keys and a 256-byte sketch), an edge.
+DOC_ROW_WEIGHT, LOOKUP_ROW_WEIGHT, EDGE_ROW_WEIGHT = 4, 6, 2
 
 
 @dataclass(frozen=True)
@@ -127,7 +138,7 @@ class DedupConfig:
     exact: bool = True
     minhash: MinHashConfig = field(default_factory=MinHashConfig)
     batch_size: int = 1024  # documents per signature batch, and per block of the signing map
-    partition_rows: int = 500_000  # rows per shuffle partition; a few hundred bytes each
+    partition_rows: int = 65_536  # band rows (16 a document at the defaults) per shuffle partition
     min_partitions: int = 0  # fewest shuffle partitions; 0 = one per CPU of the Ray cluster
 
     def __post_init__(self) -> None:
@@ -402,10 +413,11 @@ def partition_count(rows: int, cfg: DedupConfig, cpus: int) -> int:
     return max(1, floor, math.ceil(rows / cfg.partition_rows))
 
 
-def _cpus() -> int:
+def _partitions(rows: int, cfg: DedupConfig) -> int:
+    """``partition_count`` on the Ray cluster this runs on."""
     import ray
 
-    return int(ray.cluster_resources().get("CPU", 1)) if ray.is_initialized() else 1
+    return partition_count(rows, cfg, int(ray.cluster_resources().get("CPU", 1)) if ray.is_initialized() else 1)
 
 
 def _shuffled_keep_first(ds: Dataset, key: str, partitions: int) -> Dataset:
@@ -434,18 +446,27 @@ def scored_audit_rows(partition: pa.Table) -> pa.Table:
     return audit_rows(pa.table({NODE: scored[_U], KEEPER: scored[_V], FATE: scored[FATE], JACCARD: scored[JACCARD]}))
 
 
-def _near_roots(docs: Dataset, sketched: Dataset, sketch: pa.DataType, cfg: DedupConfig, partitions: int) -> Dataset:
+def _lookup_partitions(pairs: int, documents: int, cfg: DedupConfig) -> int:
+    """Partitions for the sketch lookups of ``pairs`` pairs: two requests a pair and one row a document,
+    each about ``LOOKUP_ROW_WEIGHT`` band rows. Sized by the pairs, not the documents, since pairs grow
+    faster (a cluster of n gives up to n (n - 1) / 2 candidates)."""
+    return _partitions((2 * pairs + documents) * LOOKUP_ROW_WEIGHT, cfg)
+
+
+def _near_roots(docs: Dataset, sketched: Dataset, sketch: pa.DataType, cfg: DedupConfig, documents: int) -> Dataset:
     """(node, root) of every document that is not the smallest of its near-duplicate component."""
     # without the check, a star per bucket links what all its pairs would
     all_pairs_max = cfg.minhash.all_pairs_max if cfg.minhash.verify else 1
-    bands = _map(docs, band_rows).repartition(partitions, keys=[BUCKET])
+    bands = _map(docs, band_rows).repartition(_partitions(documents * cfg.minhash.band_count, cfg), keys=[BUCKET])
     edges = _whole(bands, bucket_pairs, all_pairs_max=all_pairs_max).materialize()
-    if cfg.minhash.verify and edges.count():
+    if cfg.minhash.verify and (candidates := edges.count()):
         pairs = edges.rename_columns({NODE: _U, KEEPER: _V})
-        checked = _whole(_answered(pairs, sketched, sketch, partitions, by=_U), pair_jaccard)
+        lookups = _lookup_partitions(candidates, sketched.count(), cfg)
+        checked = _whole(_answered(pairs, sketched, sketch, lookups, by=_U), pair_jaccard)
         edges = _map(checked, at_least, cut=cfg.minhash.verify_cut).materialize()
     edges = edges.rename_columns({NODE: components.U, KEEPER: components.V})
-    return components.connected_components(edges, partitions)
+    by_both_ends = 2 * edges.count()  # each step lists an edge under both its ends
+    return components.connected_components(edges, _partitions(by_both_ends * EDGE_ROW_WEIGHT, cfg))
 
 
 def _empty(schema: pa.Schema) -> Dataset:
@@ -478,8 +499,7 @@ def apply(ds: Dataset | None, cfg: DedupConfig, existing: Dataset | None = None)
     keyed = (parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]).materialize()
     if not (cfg.exact or cfg.minhash.enabled):
         return DedupOutput(_empty(OUTPUT_SCHEMA), _empty(AUDIT_SCHEMA), keyed)
-    count, cpus = keyed.count(), _cpus()
-    partitions = partition_count(count, cfg, cpus)
+    count = keyed.count()
     docs = keyed.select_columns([NODE, CONTENT, BUCKETS])
     sketched = sketch = None
     if cfg.minhash.enabled:
@@ -488,14 +508,14 @@ def apply(ds: Dataset | None, cfg: DedupConfig, existing: Dataset | None = None)
     found: list[Dataset] = []
     exact = None
     if cfg.exact:
-        docs = _shuffled_keep_first(docs, CONTENT, partitions).materialize()
-        exact, docs = _map(docs, duplicates), _map(docs, survivors)
+        docs = _shuffled_keep_first(docs, CONTENT, _partitions(count * DOC_ROW_WEIGHT, cfg)).materialize()
+        exact, docs = _map(docs, duplicates).materialize(), _map(docs, survivors)
     if cfg.minhash.enabled:
-        near_partitions = partition_count(count * cfg.minhash.band_count, cfg, cpus)
-        roots = _near_roots(docs, sketched, sketch, cfg, near_partitions)
+        roots = _near_roots(docs, sketched, sketch, cfg, count)
         found.append(_map(roots.rename_columns({ROOT: KEEPER}), with_fate, fate=NEAR_DUP))
         if exact is not None:
-            exact = exact.join(roots.rename_columns({NODE: KEEPER}), "left_outer", partitions, on=(KEEPER,))
+            joined = _partitions((exact.count() + roots.count()) * EDGE_ROW_WEIGHT, cfg)
+            exact = exact.join(roots.rename_columns({NODE: KEEPER}), "left_outer", joined, on=(KEEPER,))
             exact = _map(exact, resolve_keepers)
     if exact is not None:
         found.append(_map(exact, with_fate, fate=EXACT_DUP))
@@ -503,8 +523,10 @@ def apply(ds: Dataset | None, cfg: DedupConfig, existing: Dataset | None = None)
     if not marked.count():
         return DedupOutput(_empty(OUTPUT_SCHEMA), _empty(AUDIT_SCHEMA), keyed)
     if sketched is None:
-        audit = _whole(marked.repartition(partitions, keys=[KEEPER]), audit_rows)
+        members = _partitions(marked.count() * EDGE_ROW_WEIGHT, cfg)
+        audit = _whole(marked.repartition(members, keys=[KEEPER]), audit_rows)
     else:  # the pairs meet where their keeper's cluster is gathered: one shuffle fewer than pairing up by member
         pairs = marked.rename_columns({NODE: _U, KEEPER: _V})
-        audit = _whole(_answered(pairs, sketched, sketch, partitions, by=_V), scored_audit_rows)
+        lookups = _lookup_partitions(marked.count(), sketched.count(), cfg)
+        audit = _whole(_answered(pairs, sketched, sketch, lookups, by=_V), scored_audit_rows)
     return DedupOutput(_map(marked, duplicate_rows).materialize(), audit, keyed)

@@ -26,21 +26,35 @@ READONLY_NODE_TYPE_PREFIX = "node_"  # Ray's monitor names each node of a cluste
 # for the whole build. Ray's default kills an idle worker above one per CPU after one second, so
 # each of a build's ~30 Ray Data executions started new Python workers (63 in a 1x run of
 # bench/e2e.py, most of the build's 136 CPU seconds on 2 CPUs; the naive script needs 14).
+# A task's return values under max_direct_call_object_size (100 KiB by default) are sent inline to
+# its caller, the driver for every Ray Data task, and a shuffle map task returns one shard per
+# partition: with 33 partitions the dedup stage's shards passed through the driver's heap (peak
+# 275 MB at 1x, 522 MB at 16x in bench/dedup.py; 317 MB with 8 KiB). cluster.yaml sets the same
+# value on every node (RAY_max_direct_call_object_size).
+MAX_INLINE_RETURN_BYTES = 8 << 10
 LOCAL_RAY_OPTIONS: dict[str, Any] = {
     "include_dashboard": False,
-    "_system_config": {"idle_worker_killing_time_threshold_ms": 600_000},
+    "_system_config": {
+        "idle_worker_killing_time_threshold_ms": 600_000,
+        "max_direct_call_object_size": MAX_INLINE_RETURN_BYTES,
+    },
 }
 
 
-# Ray Data's shuffle (SHUFFLE_V2) coalesces up to 1 GiB of input per node into one map task before
-# partitioning it, so below that a map task's input grows with the corpus. 64 MiB bounds it at any
-# corpus size (bench/dedup.py's inputs stay under it: the worker peaks it prints are not this).
-SHUFFLE_INPUT_BATCH_BYTES = 64 << 20
+# Per-task memory, bounded at any corpus size. Ray Data's shuffle (SHUFFLE_V2) coalesces up to 1 GiB
+# of input per node into one map task, and a map task buffers its output into blocks of up to 128 MiB
+# (target_max_block_size), so below those sizes a task's input grows with the corpus: in dedup a
+# block of band rows (16 per document) reached 700,000 rows at 16x bench/dedup.py's corpus. 8 MiB
+# each keeps every task of that bench near its 1x size (peak worker 185 / 193 / 200 MB at 1x / 4x /
+# 16x) for a few more, smaller tasks.
+SHUFFLE_INPUT_BATCH_BYTES = 8 << 20
+TARGET_MAX_BLOCK_BYTES = 8 << 20
 
 
 def configure_data_context(context: Any) -> None:
     """Ray Data settings every execution of a build shares (``context``: ``ray.data.DataContext``)."""
     context.shuffle_input_batch_bytes = SHUFFLE_INPUT_BATCH_BYTES
+    context.target_max_block_size = TARGET_MAX_BLOCK_BYTES
 
 
 class ClusterResourceError(RuntimeError):

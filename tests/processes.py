@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PROC = Path("/proc")
+IDLE = "ray::IDLE"  # the title of a pooled Ray worker between tasks
 
 
 def available() -> bool:
@@ -108,6 +109,7 @@ class Watcher(threading.Thread):
         self._cpu_before = {pid: cpu_seconds(pid) for pid in self.initial}
         self.cpu: dict[int, float] = {}  # pid -> CPU seconds used while watched (as of the last poll)
         self.seen: dict[int, str] = {}
+        self.last_task: dict[int, str] = {}  # pid -> the last title seen that was not an idle pooled worker's
         self._stop_event = threading.Event()
         self._t0 = time.monotonic()
 
@@ -119,6 +121,10 @@ class Watcher(threading.Thread):
     def poll(self) -> None:
         for pid, name in descendants(self.root).items():
             self.seen[pid] = name
+            if name == IDLE:  # a pooled worker between tasks: its memory is what its last task left
+                name = f"{IDLE} after {self.last_task.get(pid, 'no task')}"
+            else:
+                self.last_task[pid] = name.removeprefix("ray::")
             self.cpu[pid] = max(self.cpu.get(pid, 0.0), cpu_seconds(pid) - self._cpu_before.get(pid, 0.0))
             peak, private = peak_rss_mb(pid), private_rss_mb(pid)
             if peak > self.peaks.get(pid, (0, ""))[0]:

@@ -85,6 +85,9 @@ def test_cluster_yaml_installs_the_pinned_project_and_holds_no_credentials():
     assert setup == config["head_setup_commands"][: len(setup)] == config["worker_setup_commands"][: len(setup)]
     starts = config["head_start_ray_commands"] + config["worker_start_ray_commands"]
     assert sum("RAY_AUTH_MODE=token ray start" in command for command in starts) == 2
+    # every node inlines task results as a local build does (cluster.MAX_INLINE_RETURN_BYTES)
+    inline = f"RAY_max_direct_call_object_size={cluster.MAX_INLINE_RETURN_BYTES} "
+    assert sum(inline in command for command in starts) == 2
     for spec in config["available_node_types"].values():
         assert spec["node_config"]["IamInstanceProfile"]["Name"], "credentials come from an instance profile"
     text = CLUSTER_YAML.read_text(encoding="utf-8")
@@ -139,6 +142,9 @@ def test_rayjob_has_the_fields_kuberay_requires():
         assert isinstance(group["rayStartParams"], dict)
         assert all(isinstance(value, str) for value in group["rayStartParams"].values()), "KubeRay wants strings"
         assert containers_of(group) and all(container["image"] for container in containers_of(group))
+        for container in containers_of(group):  # every pod inlines task results as a local build does
+            env = {variable["name"]: variable.get("value") for variable in container.get("env", [])}
+            assert env.get("RAY_max_direct_call_object_size") == str(cluster.MAX_INLINE_RETURN_BYTES)
     for group in cluster_spec["workerGroupSpecs"]:
         assert group["groupName"]
         assert 0 <= group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]

@@ -188,7 +188,7 @@ def test_partitions_bound_memory_and_use_every_cpu_once_there_is_work():
     cfg = DedupConfig()
     assert dedup.partition_count(100, cfg, cpus=2) == 1  # a tiny corpus: one partition, no idle aggregators
     assert dedup.partition_count(50_000, cfg, cpus=2) == 2  # a 2-core laptop uses both
-    assert dedup.partition_count(5_000_000, cfg, cpus=2) == 10  # partition_rows bounds each task
+    assert dedup.partition_count(5_000_000, cfg, cpus=2) == 77  # partition_rows (65,536) bounds each task
     assert dedup.partition_count(100, DedupConfig(min_partitions=3), cpus=2) == 3
 
 
