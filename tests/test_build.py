@@ -147,3 +147,20 @@ def test_cli_fails_with_one_line(overrides, message, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_records_zipped_with_another_documents_flags_stop_the_build():
+    """A fresh build pairs its records with their dedup flags by position: a pair that is not one
+    document would keep the wrong texts, so it must fail, not filter."""
+    import pyarrow as pa
+
+    from operators.columns import DOC_ID, RECORD, SOURCE, TEXT
+    from operators.dedup import INDEX_KEPT
+    from pipeline.driver import FLAGGED_DOC_ID, _kept_texts
+
+    records = {DOC_ID: ["a", "b", "c"], SOURCE: ["s"] * 3, RECORD: [0, 1, 2], TEXT: ["x", "y", "z"]}
+    aligned = pa.table({**records, FLAGGED_DOC_ID: ["a", "b", "c"], INDEX_KEPT: [True, False, True]})
+    assert _kept_texts(aligned).to_pydict() == {DOC_ID: ["a", "c"], SOURCE: ["s", "s"], RECORD: [0, 2], TEXT: ["x", "z"]}
+    shifted = pa.table({**records, FLAGGED_DOC_ID: ["b", "c", "a"], INDEX_KEPT: [True, False, True]})
+    with pytest.raises(RuntimeError, match="same \\(source, record\\) order"):
+        _kept_texts(shifted)
