@@ -316,7 +316,11 @@ def apply(ds: ray.data.Dataset, cfg: TokenizeConfig, vocab: VocabInfo) -> ray.da
     ``none`` needs the vocab's token strings for ``chinese_ref``: they are read here, once, and
     travel with the packer (a few hundred kB), so packing stays a plain task. An actor pool would
     hold a CPU for good, and next to the tokenizer's pool it starves the reader on a 2-CPU machine.
+    Every packer batch is a block of exactly ``cfg.batch_size`` documents in the docs table's order
+    (the last one shorter), whatever blocks the tokenizer made: so the examples depend only on that
+    order, and a refresh or a re-pack packs as a full build does.
     """
+    ds = ds.repartition(target_num_rows_per_block=cfg.batch_size, strict=True)
     if cfg.packing == "none":
         tokens = vocab_in_id_order(load_tokenizer(vocab.spec))
         packer = TruncatingPacker(cfg.max_seq_len, vocab, tokens)

@@ -35,6 +35,9 @@ CLOSERS = frozenset("”’」』）)》〉】\"'")  # closing quotes/brackets s
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 BERT_SPECIALS = ("[UNK]", "[CLS]", "[SEP]")
 HF_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "config.json")
+# Packing groups (``batch_size`` documents) per tokenizer batch: one actor task per group left the
+# actor idle between tasks (465 tasks at bench/e2e.py's 16x input).
+CALL_GROUPS = 8
 PIECE_CHARS = 1 << 16  # characters per tokenizer call; longer texts are cut (see ``safe_cuts``)
 _SAFE_CUT = re.compile(r"[ \n\u4e00-\u9fff]")  # BERT always starts a new word at these
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
@@ -355,18 +358,16 @@ def sentence_starts(text: str, offsets: np.ndarray, word_start: np.ndarray) -> n
 
 
 def apply(ds: ray.data.Dataset, cfg: TokenizeConfig) -> ray.data.Dataset:
-    """The only code that touches ray.data: one actor pool, the tokenizer loaded once per actor."""
+    """The only code that touches ray.data: one actor pool, the tokenizer loaded once per actor.
+
+    Batches of ``CALL_GROUPS`` packing groups, whatever the blocks: a document's tokens do not depend
+    on its batch, and the packer regroups the rows (``operators.pack.apply``)."""
     from ray.data import ActorPoolStrategy
 
-    # Batches of exactly batch_size documents, whatever the blocks: packing (one short example per
-    # batch) then depends only on the docs table's rows, so a refresh packs as a full build does.
-    # Materialized before the actor pool starts: on one CPU the pool's actor would hold the only CPU
-    # that the repartition's tasks need, and the two would wait for each other.
-    ds = ds.repartition(target_num_rows_per_block=cfg.batch_size, strict=True).materialize()
     return ds.map_batches(
         WholeWordTokenizer,
         fn_constructor_kwargs={"cfg": cfg},
-        batch_size=cfg.batch_size,
+        batch_size=cfg.batch_size * CALL_GROUPS,
         batch_format="pyarrow",
         compute=ActorPoolStrategy(min_size=1),
         udf_modifying_row_count=False,

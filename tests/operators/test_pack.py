@@ -197,7 +197,8 @@ def test_shard_schema_names_what_made_the_examples():
 
 
 def test_apply_on_ray(ray_local, vocab_path):
-    """Token rows in, typed example rows out; every batch of documents is packed on its own."""
+    """Token rows in, typed example rows out; every batch of documents is packed on its own, in groups
+    of ``batch_size`` consecutive documents whatever blocks the tokens come in."""
     import ray.data
 
     text, words = (
@@ -208,7 +209,8 @@ def test_apply_on_ray(ray_local, vocab_path):
     docs = pa.table({TEXT: [text * (i % 3) for i in range(10)], WORDS: [words * (i % 3) for i in range(10)]})
     tokens = WholeWordTokenizer(cfg)(docs)
     vocab = vocab_info(cfg.tokenizer)
-    ds = pack.apply(ray.data.from_arrow(tokens), cfg, vocab).materialize()
+    blocks = [tokens.slice(first, 3) for first in range(0, tokens.num_rows, 3)]  # not aligned with the groups
+    ds = pack.apply(ray.data.from_arrow(blocks), cfg, vocab).materialize()
     assert ds.schema().base_schema == pa.schema(
         [(INPUT_IDS, pa.list_(pa.uint16())), (WORD_START, pa.list_(pa.bool_()))]
     )
