@@ -17,18 +17,21 @@ actor start-up and model loading included (the same
 run over one sentence per actor gives that fixed cost, `startup_s`, and a rate without it). Each side
 gets the best of `--rounds` runs, interleaved, because the machine may be shared. The last line is
 one JSON object with `ratio_pipeline_vs_direct` (pipeline sentences/s over the best direct
-configuration's), the sentences/s of both and the device.
+configuration's), the sentences/s of both and the device; on a GPU also NVML's utilisation of it during each run.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
 import sys
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,6 +52,11 @@ SHARED_VOCAB = SHARED / "vocab" / "bert-base-chinese-vocab.txt"
 SAMPLE = REPO / "examples" / "sample"
 BUNDLED_LEGACY = REPO / "examples" / "assets" / "ltp-legacy"
 DIRECT_BATCH_SIZES = (32, 128, 512, 2048)
+# 2,048 PKU sentences are ~180,000 characters: about the text of 64 documents (segment.batch_size's default)
+CPU_BATCH_SIZE, CPU_BLOCK_ROWS = 2048, 8192
+# A GPU pool: four actors sharing the GPU, small batches so that all four are fed from the first blocks; 40 passes
+# (77,760 sentences) so that the pool's start-up (~14 s: CUDA, torch and the model in each actor) is amortized
+GPU_ACTORS, GPU_BATCH_SIZE, GPU_NEURAL_REPEAT = 4, 512, 40
 # LTP/small's backbone: Chinese ELECTRA-small (LTP/tiny is the same with 3 layers).
 LTP_SMALL_BACKBONE = {
     "model_type": "electra",
@@ -84,6 +92,40 @@ def legacy_model(workdir: Path) -> Path:
 def neural_small_model(workdir: Path) -> Path:
     vocab = SHARED_VOCAB.read_text(encoding="utf-8").split("\n")[:-1] if SHARED_VOCAB.exists() else tiny_vocab()
     return build_tiny_neural_model(workdir / "ltp-small-random", vocab=vocab, backbone=LTP_SMALL_BACKBONE)
+
+
+@contextmanager
+def gpu_utilisation(device: str):
+    """Yields a list that ends up holding the mean GPU utilisation (%) over the block: NVML's own figure (share
+    of time a kernel was running), sampled every 50 ms. Stays empty on CPU or without NVML (nvidia-ml-py)."""
+    mean: list[float] = []
+    if device != "cuda" or importlib.util.find_spec("pynvml") is None:
+        yield mean
+        return
+    import pynvml
+
+    pynvml.nvmlInit()
+    handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+    samples: list[int] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            samples.append(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield mean
+    finally:
+        done.set()
+        sampler.join()
+        if samples:
+            mean.append(sum(samples) / len(samples))
+
+
+def gpu_figure(busy: list[float]) -> dict[str, float]:
+    return {"gpu_utilisation_pct": round(busy[0], 1)} if busy else {}
 
 
 def direct_rate(ltp, sentences: list[str], batch_size: int, **kwargs) -> tuple[float, float, int]:
@@ -135,13 +177,20 @@ def bench(name: str, model: Path, sentences: list[str], args, device: str) -> di
     }
     direct: dict[str, dict[str, float]] = {mode: {} for mode in modes}
     direct_cpu: dict[str, dict[str, float]] = {mode: {} for mode in modes}
+    direct_busy: dict[str, dict[str, list[float]]] = {mode: {} for mode in modes}  # GPU utilisation of the best run
+    pipeline_busy: list[float] = []
     pipeline_best, pipeline_cpu, words_direct, words_pipeline = 0.0, 0.0, None, None
     startup, steady = float("inf"), 0.0
-    num_gpus = 0.0 if device == "cpu" else args.gpus_per_actor
-    threads = 1 if device == "cpu" else args.threads_per_actor
-    actors = args.actors or ((os.cpu_count() or 1) if device == "cpu" else 1)  # CPU: one single-threaded actor a core
+    # The pool shapes that measured fastest: on a CPU one single-threaded actor a core; on a GPU four actors share
+    # it, so that one actor's Python (tokenizing, LTP's decoding) overlaps another's forward passes.
+    gpu = device == "cuda"
+    actors = args.actors or (GPU_ACTORS if gpu else (os.cpu_count() or 1))
+    num_gpus = (args.gpus_per_actor or 1 / actors) if gpu else 0.0
+    threads = args.threads_per_actor if gpu else 1
+    pipeline_batch = args.batch_size or (GPU_BATCH_SIZE if gpu else CPU_BATCH_SIZE)
+    block_rows = args.block_rows or (pipeline_batch if gpu else CPU_BLOCK_ROWS)
     cfg = SegmentConfig(
-        model=str(model), num_gpus=num_gpus, num_actors=actors, batch_size=args.batch_size,
+        model=str(model), num_gpus=num_gpus, num_actors=actors, batch_size=pipeline_batch,
         threads_per_actor=threads, max_batch_tokens=args.max_batch_tokens,
     )
     if not legacy:
@@ -149,21 +198,27 @@ def bench(name: str, model: Path, sentences: list[str], args, device: str) -> di
     for round_ in range(args.rounds):
         for mode, kwargs in modes.items():
             for batch_size in args.direct_batch_sizes:
-                rate, cpu_rate, words_direct = direct_rate(ltp, sentences, batch_size, **kwargs)
-                direct[mode][str(batch_size)] = max(rate, direct[mode].get(str(batch_size), 0.0))
+                with gpu_utilisation(device) as busy:
+                    rate, cpu_rate, words_direct = direct_rate(ltp, sentences, batch_size, **kwargs)
+                if rate > direct[mode].get(str(batch_size), 0.0):
+                    direct[mode][str(batch_size)] = rate
+                    direct_busy[mode][str(batch_size)] = busy
                 direct_cpu[mode][str(batch_size)] = max(cpu_rate, direct_cpu[mode].get(str(batch_size), 0.0))
                 print(json.dumps({"model": name, "round": round_, "direct": mode or "neural", "batch_size": batch_size,
-                                  "sentences_per_s": round(rate, 1), "sentences_per_cpu_s": round(cpu_rate, 1)}),
-                      flush=True)
-        rate, cpu_rate, words_pipeline = pipeline_rate(sentences, cfg, block_rows=args.block_rows)
-        pipeline_best, pipeline_cpu = max(pipeline_best, rate), max(pipeline_cpu, cpu_rate)
+                                  "sentences_per_s": round(rate, 1), "sentences_per_cpu_s": round(cpu_rate, 1),
+                                  **gpu_figure(busy)}), flush=True)
+        with gpu_utilisation(device) as busy:
+            rate, cpu_rate, words_pipeline = pipeline_rate(sentences, cfg, block_rows)
+        if rate > pipeline_best:
+            pipeline_best, pipeline_busy = rate, busy
+        pipeline_cpu = max(pipeline_cpu, cpu_rate)
         startup_rate, _, _ = pipeline_rate(sentences[:actors], cfg, block_rows=1)  # one sentence per actor
         startup = min(startup, actors / startup_rate)
         if len(sentences) / rate > actors / startup_rate:
             steady = max(steady, len(sentences) / (len(sentences) / rate - actors / startup_rate))
         print(json.dumps({"model": name, "round": round_, "pipeline": f"{actors} actors", "sentences_per_s":
                           round(rate, 1), "sentences_per_cpu_s": round(cpu_rate, 1),
-                          "startup_s": round(actors / startup_rate, 2)}), flush=True)
+                          "startup_s": round(actors / startup_rate, 2), **gpu_figure(busy)}), flush=True)
     best_mode, best_batch = max(((m, b) for m in direct for b in direct[m]), key=lambda mb: direct[mb[0]][mb[1]])
     best = direct[best_mode][best_batch]
     result = {
@@ -179,7 +234,7 @@ def bench(name: str, model: Path, sentences: list[str], args, device: str) -> di
         "direct": {mode or "neural": {b: round(r, 1) for b, r in rates.items()} for mode, rates in direct.items()},
         "pipeline": {
             "actors": actors, "threads_per_actor": threads, "num_gpus_per_actor": num_gpus,
-            "batch_size": args.batch_size, "max_batch_tokens": args.max_batch_tokens,
+            "batch_size": pipeline_batch, "block_rows": block_rows, "max_batch_tokens": args.max_batch_tokens,
             "startup_included": True,
             # the same run of one sentence per actor: actor start-up + model load, and the rate without it
             "startup_s": round(startup, 2),
@@ -193,6 +248,11 @@ def bench(name: str, model: Path, sentences: list[str], args, device: str) -> di
             "efficiency_pipeline_vs_best_direct": round(
                 pipeline_cpu / max(r for rates in direct_cpu.values() for r in rates.values()), 3),
         },
+        **({"gpu_utilisation_pct": {
+            "pipeline": round(pipeline_busy[0], 1),
+            "direct": {mode or "neural": {batch: round(busy[0], 1) for batch, busy in runs.items() if busy}
+                       for mode, runs in direct_busy.items()},
+        }} if pipeline_busy else {}),
         "same_word_count": words_direct == words_pipeline if legacy else None,
         "ray_worker_niceness": int(os.environ["RAY_worker_niceness"]),
         "load_average": round(os.getloadavg()[0], 1),
@@ -208,14 +268,16 @@ def main() -> None:
     parser.add_argument("--neural", action="store_true", help="also bench a random-weight LTP/small-sized neural model")
     parser.add_argument("--no-legacy", action="store_true", help="skip the legacy model")
     parser.add_argument("--repeat", type=int, default=None, help="passes over the sentences (default: 60 legacy)")
-    parser.add_argument("--neural-sentences", type=int, default=None, help="sentences for the neural run (CPU: 256)")
+    parser.add_argument("--neural-sentences", type=int, default=None,
+                        help=f"sentences for the neural run (default: {GPU_NEURAL_REPEAT} passes on a GPU, 256 on CPU)")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--actors", type=int, default=None, help="default: one per CPU core (CPU), 1 (GPU)")
-    # 2,048 PKU sentences are ~180,000 characters: about the text of 64 documents (segment.batch_size's default)
-    parser.add_argument("--batch-size", type=int, default=2048, help="segment.batch_size of the pipeline")
-    parser.add_argument("--block-rows", type=int, default=8192, help="rows per input block of the Ray dataset")
-    parser.add_argument("--threads-per-actor", type=int, default=4, help="CPU threads per GPU actor")
-    parser.add_argument("--gpus-per-actor", type=float, default=1.0)
+    parser.add_argument("--actors", type=int, default=None, help=f"default: one per CPU core (CPU), {GPU_ACTORS} (GPU)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help=f"segment.batch_size (default: {CPU_BATCH_SIZE} CPU, {GPU_BATCH_SIZE} GPU)")
+    parser.add_argument("--block-rows", type=int, default=None,
+                        help=f"rows per Ray Data input block (default: {CPU_BLOCK_ROWS} CPU, the batch size GPU)")
+    parser.add_argument("--threads-per-actor", type=int, default=2, help="CPU threads per GPU actor")
+    parser.add_argument("--gpus-per-actor", type=float, default=None, help="default: the GPU shared by the actors")
     parser.add_argument("--max-batch-tokens", type=int, default=16384)
     parser.add_argument("--direct-batch-sizes", type=int, nargs="+", default=list(DIRECT_BATCH_SIZES))
     args = parser.parse_args()
@@ -240,7 +302,8 @@ def main() -> None:
             repeat = args.repeat or 60
             results.append(bench(f"legacy:{model.name}", model, sentences * repeat, args, "cpu"))
         if args.neural:
-            count = args.neural_sentences or (len(sentences) * (args.repeat or 1) if device == "cuda" else 256)
+            passes = args.repeat or GPU_NEURAL_REPEAT
+            count = args.neural_sentences or (len(sentences) * passes if device == "cuda" else 256)
             pool = (sentences * (count // len(sentences) + 1))[:count]
             results.append(bench("neural:ltp-small-size-random", neural_small_model(workdir), pool, args, device))
     for result in results:
