@@ -17,7 +17,8 @@ actor start-up and model loading included (the same
 run over one sentence per actor gives that fixed cost, `startup_s`, and a rate without it). Each side
 gets the best of `--rounds` runs, interleaved, because the machine may be shared. The last line is
 one JSON object with `ratio_pipeline_vs_direct` (pipeline sentences/s over the best direct
-configuration's), the sentences/s of both and the device; on a GPU also NVML's utilisation of it during each run.
+configuration's), the sentences/s of both and the device; on a GPU also NVML's utilisation of the GPU
+during each run.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import sys
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -94,38 +94,41 @@ def neural_small_model(workdir: Path) -> Path:
     return build_tiny_neural_model(workdir / "ltp-small-random", vocab=vocab, backbone=LTP_SMALL_BACKBONE)
 
 
-@contextmanager
-def gpu_utilisation(device: str):
-    """Yields a list that ends up holding the mean GPU utilisation (%) over the block: NVML's own figure (share
-    of time a kernel was running), sampled every 50 ms. Stays empty on CPU or without NVML (nvidia-ml-py)."""
-    mean: list[float] = []
-    if device != "cuda" or importlib.util.find_spec("pynvml") is None:
-        yield mean
-        return
-    import pynvml
+class GpuUtilisation:
+    """``with GpuUtilisation(device) as busy:`` leaves ``busy.mean``, the mean GPU utilisation (%) over the block:
+    NVML's own figure (share of time a kernel was running), sampled every 50 ms. None on CPU or without NVML
+    (nvidia-ml-py)."""
 
-    pynvml.nvmlInit()
-    handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-    samples: list[int] = []
-    done = threading.Event()
+    def __init__(self, device: str):
+        self.mean: float | None = None
+        self._samples: list[int] = []
+        self._done = threading.Event()
+        self._sampler = None
+        if device == "cuda" and importlib.util.find_spec("pynvml") is not None:
+            self._sampler = threading.Thread(target=self._sample, daemon=True)
 
-    def sample() -> None:
-        while not done.wait(0.05):
-            samples.append(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+    def _sample(self) -> None:
+        import pynvml
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        yield mean
-    finally:
-        done.set()
-        sampler.join()
-        if samples:
-            mean.append(sum(samples) / len(samples))
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        while not self._done.wait(0.05):
+            self._samples.append(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
 
+    def __enter__(self) -> GpuUtilisation:
+        if self._sampler is not None:
+            self._sampler.start()
+        return self
 
-def gpu_figure(busy: list[float]) -> dict[str, float]:
-    return {"gpu_utilisation_pct": round(busy[0], 1)} if busy else {}
+    def __exit__(self, *exc) -> None:
+        if self._sampler is not None:
+            self._done.set()
+            self._sampler.join()
+            self.mean = sum(self._samples) / len(self._samples) if self._samples else None
+
+    def figure(self) -> dict[str, float]:
+        """The mean for a JSON line; nothing when there is none."""
+        return {} if self.mean is None else {"gpu_utilisation_pct": round(self.mean, 1)}
 
 
 def direct_rate(ltp, sentences: list[str], batch_size: int, **kwargs) -> tuple[float, float, int]:
@@ -177,8 +180,8 @@ def bench(name: str, model: Path, sentences: list[str], args, device: str) -> di
     }
     direct: dict[str, dict[str, float]] = {mode: {} for mode in modes}
     direct_cpu: dict[str, dict[str, float]] = {mode: {} for mode in modes}
-    direct_busy: dict[str, dict[str, list[float]]] = {mode: {} for mode in modes}  # GPU utilisation of the best run
-    pipeline_busy: list[float] = []
+    direct_busy: dict[str, dict[str, float | None]] = {mode: {} for mode in modes}  # GPU utilisation of the best run
+    pipeline_busy: float | None = None
     pipeline_best, pipeline_cpu, words_direct, words_pipeline = 0.0, 0.0, None, None
     startup, steady = float("inf"), 0.0
     # The pool shapes that measured fastest: on a CPU one single-threaded actor a core; on a GPU four actors share
@@ -198,19 +201,19 @@ def bench(name: str, model: Path, sentences: list[str], args, device: str) -> di
     for round_ in range(args.rounds):
         for mode, kwargs in modes.items():
             for batch_size in args.direct_batch_sizes:
-                with gpu_utilisation(device) as busy:
+                with GpuUtilisation(device) as busy:
                     rate, cpu_rate, words_direct = direct_rate(ltp, sentences, batch_size, **kwargs)
                 if rate > direct[mode].get(str(batch_size), 0.0):
                     direct[mode][str(batch_size)] = rate
-                    direct_busy[mode][str(batch_size)] = busy
+                    direct_busy[mode][str(batch_size)] = busy.mean
                 direct_cpu[mode][str(batch_size)] = max(cpu_rate, direct_cpu[mode].get(str(batch_size), 0.0))
                 print(json.dumps({"model": name, "round": round_, "direct": mode or "neural", "batch_size": batch_size,
                                   "sentences_per_s": round(rate, 1), "sentences_per_cpu_s": round(cpu_rate, 1),
-                                  **gpu_figure(busy)}), flush=True)
-        with gpu_utilisation(device) as busy:
+                                  **busy.figure()}), flush=True)
+        with GpuUtilisation(device) as busy:
             rate, cpu_rate, words_pipeline = pipeline_rate(sentences, cfg, block_rows)
         if rate > pipeline_best:
-            pipeline_best, pipeline_busy = rate, busy
+            pipeline_best, pipeline_busy = rate, busy.mean
         pipeline_cpu = max(pipeline_cpu, cpu_rate)
         startup_rate, _, _ = pipeline_rate(sentences[:actors], cfg, block_rows=1)  # one sentence per actor
         startup = min(startup, actors / startup_rate)
@@ -218,7 +221,7 @@ def bench(name: str, model: Path, sentences: list[str], args, device: str) -> di
             steady = max(steady, len(sentences) / (len(sentences) / rate - actors / startup_rate))
         print(json.dumps({"model": name, "round": round_, "pipeline": f"{actors} actors", "sentences_per_s":
                           round(rate, 1), "sentences_per_cpu_s": round(cpu_rate, 1),
-                          "startup_s": round(actors / startup_rate, 2), **gpu_figure(busy)}), flush=True)
+                          "startup_s": round(actors / startup_rate, 2), **busy.figure()}), flush=True)
     best_mode, best_batch = max(((m, b) for m in direct for b in direct[m]), key=lambda mb: direct[mb[0]][mb[1]])
     best = direct[best_mode][best_batch]
     result = {
@@ -249,10 +252,10 @@ def bench(name: str, model: Path, sentences: list[str], args, device: str) -> di
                 pipeline_cpu / max(r for rates in direct_cpu.values() for r in rates.values()), 3),
         },
         **({"gpu_utilisation_pct": {
-            "pipeline": round(pipeline_busy[0], 1),
-            "direct": {mode or "neural": {batch: round(busy[0], 1) for batch, busy in runs.items() if busy}
+            "pipeline": round(pipeline_busy, 1),
+            "direct": {mode or "neural": {batch: round(busy, 1) for batch, busy in runs.items() if busy is not None}
                        for mode, runs in direct_busy.items()},
-        }} if pipeline_busy else {}),
+        }} if pipeline_busy is not None else {}),
         "same_word_count": words_direct == words_pipeline if legacy else None,
         "ray_worker_niceness": int(os.environ["RAY_worker_niceness"]),
         "load_average": round(os.getloadavg()[0], 1),
@@ -267,7 +270,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--neural", action="store_true", help="also bench a random-weight LTP/small-sized neural model")
     parser.add_argument("--no-legacy", action="store_true", help="skip the legacy model")
-    parser.add_argument("--repeat", type=int, default=None, help="passes over the sentences (default: 60 legacy)")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help=f"passes over the sentences (default: 60 legacy, {GPU_NEURAL_REPEAT} neural on a GPU)")
     parser.add_argument("--neural-sentences", type=int, default=None,
                         help=f"sentences for the neural run (default: {GPU_NEURAL_REPEAT} passes on a GPU, 256 on CPU)")
     parser.add_argument("--rounds", type=int, default=2)
