@@ -172,6 +172,8 @@ def link(output: str, relative: str, new_relative: str) -> None:
     where hard links fail: another device, a filesystem without them)."""
     filesystem, source = storage.resolve(storage.join(output, relative))
     _, target = storage.resolve(storage.join(output, new_relative))
+    if target == source:  # the target is removed first below: that would delete the file
+        raise ValueError(f"cannot link {relative} onto itself")
     if storage.supports_atomic_rename(filesystem):
         if os.path.lexists(target):
             os.remove(target)

@@ -9,6 +9,7 @@ stream format, which both ``pyarrow.ipc.open_stream`` and
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -41,8 +42,20 @@ class WriteConfig:
             raise ValueError(f"compression must be one of {', '.join(SHARD_COMPRESSIONS)}, not {self.compression!r}")
 
 
+_VERSIONED_NAME = re.compile(r"part-v\d{5}-")
+
+
 def version_prefix(version: int) -> str:
     return f"part-v{version:05d}-"
+
+
+def renamed_for_version(path: str, version: int) -> str:
+    """``path``, a versioned file (``dir/part-v<n>-...``), under ``version``'s name, whatever version wrote
+    it: a corpus's files need not share one version (``pack`` writes new shards beside the build's docs)."""
+    directory, _, name = path.rpartition("/")
+    if not _VERSIONED_NAME.match(name):
+        raise ValueError(f"{path} is not a versioned file (part-v<version>-...)")
+    return f"{directory}/{_VERSIONED_NAME.sub(version_prefix(version), name, count=1)}"
 
 
 class VersionedNames(FilenameProvider):

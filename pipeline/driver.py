@@ -127,7 +127,7 @@ def _build(cfg: BuildConfig, inputs: list[str], vocab) -> dict[str, Any]:
         with timer("carry"):
             for directory in (write.DOCS_DIR, write.FATES_DIR, write.DEDUP_DIR, INDEX_DIR):
                 for path in _listed(previous, directory):
-                    snapshot.link(out, path, path.replace(write.version_prefix(previous["version"]), write.version_prefix(version)))
+                    snapshot.link(out, path, write.renamed_for_version(path, version))
         reused = int(previous.get("corpus", {}).get("docs", 0))
     else:
         records = None

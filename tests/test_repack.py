@@ -10,10 +10,12 @@ import pytest
 from transformers import BertTokenizerFast
 
 from pipeline.cli import main
+from pipeline.config import load_config
+from pipeline.driver import build_corpus
 from pipeline.repack import repack_corpus
 from pipeline.verify import verify
 from tests.contracts import check_manifest, check_shards, read_shards, read_table
-from tests.conftest import ASSETS
+from tests.conftest import ASSETS, REPO
 from training.loader import ShardDataset
 
 
@@ -101,3 +103,19 @@ def test_pack_refuses_what_it_cannot_do(corpus, overrides, message, capsys):
 def test_pack_without_a_corpus_fails_with_one_line(tmp_path, capsys):
     assert main(["pack", str(tmp_path)]) == 2
     assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_a_build_after_pack_carries_the_docs_and_packs_them_as_before(sample_corpus, ray_local, tmp_path):
+    """``pack`` leaves the docs files named for the build that wrote them. The next build that only
+    re-tokenizes carries them to its own version whatever version their names carry (it once renamed
+    by the manifest's version, linked each file onto itself, deleted it and packed nothing)."""
+    out = tmp_path / "sample"
+    shutil.copytree(sample_corpus["out"], out)
+    docs = read_table(out, "docs")
+    repack_corpus(str(out), ["tokenize.max_seq_len=96"])
+    config = load_config(REPO / "examples" / "sample.yaml", [f"output={out}", "write.shard_rows=40"])
+    report = build_corpus(config)
+    assert report["refresh"]["records_read"] == 0 and report["refresh"]["docs"] == {"segmented": 0, "reused": docs.num_rows}
+    assert read_table(out, "docs").equals(docs)
+    assert read_shards(out)[0].equals(read_shards(sample_corpus["out"])[0])  # the sample build's own settings again
+    assert verify(str(out)) == []

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
+from manifests import snapshot
 from operators import write
 from operators.columns import FATES_SCHEMA
 
@@ -28,3 +30,18 @@ def test_read_in_order_keeps_the_files_order_whatever_their_sizes(ray_local, tmp
 def test_read_in_order_of_no_files_is_empty_with_the_schema(ray_local, tmp_path):
     ds = write.read_in_order(str(tmp_path), [], FATES_SCHEMA)
     assert ds.count() == 0 and ds.schema().names == FATES_SCHEMA.names
+
+
+def test_a_versioned_file_is_renamed_for_another_version_whatever_version_wrote_it():
+    assert write.renamed_for_version("docs/part-v00001-000003.parquet", 7) == "docs/part-v00007-000003.parquet"
+    assert write.renamed_for_version("shards/part-v00012-000000_0001.arrow", 13) == "shards/part-v00013-000000_0001.arrow"
+    with pytest.raises(ValueError, match="not a versioned file"):
+        write.renamed_for_version("report.json", 2)
+
+
+def test_linking_a_file_onto_itself_is_refused_and_keeps_the_file(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "part-v00001-000000.parquet").write_bytes(b"rows")
+    with pytest.raises(ValueError, match="onto itself"):
+        snapshot.link(str(tmp_path), "docs/part-v00001-000000.parquet", "docs/part-v00001-000000.parquet")
+    assert (tmp_path / "docs" / "part-v00001-000000.parquet").read_bytes() == b"rows"
