@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 from urllib.parse import urlsplit
 
-import numpy as np
 import pyarrow as pa
 
 from operators.columns import TAG_COLUMNS, TEXT, WORDS
@@ -364,16 +363,19 @@ def align_words(text: str, words: Sequence[str]) -> list[str]:
 
     Each word is matched at or after the previous one and its ends become cuts; text LTP skipped
     becomes words of its own. Each whitespace run is then one word (LTP glues spaces to a neighbour
-    or drops them).
+    or drops them): its ends become cuts, and the cuts inside it go.
     """
     if "".join(words) == text:  # the usual case: every character kept, in order
+        words = [word for word in words if word] if "" in words else list(words)
         if not _WHITESPACE.search(text):
-            return [word for word in words if word] if "" in words else list(words)
-        cuts = np.cumsum([0, *map(len, words)])
+            return words
+        cuts = [0, *accumulate(map(len, words))]
     else:
-        cuts = np.array([0, *(end for span in word_spans(text, words) if span for end in span), len(text)])
-    bounds = _whitespace_cuts(text, cuts).tolist()
-    return [text[start:end] for start, end in zip(bounds, bounds[1:])]
+        cuts = sorted({0, len(text), *(end for span in word_spans(text, words) if span for end in span)})
+    for run in reversed(list(_WHITESPACE.finditer(text))):  # from the end, so earlier positions stay put
+        start, end = run.span()
+        cuts[bisect_left(cuts, start) : bisect_right(cuts, end)] = [start, end]
+    return [text[start:end] for start, end in zip(cuts, cuts[1:])]
 
 
 def word_spans(text: str, words: Sequence[str]) -> list[tuple[int, int] | None]:
@@ -439,16 +441,6 @@ def _entities(tags: Sequence[str]) -> list[tuple[str, int, int]]:
     from ltp_extension.algorithms import get_entities  # LTP's own decoder of BIO/BIES tags
 
     return get_entities(list(tags))
-
-
-def _whitespace_cuts(text: str, cuts: np.ndarray) -> np.ndarray:
-    """The cuts not strictly inside a whitespace run, and both ends of every run, ascending and distinct."""
-    runs = np.array([match.span() for match in _WHITESPACE.finditer(text)], dtype=np.int64).reshape(-1, 2)
-    if not len(runs):
-        return np.unique(cuts)
-    run = np.searchsorted(runs[:, 0], cuts, side="right") - 1  # the last run starting at or before each cut
-    inside = (run >= 0) & (cuts > runs[run, 0]) & (cuts < runs[run, 1])
-    return np.union1d(cuts[~inside], runs.ravel())
 
 
 class LtpSegmenter:

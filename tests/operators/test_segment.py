@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from operators.columns import DOCS_SCHEMA, NER, POS, TEXT, WORDS, docs_schema
 from operators.segment import (
@@ -27,6 +30,7 @@ from operators.segment import (
     run_batches,
     split_sentences,
     stage_error,
+    word_spans,
 )
 
 # A generated run of CJK characters with no sentence end: the neural model would truncate it.
@@ -135,6 +139,31 @@ def test_align_words_covers_whitespace_and_skipped_text():
     assert align_words("\u200bab", ["a", "b"]) == ["\u200b", "a", "b"]
     assert align_words("abc", ["a", "?", "c"]) == ["a", "b", "c"]
     assert align_words("", []) == []
+
+
+SPACED = st.text(alphabet="ab我 \t\u3000", max_size=16)
+
+
+@st.composite
+def text_and_words(draw) -> tuple[str, list[str]]:
+    """LTP's words for a text: usually a cut of it (empty words included), sometimes words that skip or change text."""
+    text = draw(SPACED)
+    if draw(st.booleans()):
+        cuts = sorted(draw(st.lists(st.integers(0, len(text)), max_size=8)))
+        return text, [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
+    return text, draw(st.lists(SPACED, max_size=5))
+
+
+@settings(max_examples=300, deadline=None)
+@given(text_and_words())
+def test_align_words_cuts_at_word_ends_outside_whitespace_runs(case):
+    """The rule, character by character: a cut where a matched word starts or ends, except strictly inside a
+    whitespace run, and at both ends of every run; between cuts, the text."""
+    text, words = case
+    runs = [(m.start(), m.end()) for m in re.finditer(r"\s+", text)]
+    ends = {0, len(text)} | {end for span in word_spans(text, words) if span for end in span}
+    cuts = sorted({c for c in ends if not any(a < c < b for a, b in runs)} | {end for run in runs for end in run})
+    assert align_words(text, words) == [text[a:b] for a, b in zip(cuts, cuts[1:])]
 
 
 @pytest.mark.parametrize("name", ["legacy", "neural"])
