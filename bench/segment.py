@@ -43,7 +43,7 @@ os.environ.setdefault("RAY_worker_niceness", "0")
 
 from operators.segment import SegmentConfig, load_ltp, split_sentences  # noqa: E402
 from pipeline.cluster import LOCAL_RAY_OPTIONS  # noqa: E402
-from tests.ltp_models import binary_legacy_model, build_tiny_neural_model, tiny_vocab, train_legacy_cws_model  # noqa: E402
+from tests.ltp_models import build_tiny_neural_model, gold_trained_legacy_model, tiny_vocab  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 PKU_TEST = SHARED / "cws" / "pku_test.utf8"
@@ -84,9 +84,7 @@ def bench_sentences() -> tuple[list[str], str]:
 def legacy_model(workdir: Path) -> Path:
     if not PKU_GOLD.exists():
         return BUNDLED_LEGACY
-    training = workdir / "pku_train.txt"
-    training.write_text("\n".join(" ".join(line.split()) for line in sighan_lines(PKU_GOLD)) + "\n", encoding="utf-8")
-    return binary_legacy_model(train_legacy_cws_model(workdir / "ltp-legacy-pku-json", training), workdir / "ltp-legacy-pku")
+    return gold_trained_legacy_model(PKU_GOLD, workdir / "ltp-legacy-pku")
 
 
 def neural_small_model(workdir: Path) -> Path:

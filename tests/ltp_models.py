@@ -61,6 +61,17 @@ def binary_legacy_model(source: Path, directory: Path) -> Path:
     return directory
 
 
+def gold_trained_legacy_model(gold_file: Path, directory: Path) -> Path:
+    """The benchmarks' legacy CWS model: trained on a SIGHAN gold file (words separated by spaces, one
+    sentence a line) and saved in ``directory`` in the binary format of LTP's released legacy models.
+    The training text and the canonical JSON model are left beside it."""
+    lines = gold_file.read_text(encoding="utf-8-sig").replace("\r", "").split("\n")
+    training = directory.with_name(directory.name + "-train.txt")
+    training.write_text("\n".join(" ".join(line.split()) for line in lines if line.strip()) + "\n", encoding="utf-8")
+    canonical = train_legacy_cws_model(directory.with_name(directory.name + "-json"), training)
+    return binary_legacy_model(canonical, directory)
+
+
 def train_legacy_tagger_model(directory: Path, training_file: Path, epochs: int = 5) -> Path:
     """A legacy model with all three tasks: the CWS model above, plus POS and NER models trained on
     rule-made tags of the same sentences (see `tag_sentence`). `LTP(directory)` loads it."""
