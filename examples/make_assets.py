@@ -31,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from operators.pack import is_chinese_char  # noqa: E402
 from tests.ltp_models import LEGACY_MODEL_FILE as MODEL_FILE, train_legacy_cws_model  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -74,21 +75,6 @@ SUFFIXES = """
 """.split()
 
 
-def _is_cjk(ch: str) -> bool:
-    """The code point ranges BERT's basic tokenizer splits one character at a time."""
-    cp = ord(ch)
-    return (
-        0x4E00 <= cp <= 0x9FFF
-        or 0x3400 <= cp <= 0x4DBF
-        or 0x20000 <= cp <= 0x2A6DF
-        or 0x2A700 <= cp <= 0x2B73F
-        or 0x2B740 <= cp <= 0x2B81F
-        or 0x2B820 <= cp <= 0x2CEAF
-        or 0xF900 <= cp <= 0xFAFF
-        or 0x2F800 <= cp <= 0x2FA1F
-    )
-
-
 # --- the segmentation model --------------------------------------------------------
 
 
@@ -125,8 +111,8 @@ def _source_texts() -> list[str]:
 def build_vocab(texts: list[str]) -> list[str]:
     chars = {ch for text in texts for ch in text.lower() if not ch.isspace() and unicodedata.category(ch)[0] != "C"}
     ascii_chars = [chr(cp) for cp in range(33, 127)]
-    other = sorted(ch for ch in chars if ord(ch) > 127 and not _is_cjk(ch))
-    cjk = sorted(ch for ch in chars if _is_cjk(ch))
+    other = sorted(ch for ch in chars if ord(ch) > 127 and not is_chinese_char(ch))
+    cjk = sorted(ch for ch in chars if is_chinese_char(ch))
     pieces = sorted({"##" + ch for ch in string.digits + string.ascii_lowercase} | set(SUFFIXES))
     ordered = [*SPECIALS, *ascii_chars, *other, *cjk, *sorted(set(ENGLISH_WORDS)), *pieces, *("##" + ch for ch in cjk)]
     vocab, seen = [], set()
