@@ -40,27 +40,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.shared_data import C3, CMRC, DRCD, SHARED, emit, inputs_or_sample  # noqa: E402
 from pipeline.cluster import LOCAL_RAY_OPTIONS, configure_data_context  # noqa: E402
 
-SHARED = REPO.parent / "shared" / "data"
-SHARED_INPUTS = [
-    SHARED / "zh-simplified" / "cmrc2018_wiki.jsonl",
-    SHARED / "zh-simplified" / "c3_mixed.jsonl",
-    SHARED / "zh-traditional" / "drcd_paragraphs.jsonl",
-]
 SCALES = (1, 4, 16)
 INPUT_FILE_ROWS = 4096  # rows per input file of the memory runs (the reader's default batch is 1,024 records)
 MEMORY_RUN = "_memory_run"  # the hidden section a memory run's child process is started with
-
-
-def emit(record: dict) -> None:
-    print(json.dumps(record, ensure_ascii=False), flush=True)
-
-
-def default_inputs() -> list[Path]:
-    if all(p.exists() for p in SHARED_INPUTS):
-        return SHARED_INPUTS
-    return sorted((REPO / "examples" / "sample").glob("*.jsonl"))
 
 
 def load_fingerprints(paths: list[Path]) -> list[tuple[str, str, str]]:
@@ -378,7 +363,7 @@ def main() -> None:
     chosen = sys.argv[1:] or SECTIONS
     if set(chosen) - set(SECTIONS):
         sys.exit(f"sections: {', '.join(SECTIONS)}")
-    inputs = default_inputs()
+    inputs = inputs_or_sample([CMRC, C3, DRCD])
     started = time.perf_counter()
     rows = load_fingerprints(inputs)
     emit({"bench": "input", "files": [p.name for p in inputs], "documents": len(rows),

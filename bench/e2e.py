@@ -49,48 +49,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.ltp_models import gold_trained_legacy_model  # noqa: E402
+from bench.shared_data import C3, CMRC, DRCD, emit, inputs_or_sample, legacy_model, vocab_file  # noqa: E402
 
-SHARED = REPO.parent / "shared" / "data"
-SHARED_INPUTS = [
-    SHARED / "zh-simplified" / "cmrc2018_wiki.jsonl",
-    SHARED / "zh-simplified" / "c3_mixed.jsonl",
-    SHARED / "zh-traditional" / "drcd_paragraphs.jsonl",
-]
-SHARED_VOCAB = SHARED / "vocab" / "bert-base-chinese-vocab.txt"
-PKU_GOLD = SHARED / "cws" / "pku_test_gold.utf8"
 SIZES = (1, 4, 16)
 MAX_SEQ_LEN = 512
 EXACT_SHARE, NEAR_SHARE = 0.02, 0.10  # of the variants; the rest are mosaics
 LTP_BATCH = 256  # documents per LTP call in the naive script
 TOKENIZER_BATCH = 256  # documents per tokenizer call, and per packing batch (tokenize.batch_size's default)
-
-
-def emit(record: dict) -> None:
-    print(json.dumps(record, ensure_ascii=False), flush=True)
-
-
-def default_inputs() -> list[Path]:
-    if all(p.exists() for p in SHARED_INPUTS):
-        return SHARED_INPUTS
-    return sorted((REPO / "examples" / "sample").glob("*.jsonl"))
-
-
-def default_model(workdir: Path) -> Path:
-    if not PKU_GOLD.exists():
-        return REPO / "examples" / "assets" / "ltp-legacy"
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)  # the trainer prints its epochs on stdout, which is for the JSON lines
-    try:
-        return gold_trained_legacy_model(PKU_GOLD, workdir / "ltp-legacy-pku")  # binary: loads in 0.2 s, not 1.6 s
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-def default_vocab() -> Path:
-    return SHARED_VOCAB if SHARED_VOCAB.exists() else REPO / "examples" / "assets" / "vocab.txt"
 
 
 # --- input growth -------------------------------------------------------------------------------
@@ -517,7 +482,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         workdir = args.keep or Path(scratch)
         workdir.mkdir(parents=True, exist_ok=True)
-        inputs, model, vocab = default_inputs(), default_model(workdir), default_vocab()
+        inputs, model, vocab = inputs_or_sample([CMRC, C3, DRCD]), legacy_model(workdir), vocab_file()
         emit({"bench": "e2e", "inputs": [p.name for p in inputs], "model": str(model), "vocab": vocab.name,
               "cpus": args.cpus, "cores": os.cpu_count()})
         rows = []

@@ -41,16 +41,11 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 # other work the actors would then get a fraction of the CPU the direct loop gets. Same priority for both.
 os.environ.setdefault("RAY_worker_niceness", "0")
 
+from bench.shared_data import PKU_TEST, SAMPLE, SHARED_VOCAB, legacy_model  # noqa: E402
 from operators.segment import SegmentConfig, load_ltp, split_sentences  # noqa: E402
 from pipeline.cluster import LOCAL_RAY_OPTIONS  # noqa: E402
-from tests.ltp_models import build_tiny_neural_model, gold_trained_legacy_model, tiny_vocab  # noqa: E402
+from tests.ltp_models import build_tiny_neural_model, tiny_vocab  # noqa: E402
 
-SHARED = REPO.parent / "shared" / "data"
-PKU_TEST = SHARED / "cws" / "pku_test.utf8"
-PKU_GOLD = SHARED / "cws" / "pku_test_gold.utf8"
-SHARED_VOCAB = SHARED / "vocab" / "bert-base-chinese-vocab.txt"
-SAMPLE = REPO / "examples" / "sample"
-BUNDLED_LEGACY = REPO / "examples" / "assets" / "ltp-legacy"
 DIRECT_BATCH_SIZES = (32, 128, 512, 2048)
 # 2,048 PKU sentences are ~180,000 characters: about the text of 64 documents (segment.batch_size's default)
 CPU_BATCH_SIZE, CPU_BLOCK_ROWS = 2048, 8192
@@ -79,12 +74,6 @@ def bench_sentences() -> tuple[list[str], str]:
     texts = [json.loads(line)["text"] for path in sorted(SAMPLE.glob("*.jsonl")) for line in path.open(encoding="utf-8")]
     texts += (SAMPLE / "notes.txt").read_text(encoding="utf-8").splitlines()
     return [s.strip() for text in texts for s in split_sentences(text) if s.strip()], "sample"
-
-
-def legacy_model(workdir: Path) -> Path:
-    if not PKU_GOLD.exists():
-        return BUNDLED_LEGACY
-    return gold_trained_legacy_model(PKU_GOLD, workdir / "ltp-legacy-pku")
 
 
 def neural_small_model(workdir: Path) -> Path:

@@ -20,31 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.ltp_models import train_legacy_cws_model  # noqa: E402
-
-SHARED = REPO.parent / "shared" / "data"
-SHARED_INPUTS = [SHARED / "zh-simplified" / "cmrc2018_wiki.jsonl", SHARED / "zh-traditional" / "drcd_paragraphs.jsonl"]
-SHARED_VOCAB = SHARED / "vocab" / "bert-base-chinese-vocab.txt"
-PKU_GOLD = SHARED / "cws" / "pku_test_gold.utf8"
-
-
-def default_inputs() -> list[Path]:
-    if all(p.exists() for p in SHARED_INPUTS):
-        return SHARED_INPUTS
-    return sorted((REPO / "examples" / "sample").glob("*.jsonl"))
-
-
-def default_model(workdir: Path) -> Path:
-    if not PKU_GOLD.exists():
-        return REPO / "examples" / "assets" / "ltp-legacy"
-    lines = PKU_GOLD.read_text(encoding="utf-8-sig").replace("\r", "").split("\n")
-    training = workdir / "pku_train.txt"
-    training.write_text("\n".join(" ".join(line.split()) for line in lines if line.strip()) + "\n", encoding="utf-8")
-    return train_legacy_cws_model(workdir / "ltp-legacy-pku", training)
-
-
-def default_tokenizer() -> Path:
-    return SHARED_VOCAB if SHARED_VOCAB.exists() else REPO / "examples" / "assets" / "vocab.txt"
+from bench.shared_data import CMRC, DRCD, inputs_or_sample, legacy_model, vocab_file  # noqa: E402
 
 
 def main() -> None:
@@ -61,9 +37,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         workdir = Path(scratch)
-        inputs = default_inputs()
-        model = args.model or default_model(workdir)
-        vocab = args.tokenizer or default_tokenizer()
+        inputs = inputs_or_sample([CMRC, DRCD])
+        model = args.model or legacy_model(workdir)
+        vocab = args.tokenizer or vocab_file()
         out = args.out or workdir / "out"
         config = workdir / "bench.yaml"
         config.write_text(
