@@ -126,7 +126,7 @@ def naive(inputs: list[str], model: str, vocab: str, out: Path, max_seq_len: int
 
     Heavy parts: ``opencc.OpenCC.convert``, datasketch's ``MinHash.update_batch`` and ``MinHashLSH``
     (insert and query), LTP's legacy perceptron in batches of ``LTP_BATCH`` documents (loaded with
-    ``operators.segment.load_legacy``, LTP's own Rust models without torch), ``BertTokenizerFast`` in
+    ``ltp_loading.load_legacy``, LTP's own Rust models without torch), ``BertTokenizerFast`` in
     batches with offsets, pyarrow Parquet and IPC writers. It reuses, from the project, only the
     Ray-free functions that define what the corpus is, so that the two outputs can be equal:
 
@@ -136,7 +136,7 @@ def naive(inputs: list[str], model: str, vocab: str, out: Path, max_seq_len: int
       same signatures), computed for all shingles of a document at once and handed to ``update_batch``
       (``hashfunc=int``): calling it once per shingle would cost ~7 us a shingle, while datasketch's
       default SHA-1 over encoded shingles costs about 1.4 times what this costs;
-    - ``segment.align_words`` (words that join to the text exactly), ``tokenize.word_starts`` (the
+    - ``word_alignment.align_words`` (words that join to the text exactly), ``tokenize.word_starts`` (the
       word_start rule), ``pack.FullPacker`` (the packing rule).
 
     Dedup semantics are the pipeline's defaults: exact duplicates (same normalized text) first; then
@@ -161,12 +161,13 @@ def naive(inputs: list[str], model: str, vocab: str, out: Path, max_seq_len: int
     from transformers import BertTokenizerFast
 
     from operators.columns import EXACT_DUP, FILTERED, KEPT, NEAR_DUP, REJECTED
+    from operators.ltp_loading import load_legacy
     from operators.minhash import MinHashConfig, shingle_hash_chunks
     from operators.normalize import NormalizeConfig, clean, fingerprint
     from operators.pack import FullPacker, example_schema
     from operators.read import doc_id_for
-    from operators.segment import align_words, load_legacy
     from operators.tokenize import continuation_mask, id_type, word_starts
+    from operators.word_alignment import align_words
 
     ltp = load_legacy(model)
     tokens = Path(vocab).read_text(encoding="utf-8").split("\n")

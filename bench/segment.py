@@ -42,7 +42,8 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 os.environ.setdefault("RAY_worker_niceness", "0")
 
 from bench.shared_data import PKU_TEST, SAMPLE, SHARED_VOCAB, legacy_model  # noqa: E402
-from operators.segment import SegmentConfig, load_ltp, split_sentences  # noqa: E402
+from operators.ltp_loading import load_ltp  # noqa: E402
+from operators.segment import SegmentConfig, split_sentences  # noqa: E402
 from pipeline.cluster import LOCAL_RAY_OPTIONS  # noqa: E402
 from tests.ltp_models import build_tiny_neural_model, tiny_vocab  # noqa: E402
 

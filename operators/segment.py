@@ -4,51 +4,44 @@ LTP's neural model truncates at 512 tokens and pads a call to its longest input,
 sentence pieces, sorted by length. The legacy perceptron has no length limit, but its memory grows by
 ~400 bytes a character of one call: texts up to ``LEGACY_PIECE_CHARS`` go in whole, longer ones in
 pieces of about that size cut after sentence ends, and each call takes at most ``LEGACY_CALL_CHARS``.
-Whitespace never sits inside a word: each maximal whitespace run is a word of its own, and characters
-LTP leaves out (e.g. zero-width marks the BERT tokenizer drops) become words of their own too.
-
-Optionally (``tasks``) each word also gets LTP's part-of-speech tag and a named-entity tag, for
-LERT-style pretraining. ``pos`` is LTP's tag of the model word the word comes from (null for
-whitespace runs and text LTP skipped); ``ner`` is BIO over the words (``B-Ns``, ``I-Ns``, ``O``),
-rebuilt from LTP's entity spans so that it stays valid where a model word was cut at whitespace.
+LTP's words are then mapped back onto each text (``operators.word_alignment``). Optionally
+(``tasks``) each word also gets LTP's part-of-speech and named-entity tags, for LERT-style pretraining.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-import socket
-from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from itertools import accumulate
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence
-from urllib.parse import urlsplit
+from typing import Any, Callable, Sequence
 
 import pyarrow as pa
 
 from operators.columns import TAG_COLUMNS, TEXT, WORDS
+from operators.ltp_loading import (
+    TASKS,
+    SegmentModelError,
+    check_model,
+    config_tasks,
+    load_legacy,
+    load_ltp,
+    one_line,
+    read_user_words,
+)
+from operators.word_alignment import Tagged, align, align_words
 
 log = logging.getLogger(__name__)
 
-CONFIG_NAME = "config.json"
-NEURAL_WEIGHTS = "pytorch_model.bin"
 MAX_PIECE_TOKENS = 510  # LTP encodes with max_length=512, and [CLS] + [SEP] take two.
 LEGACY_PIECE_CHARS = 1 << 15  # longer texts go to the legacy model in pieces (module doc)
 LEGACY_CALL_CHARS = 1 << 17  # characters per legacy LTP call
-TASKS = ("cws", "pos", "ner")  # LTP's names; cws = the words, and each tag task's docs column has its name
-OUTSIDE = "O"
-HUB_PROBE_TIMEOUT_S = 5.0
 
 _SENTENCE = re.compile(r"[^。！？!?；;…\r\n]*(?:[。！？!?；;…]+[”’」』）)】》]*)?\s*")
 _SOFT_BREAK = re.compile(r"[，,、：:\s]")
-_WHITESPACE = re.compile(r"\s+")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 _SEGMENT_ERROR = re.compile(r"\b(SegmentModelError|SegmentOutOfMemory): (\S.*)$", re.MULTILINE)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 
 @dataclass(frozen=True)
@@ -90,10 +83,6 @@ class SegmentConfig:
             raise ValueError(f"tasks must list cws, optionally with pos and ner, each once; got {list(self.tasks)}")
 
 
-class SegmentModelError(ValueError):
-    """The LTP model (or its user words) cannot be used; the message is one line for the CLI."""
-
-
 class SegmentOutOfMemory(SegmentModelError):
     """A single piece does not fit in GPU memory even alone: the model cannot run with the memory given."""
 
@@ -119,14 +108,6 @@ def stage_error(error: BaseException) -> SegmentModelError | None:
     return None
 
 
-class Tagged(NamedTuple):
-    """One text's words (joined, they are the text) and, when asked for, one tag per word."""
-
-    words: list[str]
-    pos: list[str | None] | None = None
-    ner: list[str] | None = None
-
-
 def check_config(cfg: SegmentConfig) -> None:
     """What the driver checks before starting Ray: the model and its tasks, and the user-words file if any."""
     config = check_model(cfg.model)
@@ -138,94 +119,6 @@ def check_config(cfg: SegmentConfig) -> None:
         )
     if cfg.user_words is not None and not Path(cfg.user_words).expanduser().is_file():
         raise SegmentModelError(f"segment.user_words {cfg.user_words!r}: no such file")
-
-
-def check_model(model: str) -> dict[str, Any]:
-    """Cheap validation of `segment.model`: a local LTP dir, or a hub id whose config.json can be fetched.
-
-    Returns the model's LTP config.
-    """
-    path = Path(model).expanduser()
-    if path.is_dir():
-        return _check_ltp_config(path / CONFIG_NAME, model, local_dir=path)
-    if path.exists():
-        raise SegmentModelError(f"segment.model {model!r} is a file, not an LTP model directory")
-    if _HUB_ID.match(model):
-        return _check_ltp_config(Path(_hub_fetch(model, CONFIG_NAME)), model)
-    raise SegmentModelError(f"segment.model {model!r}: no such directory")
-
-
-def config_tasks(config: dict[str, Any]) -> set[str]:
-    """The tasks of TASKS an LTP config can run (the legacy NER model needs the POS model's tags)."""
-    if config["nerual"]:
-        vocabs = config.get("vocabs") or {}
-        return {"cws"} | {task for task in TASKS if vocabs.get(task)}
-    tasks = set(config.get("tasks") or ())
-    return {task for task in TASKS if task in tasks and (task != "ner" or "pos" in tasks)}
-
-
-def load_ltp(model: str, device: str = "cpu") -> Any:
-    """Load LTP from a local dir or the hub; a neural model goes to `device` with the transformers-5 shim."""
-    from ltp import LTP
-    from ltp.nerual import LTP as NeuralLTP
-
-    check_model(model)
-    local = model if Path(model).expanduser().is_dir() else _hub_snapshot(model)
-    try:
-        ltp = LTP(str(Path(local).expanduser()))
-    except Exception as error:  # LTP raises anything from KeyError to torch's unpickling errors.
-        raise SegmentModelError(f"segment.model {model!r} could not be loaded: {_one_line(error)}") from error
-    if isinstance(ltp, NeuralLTP):
-        _add_batch_encode_plus(ltp.tokenizer)
-        ltp.to(device)
-    return ltp
-
-
-class LegacyLtp:
-    """`ltp.legacy.LTP`'s pipeline without importing torch and transformers (seconds and ~300 MB per actor).
-
-    The same Rust perceptron models, called the same way and in the same order: words, the user-word
-    hook, POS tags on the hooked words, NER tags from words and POS tags (raw per-word tags, as
-    `raw_format=True` gives them). Fidelity to `ltp.LTP` itself is what the tests check.
-    """
-
-    class Output(NamedTuple):
-        cws: list[list[str]]
-        pos: list[list[str]] | None = None
-        ner: list[list[str]] | None = None
-
-    def __init__(self, directory: Path, tasks: dict[str, str]):
-        from ltp_extension.algorithms import Hook
-        from ltp_extension.perceptron import CWSModel, NERModel, POSModel
-
-        loaders = {"cws": CWSModel, "pos": POSModel, "ner": NERModel}
-        self.models = {task: loaders[task].load(str(directory / name)) for task, name in tasks.items() if task in loaders}
-        self.supported_tasks = set(self.models)
-        self.hook = Hook()
-
-    def add_words(self, words: list[str], freq: int = 2) -> None:  # LTP's default frequency
-        for word in words:
-            self.hook.add_word(word, freq)
-
-    def pipeline(self, texts: list[str], tasks: Sequence[str], parallelism: bool = True) -> "LegacyLtp.Output":
-        words = self.models["cws"](texts, parallelism=parallelism)
-        if len(self.hook):
-            words = [self.hook.hook("".join(sentence), sentence) for sentence in words]
-        pos = self.models["pos"](words, parallelism=parallelism) if "pos" in tasks or "ner" in tasks else None
-        ner = self.models["ner"](words, pos, parallelism=parallelism) if "ner" in tasks else None
-        return self.Output(words, pos, ner)
-
-
-def load_legacy(model: str) -> LegacyLtp:
-    """A legacy LTP model (local dir or hub id) as `LegacyLtp`; SegmentModelError if it is not one or will not load."""
-    config = check_model(model)
-    if config["nerual"]:
-        raise SegmentModelError(f"segment.model {model!r} is a neural LTP model, not a legacy one")
-    local = Path(model).expanduser() if Path(model).expanduser().is_dir() else Path(_hub_snapshot(model))
-    try:
-        return LegacyLtp(local, config["tasks"])
-    except Exception as error:  # the Rust loader raises RuntimeError with a backtrace
-        raise SegmentModelError(f"segment.model {model!r} could not be loaded: {_one_line(error)}") from error
 
 
 def actor_device(num_gpus: float, cuda_available: bool) -> str:
@@ -358,91 +251,6 @@ def run_batches(
     return results, max_batch_tokens
 
 
-def align_words(text: str, words: Sequence[str]) -> list[str]:
-    """Map LTP's words onto `text` so they join to it exactly.
-
-    Each word is matched at or after the previous one and its ends become cuts; text LTP skipped
-    becomes words of its own. Each whitespace run is then one word (LTP glues spaces to a neighbour
-    or drops them): its ends become cuts, and the cuts inside it go.
-    """
-    if "".join(words) == text:  # the usual case: every character kept, in order
-        words = [word for word in words if word] if "" in words else list(words)
-        if not _WHITESPACE.search(text):
-            return words
-        cuts = [0, *accumulate(map(len, words))]
-    else:
-        cuts = sorted({0, len(text), *(end for span in word_spans(text, words) if span for end in span)})
-    for run in reversed(list(_WHITESPACE.finditer(text))):  # from the end, so earlier positions stay put
-        start, end = run.span()
-        cuts[bisect_left(cuts, start) : bisect_right(cuts, end)] = [start, end]
-    return [text[start:end] for start, end in zip(cuts, cuts[1:])]
-
-
-def word_spans(text: str, words: Sequence[str]) -> list[tuple[int, int] | None]:
-    """(start, end) of each of LTP's words in `text`, matched in order; None for a word not found (or empty)."""
-    if "".join(words) == text:
-        ends = list(accumulate(len(word) for word in words))
-        return [(end - len(word), end) if word else None for word, end in zip(words, ends)]
-    spans: list[tuple[int, int] | None] = []
-    cursor = 0
-    for word in words:
-        start = text.find(word, cursor) if word else -1
-        spans.append((start, start + len(word)) if start >= 0 else None)
-        cursor = start + len(word) if start >= 0 else cursor
-    return spans
-
-
-def align_tags(
-    text: str,
-    words: Sequence[str],
-    aligned: Sequence[str],
-    pos: Sequence[str] | None = None,
-    ner: Sequence[str] | None = None,
-) -> tuple[list[str | None] | None, list[str] | None]:
-    """Carry LTP's per-model-word tags over to the aligned words (see the module docstring)."""
-    spans = word_spans(text, words)
-    found = [(span, k) for k, span in enumerate(spans) if span]
-    starts = [span[0] for span, _ in found]
-    positions = [0, *accumulate(len(word) for word in aligned)]
-    pos_out: list[str | None] | None = None
-    if pos is not None:
-        pos_out = []
-        for word, start in zip(aligned, positions):
-            at = bisect_right(starts, start) - 1
-            inside = at >= 0 and start < found[at][0][1] and not word.isspace()
-            pos_out.append(pos[found[at][1]] if inside else None)
-    ner_out: list[str] | None = None
-    if ner is not None:
-        ner_out = [OUTSIDE] * len(aligned)
-        for label, first, last in _entities(ner):
-            covered = [span for span in spans[first : last + 1] if span]
-            if not covered:
-                continue
-            begin, end = covered[0][0], covered[-1][1]
-            while begin < end and text[begin].isspace():
-                begin += 1
-            while end > begin and text[end - 1].isspace():
-                end -= 1
-            first_word, end_word = bisect_left(positions, begin), min(bisect_left(positions, end), len(aligned))
-            for i in range(first_word, end_word):
-                ner_out[i] = f"{'B' if i == first_word else 'I'}-{label}"
-    return pos_out, ner_out
-
-
-def align(text: str, words: Sequence[str], pos: Sequence[str] | None = None, ner: Sequence[str] | None = None) -> Tagged:
-    """`align_words`, plus the tags when LTP gave them."""
-    aligned = align_words(text, words)
-    if pos is None and ner is None:
-        return Tagged(aligned)
-    return Tagged(aligned, *align_tags(text, words, aligned, pos, ner))
-
-
-def _entities(tags: Sequence[str]) -> list[tuple[str, int, int]]:
-    from ltp_extension.algorithms import get_entities  # LTP's own decoder of BIO/BIES tags
-
-    return get_entities(list(tags))
-
-
 class LtpSegmenter:
     """Core: loads LTP once per actor; documents in, words (and tags) out."""
 
@@ -470,7 +278,7 @@ class LtpSegmenter:
             self._ltp = load_legacy(cfg.model)
             self._oom_types = ()
         if cfg.user_words is not None:
-            self._ltp.add_words(_read_user_words(cfg.user_words))
+            self._ltp.add_words(read_user_words(cfg.user_words))
 
     def segment(self, texts: list[str]) -> list[list[str]]:
         """One word list per text; the result for a text does not depend on the other texts."""
@@ -554,7 +362,7 @@ class LtpSegmenter:
 
     def _record_oom(self, budget: int, error: BaseException) -> None:
         self.oom_retries += 1
-        log.warning("segment: out of GPU memory (%s); retrying the batch within %d padded tokens", _one_line(error), budget)
+        log.warning("segment: out of GPU memory (%s); retrying the batch within %d padded tokens", one_line(error), budget)
         _free_cuda_cache()
 
 
@@ -600,109 +408,8 @@ def docs_columns(cfg: SegmentConfig) -> list[str]:
     return [name for name in TAG_COLUMNS if name in cfg.tasks]
 
 
-def _check_ltp_config(config_file: Path, model: str, local_dir: Path | None = None) -> dict[str, Any]:
-    """An LTP config names its kind (`nerual`, sic) and its weights; local weights must be there."""
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SegmentModelError(f"segment.model {model!r} is not an LTP model: no {CONFIG_NAME}") from None
-    except (OSError, ValueError) as error:
-        raise SegmentModelError(f"segment.model {model!r}: unreadable {CONFIG_NAME}: {_one_line(error)}") from None
-    if not isinstance(config, dict) or not isinstance(config.get("nerual"), bool):
-        raise SegmentModelError(f"segment.model {model!r}: {CONFIG_NAME} is not an LTP config (no 'nerual' flag)")
-    if config["nerual"]:
-        if not isinstance(config.get("model"), dict) or not isinstance(config.get("vocabs"), dict):
-            raise SegmentModelError(f"segment.model {model!r}: neural LTP {CONFIG_NAME} lacks 'model' or 'vocabs'")
-        weights = [NEURAL_WEIGHTS]
-    else:
-        tasks = config.get("tasks")
-        if not isinstance(tasks, dict) or "cws" not in tasks:
-            raise SegmentModelError(f"segment.model {model!r}: legacy LTP {CONFIG_NAME} has no 'cws' task")
-        weights = list(tasks.values())
-    missing = [name for name in weights if not (local_dir / name).is_file()] if local_dir else []
-    if missing:
-        raise SegmentModelError(f"segment.model {model!r}: missing weights file {missing[0]}")
-    return config
-
-
-def _hub_fetch(model: str, filename: str) -> str:
-    """One file of a hub model: from the local cache if there, else downloaded (after a quick reachability probe)."""
-    from huggingface_hub import hf_hub_download
-
-    repo_id, _, revision = model.partition("@")
-    try:
-        return hf_hub_download(repo_id, filename, revision=revision or None, local_files_only=True)
-    except Exception:  # not cached: go to the network
-        pass
-    _probe_hub(model)
-    try:
-        return hf_hub_download(repo_id, filename, revision=revision or None)
-    except Exception as error:  # offline, 404, auth, timeouts: all mean "not usable from here".
-        raise _hub_error(model, type(error).__name__) from None
-
-
-def _hub_snapshot(model: str) -> str:
-    """Download a hub model to the local cache; ltp 4.2.14's own hub code breaks on huggingface_hub 1+."""
-    from huggingface_hub import snapshot_download
-
-    repo_id, _, revision = model.partition("@")
-    try:
-        return snapshot_download(repo_id, revision=revision or None, local_files_only=True)
-    except Exception:
-        pass
-    _probe_hub(model)
-    try:
-        return snapshot_download(repo_id, revision=revision or None)
-    except Exception as error:
-        raise _hub_error(model, type(error).__name__) from None
-
-
-def _probe_hub(model: str) -> None:
-    """Fail in seconds where the hub cannot be reached: huggingface_hub retries for ~25 s, warning each time."""
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        raise _hub_error(model, "HF_HUB_OFFLINE is set")
-    if any(os.environ.get(name) for name in _PROXY_VARIABLES):
-        return  # only the proxy knows; let huggingface_hub try
-    endpoint = urlsplit(constants.ENDPOINT)
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    try:
-        socket.create_connection((endpoint.hostname or "", port), timeout=HUB_PROBE_TIMEOUT_S).close()
-    except OSError as error:
-        raise _hub_error(model, f"cannot reach {endpoint.hostname}: {_one_line(error)}") from None
-
-
-def _hub_error(model: str, reason: str) -> SegmentModelError:
-    return SegmentModelError(
-        f"segment.model {model!r} is not a local directory and cannot be fetched from the Hugging Face Hub "
-        f"({reason}); download the model elsewhere (e.g. `hf download {model.partition('@')[0]}`), "
-        "copy it here and set segment.model to that local directory"
-    )
-
-
-def _add_batch_encode_plus(tokenizer: Any) -> None:
-    """ltp 4.2.14 calls `batch_encode_plus`, which transformers 5 removed; `__call__` takes the same kwargs."""
-    if not hasattr(tokenizer, "batch_encode_plus"):
-        tokenizer.batch_encode_plus = tokenizer.__call__
-
-
 def _free_cuda_cache() -> None:
     import torch
 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def _read_user_words(path: str) -> list[str]:
-    try:
-        lines = Path(path).expanduser().read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise SegmentModelError(f"segment.user_words {path!r}: {_one_line(error)}") from None
-    return [word for word in (line.strip() for line in lines) if word]
-
-
-def _one_line(error: BaseException) -> str:
-    """The first line of the message (Rust errors append a backtrace), whitespace collapsed, at most 300 chars."""
-    lines = [line for line in str(error).splitlines() if line.strip()]
-    return " ".join(lines[0].split())[:300] if lines else type(error).__name__

@@ -12,7 +12,7 @@ import sys
 
 from manifests.snapshot import VersionError, WriterLockError
 from operators.read import InputError
-from operators.segment import SegmentModelError
+from operators.ltp_loading import SegmentModelError
 from operators.storage import CredentialsInUriError
 from operators.tokenize import TokenizerLoadError
 from pipeline.cluster import ClusterResourceError

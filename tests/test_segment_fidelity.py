@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from operators.columns import DOC_ID, TEXT, WORDS
-from operators.segment import MAX_PIECE_TOKENS, LtpSegmenter, SegmentConfig, apply, load_ltp, model_pieces
+from operators.ltp_loading import load_ltp
+from operators.segment import MAX_PIECE_TOKENS, LtpSegmenter, SegmentConfig, apply, model_pieces
 from tests.conftest import shared_file
 
 TRAIN_LINES = 1000  # the legacy model learns from the first gold lines; F1 is measured on the rest

@@ -1,36 +1,28 @@
-"""Segment stage: exact reassembly, fidelity to LTP, batch independence, model errors, one Ray run."""
+"""Segment stage: pieces and batches, fidelity to LTP, batch independence, model errors, one Ray run."""
 
 from __future__ import annotations
 
 import json
-import re
 import time
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from operators.columns import DOCS_SCHEMA, NER, POS, TEXT, WORDS, docs_schema
+from operators.ltp_loading import SegmentModelError, check_model, load_ltp
 from operators.segment import (
     MAX_PIECE_TOKENS,
     LtpSegmenter,
     SegmentConfig,
-    SegmentModelError,
     SegmentOutOfMemory,
     actor_device,
-    align,
-    align_words,
     apply,
     check_config,
-    check_model,
     length_batches,
-    load_ltp,
     model_pieces,
     padded_tokens,
     run_batches,
     split_sentences,
     stage_error,
-    word_spans,
 )
 
 # A generated run of CJK characters with no sentence end: the neural model would truncate it.
@@ -133,39 +125,6 @@ def test_length_batches_sort_and_respect_the_budget():
         assert len(batch) == 1 or len(batch) * (max(counts[i] for i in batch) + 2) <= 700
 
 
-def test_align_words_covers_whitespace_and_skipped_text():
-    assert align_words("我爱 北京  天安门", ["我爱 ", "北京  ", "天安门"]) == ["我爱", " ", "北京", "  ", "天安门"]
-    assert align_words("  a b", ["a b"]) == ["  ", "a", " ", "b"]
-    assert align_words("\u200bab", ["a", "b"]) == ["\u200b", "a", "b"]
-    assert align_words("abc", ["a", "?", "c"]) == ["a", "b", "c"]
-    assert align_words("", []) == []
-
-
-SPACED = st.text(alphabet="ab我 \t\u3000", max_size=16)
-
-
-@st.composite
-def text_and_words(draw) -> tuple[str, list[str]]:
-    """LTP's words for a text: usually a cut of it (empty words included), sometimes words that skip or change text."""
-    text = draw(SPACED)
-    if draw(st.booleans()):
-        cuts = sorted(draw(st.lists(st.integers(0, len(text)), max_size=8)))
-        return text, [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
-    return text, draw(st.lists(SPACED, max_size=5))
-
-
-@settings(max_examples=300, deadline=None)
-@given(text_and_words())
-def test_align_words_cuts_at_word_ends_outside_whitespace_runs(case):
-    """The rule, character by character: a cut where a matched word starts or ends, except strictly inside a
-    whitespace run, and at both ends of every run; between cuts, the text."""
-    text, words = case
-    runs = [(m.start(), m.end()) for m in re.finditer(r"\s+", text)]
-    ends = {0, len(text)} | {end for span in word_spans(text, words) if span for end in span}
-    cuts = sorted({c for c in ends if not any(a < c < b for a, b in runs)} | {end for run in runs for end in run})
-    assert align_words(text, words) == [text[a:b] for a, b in zip(cuts, cuts[1:])]
-
-
 @pytest.mark.parametrize("name", ["legacy", "neural"])
 def test_words_rejoin_exactly(name, request):
     segmenter = request.getfixturevalue(name)
@@ -249,19 +208,6 @@ def test_docs_schema_adds_tag_columns_only_when_asked():
     assert DOCS_SCHEMA.names == ["doc_id", "source", "text", "words"]
     assert docs_schema(("cws", "ner", "pos")).names == [*DOCS_SCHEMA.names, POS, NER]
     assert docs_schema(("cws", "ner")).names == [*DOCS_SCHEMA.names, NER]
-
-
-def test_align_carries_tags_over_to_whitespace_cuts():
-    text = "小明去长城 玩。"
-    tagged = align(text, ["小明", "去", "长城 玩", "。"], ["nh", "v", "ns", "wp"], ["S-Nh", "O", "S-Ns", "O"])
-    assert tagged.words == ["小明", "去", "长城", " ", "玩", "。"]
-    assert tagged.pos == ["nh", "v", "ns", None, "ns", "wp"]
-    assert tagged.ner == ["B-Nh", "O", "B-Ns", "I-Ns", "I-Ns", "O"]
-    spaced = align("北京 大学好", ["北京 ", "大学", "好"], ["ns", "n", "a"], ["B-Ni", "E-Ni", "O"])
-    assert spaced == (["北京", " ", "大学", "好"], ["ns", None, "n", "a"], ["B-Ni", "I-Ni", "I-Ni", "O"])
-    skipped = align("\u200b上海", ["上海"], ["ns"], ["S-Ns"])  # text LTP skipped: a word with no tag
-    assert skipped == (["\u200b", "上海"], [None, "ns"], ["O", "B-Ns"])
-    assert align("你好", ["你好"]) == (["你好"], None, None)
 
 
 def ltp_tagged(ltp, text: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -370,7 +316,7 @@ def test_neural_out_of_memory_retries_smaller_then_fails_clearly(neural_model_di
 
 def test_stage_error_finds_the_message_in_ray_errors():
     message = "segment.model '/m' could not be loaded: expected value at line 1 column 1"
-    ray_text = f"The actor died\n  File \"x.py\"\n\x1b[36moperators.segment.SegmentModelError: {message}\n"
+    ray_text = f"The actor died\n  File \"x.py\"\n\x1b[36moperators.ltp_loading.SegmentModelError: {message}\n"
     found = stage_error(RuntimeError(ray_text))
     assert type(found) is SegmentModelError and str(found) == message
     oom = stage_error(RuntimeError("Traceback\noperators.segment.SegmentOutOfMemory: segment: out of GPU memory"))
