@@ -13,7 +13,7 @@ import logging
 import os
 import time
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -120,60 +120,11 @@ def _build(cfg: BuildConfig, inputs: list[str], vocab) -> dict[str, Any]:
     snapshot.remove_unlisted(out, OUTPUT_DIRS, previous or {"files": []})
     log.info("building version %d of %s (%s: %s) from %d input files; reading %d",
              version, out, plan.mode, plan.reason, len(inputs), len(plan.to_read))
-    unchanged = plan.unchanged
-
-    records, segmented, reused, promoted, reread = None, 0, 0, 0, 0
     if plan.carries_everything:  # only tokenize/write settings changed: docs, fates, dedup, index as they are
         with timer("carry"):
-            for directory in (write.DOCS_DIR, write.FATES_DIR, write.DEDUP_DIR, INDEX_DIR):
-                for path in _listed(previous, directory):
-                    snapshot.link(out, path, write.renamed_for_version(path, version))
-        reused = int(previous.get("corpus", {}).get("docs", 0))
+            records, counts = None, _carry(out, previous, version)
     else:
-        records = None
-        if plan.to_read:
-            with timer("read+normalize"):
-                records = normalize.apply(read.apply(plan.to_read, cfg.read), cfg.normalize).materialize()
-        pending = records.filter(expr=col(FATE).is_null()) if records is not None else None
-        existing = None
-        if unchanged:  # the unchanged files' documents, as the previous version's dedup index holds them
-            existing = _read(out, previous, INDEX_DIR).filter(expr=col(SOURCE).is_in(unchanged))
-        with timer("dedup"):
-            deduped = dedup.apply(pending.select_columns(DEDUP_COLUMNS) if pending is not None else None, cfg.dedup, existing)
-            duplicates = deduped.duplicates  # materialized: every duplicate, old and new
-            write.write_dedup(deduped.audit, out, version)
-            flagged = deduped.keyed.map_batches(dedup.identities, batch_format="pyarrow")
-            if duplicates.count():  # Ray's join fails on a right side whose blocks are all empty and schema-less
-                flagged = flagged.join(duplicates.select_columns([DOC_ID, FATE]), "left_outer", _partitions(deduped.keyed), on=(DOC_ID,))
-            flagged = flagged.map_batches(_flag_kept, batch_format="pyarrow").materialize()
-            index_schema = dedup.index_schema(cfg.dedup)
-            write.write_table(flagged.map_batches(dedup.index_rows, fn_kwargs={"schema": index_schema}, batch_format="pyarrow"),
-                              out, INDEX_DIR, index_schema, version)
-        kept = flagged.filter(expr=col(dedup.INDEX_KEPT)).select_columns([DOC_ID, SOURCE, RECORD]).materialize()
-
-        previous_docs = _read(out, previous, write.DOCS_DIR) if previous is not None and _listed(previous, write.DOCS_DIR) else None
-        cache_docs = previous_docs if plan.reuse_segmentation else None
-        # every kept document is in this build's records, and none comes from a cache: they keep the input order
-        in_order = pending is not None and not unchanged and cache_docs is None and kept.count() > 0
-        with timer("segment"):
-            if in_order:
-                texts, promoted, reread = _kept_in_input_order(pending, flagged), 0, 0
-            else:
-                texts, promoted, reread = _texts(cfg, kept, pending, previous_docs, unchanged)
-            unique = bool(previous and previous.get("config", {}).get("dedup", {}).get("exact"))  # one doc per text
-            _, segmented, reused = _segment(cfg, texts, cache_docs, unique, out, version, in_order)
-        with timer("fates"):
-            fate_columns = FATES_SCHEMA.names
-            parts = [duplicates.select_columns(fate_columns), kept.map_batches(_mark_kept, batch_format="pyarrow")]
-            if records is not None:
-                parts.append(records.filter(expr=~col(FATE).is_null()).select_columns(fate_columns))
-            if unchanged:  # filtered and rejected records of unchanged files, as they were
-                carried = _read(out, previous, write.FATES_DIR).filter(
-                    expr=col(SOURCE).is_in(unchanged) & col(FATE).is_in([FILTERED, REJECTED])
-                )
-                parts.append(carried.select_columns(fate_columns))
-            parts = [part.map_batches(refresh.conform, fn_kwargs={"schema": FATES_SCHEMA}, batch_format="pyarrow") for part in parts]
-            write.write_fates(parts[0].union(*parts[1:]).sort([SOURCE, RECORD]), out, version)
+        records, counts = _read_dedup_segment(cfg, plan, previous, out, version, timer)
 
     docs = write.read_in_order(out, write.version_files(out, write.DOCS_DIR, version), docs_schema(cfg.segment.tasks))
     docs = docs.materialize()  # read before the tokenizer's actors start: on one CPU they would leave the read none
@@ -188,7 +139,7 @@ def _build(cfg: BuildConfig, inputs: list[str], vocab) -> dict[str, Any]:
     old_counts = {} if plan.previous_ledger is None else dict(
         zip(plan.previous_ledger[ledger.URI].to_pylist(), plan.previous_ledger[ledger.RECORDS].to_pylist())
     )
-    sources.update({uri: int(old_counts.get(uri, 0)) for uri in unchanged})
+    sources.update({uri: int(old_counts.get(uri, 0)) for uri in plan.unchanged})
     unreadable = report.unreadable_files(fates_out)
     written.append(ledger.write(out, version, ledger.complete(plan.rows, plan.previous_ledger, sources, unreadable)))
     files = snapshot.describe_files(out, written)
@@ -218,9 +169,9 @@ def _build(cfg: BuildConfig, inputs: list[str], vocab) -> dict[str, Any]:
             "changed_stages": plan.changed_stages if previous is not None else [],
             "files": plan.diff.counts(),
             "records_read": records_read,
-            "files_reread": reread,  # unchanged files read again for duplicates that took a retracted keeper's place
-            "promoted": promoted,
-            "docs": {"segmented": segmented, "reused": reused},
+            "files_reread": counts.reread,
+            "promoted": counts.promoted,
+            "docs": {"segmented": counts.segmented, "reused": counts.reused},
         },
     }
     with timer("report"):  # histograms where the data lives
@@ -237,6 +188,76 @@ def _build(cfg: BuildConfig, inputs: list[str], vocab) -> dict[str, Any]:
     snapshot.commit(out, manifest, staged=names)
     snapshot.remove_unlisted(out, OUTPUT_DIRS, manifest)
     return built
+
+
+class DocCounts(NamedTuple):
+    """Where this version's documents got their words, for report.json's refresh section."""
+
+    segmented: int = 0  # by LTP in this build
+    reused: int = 0  # from the previous version
+    promoted: int = 0  # duplicates kept in the place of a document the refresh retracted
+    reread: int = 0  # unchanged files read again to find those duplicates' texts
+
+
+def _carry(out: str, previous: dict[str, Any], version: int) -> DocCounts:
+    """The previous version's docs, fates, dedup audit and index, linked into this version unchanged."""
+    for directory in (write.DOCS_DIR, write.FATES_DIR, write.DEDUP_DIR, INDEX_DIR):
+        for path in _listed(previous, directory):
+            snapshot.link(out, path, write.renamed_for_version(path, version))
+    return DocCounts(reused=int(previous.get("corpus", {}).get("docs", 0)))
+
+
+def _read_dedup_segment(
+    cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any] | None, out: str, version: int, timer: report.StageTimer
+):
+    """Read and normalize the inputs the plan names, dedup them against the unchanged ones, segment the
+    kept documents (reusing cached words where the plan allows) and write the docs, fates, dedup audit
+    and index tables. Returns the records read (None when no file was read) and the document counts."""
+    records, unchanged = None, plan.unchanged
+    if plan.to_read:
+        with timer("read+normalize"):
+            records = normalize.apply(read.apply(plan.to_read, cfg.read), cfg.normalize).materialize()
+    pending = records.filter(expr=col(FATE).is_null()) if records is not None else None
+    existing = None
+    if unchanged:  # the unchanged files' documents, as the previous version's dedup index holds them
+        existing = _read(out, previous, INDEX_DIR).filter(expr=col(SOURCE).is_in(unchanged))
+    with timer("dedup"):
+        deduped = dedup.apply(pending.select_columns(DEDUP_COLUMNS) if pending is not None else None, cfg.dedup, existing)
+        duplicates = deduped.duplicates  # materialized: every duplicate, old and new
+        write.write_dedup(deduped.audit, out, version)
+        flagged = deduped.keyed.map_batches(dedup.identities, batch_format="pyarrow")
+        if duplicates.count():  # Ray's join fails on a right side whose blocks are all empty and schema-less
+            flagged = flagged.join(duplicates.select_columns([DOC_ID, FATE]), "left_outer", _partitions(deduped.keyed), on=(DOC_ID,))
+        flagged = flagged.map_batches(_flag_kept, batch_format="pyarrow").materialize()
+        index_schema = dedup.index_schema(cfg.dedup)
+        write.write_table(flagged.map_batches(dedup.index_rows, fn_kwargs={"schema": index_schema}, batch_format="pyarrow"),
+                          out, INDEX_DIR, index_schema, version)
+    kept = flagged.filter(expr=col(dedup.INDEX_KEPT)).select_columns([DOC_ID, SOURCE, RECORD]).materialize()
+
+    previous_docs = _read(out, previous, write.DOCS_DIR) if previous is not None and _listed(previous, write.DOCS_DIR) else None
+    cache_docs = previous_docs if plan.reuse_segmentation else None
+    # every kept document is in this build's records, and none comes from a cache: they keep the input order
+    in_order = pending is not None and not unchanged and cache_docs is None and kept.count() > 0
+    with timer("segment"):
+        if in_order:
+            texts, promoted, reread = _kept_in_input_order(pending, flagged), 0, 0
+        else:
+            texts, promoted, reread = _texts(cfg, kept, pending, previous_docs, unchanged)
+        unique = bool(previous and previous.get("config", {}).get("dedup", {}).get("exact"))  # one doc per text
+        _, segmented, reused = _segment(cfg, texts, cache_docs, unique, out, version, in_order)
+    with timer("fates"):
+        fate_columns = FATES_SCHEMA.names
+        parts = [duplicates.select_columns(fate_columns), kept.map_batches(_mark_kept, batch_format="pyarrow")]
+        if records is not None:
+            parts.append(records.filter(expr=~col(FATE).is_null()).select_columns(fate_columns))
+        if unchanged:  # filtered and rejected records of unchanged files, as they were
+            carried = _read(out, previous, write.FATES_DIR).filter(
+                expr=col(SOURCE).is_in(unchanged) & col(FATE).is_in([FILTERED, REJECTED])
+            )
+            parts.append(carried.select_columns(fate_columns))
+        parts = [part.map_batches(refresh.conform, fn_kwargs={"schema": FATES_SCHEMA}, batch_format="pyarrow") for part in parts]
+        write.write_fates(parts[0].union(*parts[1:]).sort([SOURCE, RECORD]), out, version)
+    return records, DocCounts(segmented, reused, promoted, reread)
 
 
 def _flag_kept(batch: pa.Table) -> pa.Table:
