@@ -45,7 +45,7 @@ from bench.shared_data import PKU_TEST, SAMPLE, SHARED_VOCAB, legacy_model  # no
 from operators.ltp_loading import load_ltp  # noqa: E402
 from operators.segment import SegmentConfig, split_sentences  # noqa: E402
 from pipeline.cluster import LOCAL_RAY_OPTIONS  # noqa: E402
-from tests.ltp_models import build_tiny_neural_model, tiny_vocab  # noqa: E402
+from tests.ltp_models import build_tiny_neural_model, sighan_lines, tiny_vocab  # noqa: E402
 
 DIRECT_BATCH_SIZES = (32, 128, 512, 2048)
 # 2,048 PKU sentences are ~180,000 characters: about the text of 64 documents (segment.batch_size's default)
@@ -63,10 +63,6 @@ LTP_SMALL_BACKBONE = {
     "intermediate_size": 1024,
     "max_position_embeddings": 512,
 }
-
-
-def sighan_lines(path: Path) -> list[str]:
-    return [line.rstrip("\r") for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
 def bench_sentences() -> tuple[list[str], str]:

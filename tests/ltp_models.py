@@ -61,13 +61,17 @@ def binary_legacy_model(source: Path, directory: Path) -> Path:
     return directory
 
 
+def sighan_lines(path: Path) -> list[str]:
+    """The sentences of a SIGHAN 2005 file, one a line: CRLF endings (and a BOM, if any) stripped, blank lines dropped."""
+    return [line.rstrip("\r") for line in path.read_text(encoding="utf-8-sig").split("\n") if line.strip()]
+
+
 def gold_trained_legacy_model(gold_file: Path, directory: Path) -> Path:
     """The benchmarks' legacy CWS model: trained on a SIGHAN gold file (words separated by spaces, one
     sentence a line) and saved in ``directory`` in the binary format of LTP's released legacy models.
     The training text and the canonical JSON model are left beside it."""
-    lines = gold_file.read_text(encoding="utf-8-sig").replace("\r", "").split("\n")
     training = directory.with_name(directory.name + "-train.txt")
-    training.write_text("\n".join(" ".join(line.split()) for line in lines if line.strip()) + "\n", encoding="utf-8")
+    training.write_text("\n".join(" ".join(line.split()) for line in sighan_lines(gold_file)) + "\n", encoding="utf-8")
     canonical = train_legacy_cws_model(directory.with_name(directory.name + "-json"), training)
     return binary_legacy_model(canonical, directory)
 

@@ -15,24 +15,20 @@ from operators.columns import DOC_ID, TEXT, WORDS
 from operators.ltp_loading import load_ltp
 from operators.segment import MAX_PIECE_TOKENS, LtpSegmenter, SegmentConfig, apply, model_pieces
 from tests.conftest import shared_file
+from tests.ltp_models import sighan_lines
 
 TRAIN_LINES = 1000  # the legacy model learns from the first gold lines; F1 is measured on the rest
 LONG_CHARS = 2000
 
 
-def read_lines(path: Path) -> list[str]:
-    """Lines of a SIGHAN file (CRLF line endings), without the blank last one."""
-    return [line.rstrip("\r") for line in path.read_text(encoding="utf-8").split("\n") if line.rstrip("\r")]
-
-
 @pytest.fixture(scope="module")
 def pku_lines() -> list[str]:
-    return read_lines(shared_file("cws/pku_test.utf8"))
+    return sighan_lines(shared_file("cws/pku_test.utf8"))
 
 
 @pytest.fixture(scope="module")
 def gold_words() -> list[list[str]]:
-    return [line.split() for line in read_lines(shared_file("cws/pku_test_gold.utf8"))]
+    return [line.split() for line in sighan_lines(shared_file("cws/pku_test_gold.utf8"))]
 
 
 @pytest.fixture(scope="module")
