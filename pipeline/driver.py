@@ -209,7 +209,7 @@ def _carry(out: str, previous: dict[str, Any], version: int) -> DocCounts:
 
 def _read_dedup_segment(
     cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any] | None, out: str, version: int, timer: report.StageTimer
-):
+) -> tuple[Any, DocCounts]:
     """Read and normalize the inputs the plan names, dedup them against the unchanged ones, segment the
     kept documents (reusing cached words where the plan allows) and write the docs, fates, dedup audit
     and index tables. Returns the records read (None when no file was read) and the document counts."""
@@ -244,7 +244,7 @@ def _read_dedup_segment(
         else:
             texts, promoted, reread = _texts(cfg, kept, pending, previous_docs, unchanged)
         unique = bool(previous and previous.get("config", {}).get("dedup", {}).get("exact"))  # one doc per text
-        _, segmented, reused = _segment(cfg, texts, cache_docs, unique, out, version, in_order)
+        segmented, reused = _segment(cfg, texts, cache_docs, unique, out, version, in_order)
     with timer("fates"):
         fate_columns = FATES_SCHEMA.names
         parts = [duplicates.select_columns(fate_columns), kept.map_batches(_mark_kept, batch_format="pyarrow")]
@@ -328,10 +328,10 @@ def _texts(cfg: BuildConfig, kept, pending, previous_docs, unchanged: list[str])
 
 def _segment(
     cfg: BuildConfig, texts, cache_docs, unique: bool, out: str, version: int, in_order: bool
-) -> tuple[list[str], int, int]:
+) -> tuple[int, int]:
     """Segment ``texts`` (LTP only for texts the cache lacks), sort by (source, record) unless they are
-    ``in_order`` already, write the docs table. Returns (files written, documents segmented, documents
-    whose words came from the cache)."""
+    ``in_order`` already, write the docs table. Returns (documents segmented, documents whose words
+    came from the cache)."""
     schema = docs_schema(cfg.segment.tasks)
     tags = [name for name in schema.names if name not in DOCS_SCHEMA.names]
     full = pa.schema([*schema, (RECORD, pa.int64())])
@@ -370,7 +370,7 @@ def _segment(
             raise
         raise reason from error
     reused = texts.count() - segmented
-    return write.version_files(out, write.DOCS_DIR, version), segmented, reused
+    return segmented, reused
 
 
 def _records_for_report(records):
