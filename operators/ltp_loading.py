@@ -58,9 +58,9 @@ def load_ltp(model: str, device: str = "cpu") -> Any:
     from ltp.nerual import LTP as NeuralLTP
 
     check_model(model)
-    local = model if Path(model).expanduser().is_dir() else _hub_snapshot(model)
+    local = _local_dir(model)  # a hub error stays as it is, not wrapped as a load error
     try:
-        ltp = LTP(str(Path(local).expanduser()))
+        ltp = LTP(str(local))
     except Exception as error:  # LTP raises anything from KeyError to torch's unpickling errors.
         raise SegmentModelError(f"segment.model {model!r} could not be loaded: {one_line(error)}") from error
     if isinstance(ltp, NeuralLTP):
@@ -109,7 +109,7 @@ def load_legacy(model: str) -> LegacyLtp:
     config = check_model(model)
     if config["nerual"]:
         raise SegmentModelError(f"segment.model {model!r} is a neural LTP model, not a legacy one")
-    local = Path(model).expanduser() if Path(model).expanduser().is_dir() else Path(_hub_snapshot(model))
+    local = _local_dir(model)
     try:
         return LegacyLtp(local, config["tasks"])
     except Exception as error:  # the Rust loader raises RuntimeError with a backtrace
@@ -170,6 +170,12 @@ def _hub_fetch(model: str, filename: str) -> str:
         return hf_hub_download(repo_id, filename, revision=revision or None)
     except Exception as error:  # offline, 404, auth, timeouts: all mean "not usable from here".
         raise _hub_error(model, type(error).__name__) from None
+
+
+def _local_dir(model: str) -> Path:
+    """The model's directory: `model` itself when it is one, else its hub snapshot (downloaded if need be)."""
+    path = Path(model).expanduser()
+    return path if path.is_dir() else Path(_hub_snapshot(model))
 
 
 def _hub_snapshot(model: str) -> str:
