@@ -1,6 +1,7 @@
-"""Dedup benchmark: signature speed, the check's cost and gain, the near-dup stage against datatrove, memory.
+"""Dedup benchmark: signature speed, the check's cost and gain, the near-dup stage against datatrove, the
+whole stage on both executors of the graph.
 
-    python bench/dedup.py [signatures] [check] [near] [memory]   (default: all)
+    python bench/dedup.py [signatures] [check] [near] [stage]   (default: all)
 
 Input: ../shared/data's CMRC2018 + C3 (simplified) and DRCD (traditional) paragraphs when
 present, else the bundled sample. Prints one JSON line per measurement:
@@ -12,18 +13,22 @@ present, else the bundled sample. Prints one JSON line per measurement:
 - ``check``: the seeded near-duplicate set (tests/neardup.py) through ``dedup.apply`` on a local
   Ray instance with the check, without it, and with datasketch's 9 x 13 bands: pairwise
   precision / recall and seconds.
-- ``near_dup_stage``: ``dedup.apply`` (near duplicates only, exact off) on the corpus, against
+- ``near_dup_stage``: ``dedup.apply`` (near duplicates only, exact off) on each executor, against
   datatrove's MinhashDedupSignature / Buckets / Cluster / Filter on the same fingerprints
-  (character 5-grams, 16 x 8 buckets, ``LocalPipelineExecutor`` with one task per CPU), when
-  datatrove imports (``pip install datatrove``); otherwise the reason it did not run.
-- ``memory``: the whole stage (exact + near + check + audit) at 1x, 4x and 16x the corpus, grown
-  with edited copies of real documents (0.5 %-10 % of characters changed), each read from Parquet
-  files of 4,096 rows by a fresh process that only runs the stage: the largest private RSS any Ray
-  worker of the stage reached above what it held before (sampled from /proc; the input is read
-  and materialized first, outside the measure) and which worker, the largest high-water mark (which also
-  counts object-store pages a worker mapped), the driver's peak RSS, seconds, duplicates found, at
-  the default settings (a task's memory is bounded by ``dedup.partition_rows`` and by the block and
-  shuffle-input sizes of ``pipeline.cluster``, which the 1x corpus already fills).
+  (character 5-grams, 16 x 8 buckets, ``LocalPipelineExecutor`` with one task per CPU): seconds
+  on the corpus, and seconds, precision and recall on the seeded set. datatrove runs in this
+  Python when it imports there, else in the bench's own virtual environment
+  (``bench/.datatrove-venv``, installed on first use).
+- ``stage``: the whole stage (signing, exact + near + check + components + audit, to the
+  duplicates and audit written) at 1x, 4x and 16x the corpus, grown with edited copies of real
+  documents (0.5 %-10 % of characters changed), on each executor (``local``: the graph in one
+  task; ``distributed``: the shuffles), each in a fresh process that only runs the stage, its
+  input read from Parquet files of 4,096 rows and materialized first, outside the measure:
+  seconds (``signing_s`` to the keys, ``graph_s`` after), MB of fingerprint per second per core,
+  CPU seconds of the driver and every Ray worker, the largest private RSS any Ray worker reached
+  above what it held before (sampled from /proc) and which worker, the largest high-water mark
+  (which also counts object-store pages a worker mapped), the driver's peak RSS; then per scale
+  ``local_equals_distributed``: whether both wrote the same duplicates and audit rows.
 """
 
 from __future__ import annotations
@@ -44,8 +49,8 @@ from bench.shared_data import C3, CMRC, DRCD, SHARED, emit, inputs_or_sample  # 
 from pipeline.cluster import LOCAL_RAY_OPTIONS, configure_data_context  # noqa: E402
 
 SCALES = (1, 4, 16)
-INPUT_FILE_ROWS = 4096  # rows per input file of the memory runs (the reader's default batch is 1,024 records)
-MEMORY_RUN = "_memory_run"  # the hidden section a memory run's child process is started with
+INPUT_FILE_ROWS = 4096  # rows per input file of the stage runs (the reader's default batch is 1,024 records)
+STAGE_RUN = "_stage_run"  # the hidden section a stage run's child process is started with
 
 
 def load_fingerprints(paths: list[Path]) -> list[tuple[str, str, str]]:
@@ -56,7 +61,11 @@ def load_fingerprints(paths: list[Path]) -> list[tuple[str, str, str]]:
     rows = []
     for path in paths:
         for line in path.read_text(encoding="utf-8").splitlines():
-            text = json.loads(line).get("text") if line.strip() else None
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # the bundled sample holds bad records on purpose
+                continue
+            text = record.get("text") if isinstance(record, dict) else None
             if isinstance(text, str):
                 normalized, fingerprint, reason = normalizer.normalize(text)
                 if reason is None:
@@ -160,25 +169,38 @@ def run_dedup(table, cfg, collect: bool = True) -> tuple[float, float, dict[str,
     return first, total, {row[DOC_ID]: row[DETAIL] for row in output.duplicates.take_all()}, audit
 
 
+def seeded_set():
+    """The seeded labelled set (tests/neardup.py) as (rows, truth: row doc_id -> cluster), or None without
+    ../shared/data."""
+    from operators.normalize import NormalizeConfig, Normalizer
+    from tests.neardup import SIMPLIFIED, TRADITIONAL, load_paragraphs, make_set
+
+    if not all((SHARED / p).exists() for p in SIMPLIFIED + TRADITIONAL):
+        return None
+    docs = make_set(load_paragraphs([SHARED / p for p in SIMPLIFIED]), load_paragraphs([SHARED / p for p in TRADITIONAL]))
+    normalizer = Normalizer(NormalizeConfig())
+    rows = [("neardup", *normalizer.normalize(d.text)[:2]) for d in docs]
+    return rows, {f"d{i}": d.cluster for i, d in enumerate(docs)}  # documents_table names row i "d{i}"
+
+
+def scores(truth: dict[str, str], labels: dict[str, str]) -> dict:
+    """Pairwise precision / recall of predicted labels (a document not in ``labels`` is alone)."""
+    from tests.neardup import pair_scores
+
+    return pair_scores(truth, {d: labels.get(d, d) for d in truth}).as_dict()
+
+
 def bench_check(rows) -> None:
     """The seeded labelled set through the real stage: check on, off, and datasketch's bands."""
     import ray
 
     from operators.dedup import DedupConfig
     from operators.minhash import MinHashConfig
-    from tests.neardup import SIMPLIFIED, TRADITIONAL, load_paragraphs, make_set, pair_scores
 
-    if not all((SHARED / p).exists() for p in SIMPLIFIED + TRADITIONAL):
+    if (seeded := seeded_set()) is None:
         emit({"bench": "check", "skipped": "../shared/data is not available"})
         return
-    from operators.normalize import NormalizeConfig, Normalizer
-
-    docs = make_set(load_paragraphs([SHARED / p for p in SIMPLIFIED]), load_paragraphs([SHARED / p for p in TRADITIONAL]))
-    normalizer = Normalizer(NormalizeConfig())
-    labelled = [("neardup", *normalizer.normalize(d.text)[:2]) for d in docs]
-    table = documents_table(labelled)
-    ids = {f"d{i}": d.doc_id for i, d in enumerate(docs)}
-    truth = {d.doc_id: d.cluster for d in docs}
+    table, truth = documents_table(seeded[0]), seeded[1]
     start_ray()
     try:
         run_dedup(table.slice(0, 200), DedupConfig())  # warm up: worker processes, imports
@@ -189,41 +211,76 @@ def bench_check(rows) -> None:
         }
         for name, minhash in variants.items():
             first, total, pairs, _ = run_dedup(table, DedupConfig(minhash=minhash))
-            predicted = {ids[d]: ids[k] for d, k in pairs.items()}
-            scores = pair_scores(truth, {d: predicted.get(d, d) for d in truth})
             emit({"bench": "check", "variant": name, "seconds_to_duplicates": round(first, 2),
-                  "seconds_with_audit": round(total, 2), **scores.as_dict()})
+                  "seconds_with_audit": round(total, 2), **scores(truth, pairs)})
     finally:
         ray.shutdown()
 
 
 def bench_near_stage(rows) -> None:
-    import ray
-
+    """The near-duplicate stage (exact off, check on) on both executors and datatrove's MinHash steps, on the
+    same fingerprints: seconds on the corpus, and seconds, precision and recall on the seeded set."""
     from operators.dedup import DedupConfig
 
-    table = documents_table(rows)
-    start_ray()
-    try:
-        first, total, found, _ = run_dedup(table, DedupConfig(exact=False), collect=False)
-    finally:
-        ray.shutdown()
-    emit({"bench": "near_dup_stage", "engine": "ours (ray, exact off, check on)", "documents": len(rows),
-          "cpus": os.cpu_count(), "seconds": round(first, 2), "seconds_with_audit": round(total, 2),
-          "near_duplicates": found})
-    with tempfile.TemporaryDirectory() as scratch:
-        data = Path(scratch) / "fingerprints.jsonl"
-        data.write_text("\n".join(json.dumps({"id": f"d{i}", "text": f}, ensure_ascii=False) for i, (_, _, f) in enumerate(rows)))
-        done = subprocess.run(
-            [sys.executable, "-c", DATATROVE, str(data), scratch, str(os.cpu_count())],
-            capture_output=True, text=True, timeout=3600,
-        )
+    sets = {"corpus": (rows, None)}
+    if (seeded := seeded_set()) is not None:
+        sets["seeded"] = seeded
+    python, why = datatrove_python()
+    for name, (set_rows, truth) in sets.items():
+        table = documents_table(set_rows)
+        start_ray()
+        try:
+            run_dedup(table.slice(0, 200), DedupConfig())  # warm up: worker processes, imports
+            for path, local_max_docs in PATHS.items():
+                first, total, pairs, _ = run_dedup(table, DedupConfig(exact=False, local_max_docs=local_max_docs))
+                emit({"bench": "near_dup_stage", "set": name, "engine": f"ours ({path})", "documents": len(set_rows),
+                      "cpus": os.cpu_count(), "seconds": round(first, 2), "seconds_with_audit": round(total, 2),
+                      "near_duplicates": len(pairs), **(scores(truth, pairs) if truth else {})})
+        finally:
+            import ray
+
+            ray.shutdown()
+        if python is None:
+            emit({"bench": "near_dup_stage", "set": name, "engine": "datatrove", "ran": False, "why": why})
+            continue
+        with tempfile.TemporaryDirectory() as scratch:
+            data = Path(scratch) / "fingerprints.jsonl"
+            data.write_text("\n".join(json.dumps({"id": f"d{i}", "text": f}, ensure_ascii=False)
+                                      for i, (_, _, f) in enumerate(set_rows)))
+            done = subprocess.run([python, "-c", DATATROVE, str(data), scratch, str(os.cpu_count())],
+                                  capture_output=True, text=True, timeout=3600)
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         if done.returncode or not lines:
             why = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            emit({"bench": "near_dup_stage", "engine": "datatrove", "ran": False, "why": why})
-        else:
-            emit({"bench": "near_dup_stage", "engine": "datatrove", "ran": True, **json.loads(lines[-1])})
+            emit({"bench": "near_dup_stage", "set": name, "engine": "datatrove", "ran": False, "why": why})
+            continue
+        result = json.loads(lines[-1])
+        clusters = result.pop("clusters")
+        emit({"bench": "near_dup_stage", "set": name, "engine": "datatrove", "ran": True, **result,
+              **(scores(truth, clusters) if truth else {})})
+
+
+DATATROVE_VENV = REPO / "bench" / ".datatrove-venv"  # the bench's own environment (git ignores it)
+DATATROVE_PACKAGES = ["datatrove==0.10.1", "regex", "tokenizers"]  # what its MinHash steps import
+
+
+def datatrove_python() -> tuple[str | None, str | None]:
+    """(a Python whose datatrove imports, None) or (None, why not): this one's, else the bench's own
+    virtual environment, made and installed from the package registry on first use."""
+    check = ["-c", "import datatrove.pipeline.dedup.minhash"]
+    if subprocess.run([sys.executable, *check], capture_output=True).returncode == 0:
+        return sys.executable, None
+    python = DATATROVE_VENV / "bin" / "python"
+    if not python.exists():
+        made = subprocess.run([sys.executable, "-m", "venv", str(DATATROVE_VENV)], capture_output=True, text=True)
+        if made.returncode:
+            return None, f"could not make {DATATROVE_VENV}: {made.stderr.strip()[-200:]}"
+    if subprocess.run([str(python), *check], capture_output=True).returncode:
+        installed = subprocess.run([str(python), "-m", "pip", "install", "--quiet", *DATATROVE_PACKAGES],
+                                   capture_output=True, text=True)
+        if installed.returncode:
+            return None, f"pip install {' '.join(DATATROVE_PACKAGES)} failed: {installed.stderr.strip()[-200:]}"
+    return str(python), None
 
 
 # Runs in a subprocess so that datatrove's imports (loguru, multiprocess) stay out of this one.
@@ -264,7 +321,8 @@ config = dt.MinhashConfig(n_grams=5, num_buckets=16, hashes_per_bucket=8, hash_c
 steps = [
     ([reader, dt.MinhashDedupSignature(output_folder=f"{scratch}/sigs", config=config, language="zh")], cpus),
     ([dt.MinhashDedupBuckets(input_folder=f"{scratch}/sigs", output_folder=f"{scratch}/buckets", config=config)], config.num_buckets),
-    ([dt.MinhashDedupCluster(input_folder=f"{scratch}/buckets", output_folder=f"{scratch}/remove_ids", config=config)], 1),
+    ([dt.MinhashDedupCluster(input_folder=f"{scratch}/buckets", output_folder=f"{scratch}/remove_ids", config=config,
+                             save_cluster_id=True)], 1),
     ([reader, dt.MinhashDedupFilter(input_folder=f"{scratch}/remove_ids")], cpus),
 ]
 seconds = {}
@@ -273,8 +331,13 @@ for index, (pipeline, tasks) in enumerate(steps):
     LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=cpus, logging_dir=f"{scratch}/logs{index}").run()
     seconds[type(pipeline[-1]).__name__] = round(time.perf_counter() - started, 2)
 removed = sum(path.stat().st_size // 4 for path in Path(scratch, "remove_ids").glob("*.remove"))  # uint32 indices
+clusters = {}  # row id -> cluster, from each reader rank's (index in the rank, cluster id) pairs
+for path in Path(scratch, "remove_ids").glob("*.clusters"):
+    rank, pairs = int(path.stem), memoryview(path.read_bytes()).cast("I")
+    for index, cluster in zip(pairs[0::2], pairs[1::2]):
+        clusters[rows[rank + index * cpus]["id"]] = f"c{cluster}"
 print(json.dumps({"documents": len(rows), "near_duplicates": removed, "seconds": round(sum(seconds.values()), 2),
-                  "stages": seconds}))
+                  "stages": seconds, "clusters": clusters}))
 '''
 
 
@@ -292,19 +355,41 @@ def grown(rows: list[tuple[str, str, str]], scale: int, seed: int = 0) -> list[t
     return out
 
 
-def bench_memory(rows) -> None:
-    """Each scale in a fresh process that only runs the stage, so its driver's peak is its own."""
+def bench_stage(rows) -> None:
+    """Each scale through each executor of the graph, each run in a fresh process that only runs the stage
+    (so its driver's peak is its own); then whether both executors wrote the same rows."""
+    cpus = os.cpu_count()
     with tempfile.TemporaryDirectory() as scratch:
         for scale in SCALES:
             folder, table = Path(scratch) / f"x{scale}", documents_table(grown(rows, scale))
-            write_input(table, folder)
+            write_input(table, folder / "input")
             input_mb = sum(len(t.encode()) for t in table.column("fingerprint").to_pylist()) / 1e6
             documents = table.num_rows
             del table
-            run = subprocess.run([sys.executable, __file__, MEMORY_RUN, str(folder)], capture_output=True, text=True,
-                                 check=True)
-            emit({"bench": "memory", "scale": scale, "documents": documents, "input_mb": round(input_mb, 2),
-                  **json.loads(run.stdout.strip().splitlines()[-1])})
+            for path, local_max_docs in PATHS.items():
+                run = subprocess.run([sys.executable, __file__, STAGE_RUN, str(folder), path, str(local_max_docs)],
+                                     capture_output=True, text=True, check=True)
+                measured = json.loads(run.stdout.strip().splitlines()[-1])
+                emit({"bench": "stage", "scale": scale, "path": path, "documents": documents,
+                      "input_mb": round(input_mb, 2), "seconds": measured["seconds"],
+                      "mb_per_s_per_core": round(input_mb / measured["seconds"] / cpus, 2), "cpus": cpus,
+                      "graph_mb_per_s_per_core": round(input_mb / measured["graph_s"] / cpus, 2),
+                      "peak_worker_mb": measured["peak_worker_private_rss_mb"], **measured})
+            emit({"bench": "stage", "scale": scale, "local_equals_distributed": same_rows(folder)})
+
+
+PATHS = {"local": 2**62, "distributed": 0}  # dedup.local_max_docs that forces each executor
+
+
+def same_rows(folder: Path) -> bool:
+    """Whether both executors wrote the same duplicates and the same audit rows (order aside)."""
+    import pyarrow.parquet as pq
+
+    def rows(path: str, name: str) -> list[tuple]:
+        table = pq.read_table(folder / path / f"{name}.parquet")
+        return sorted(zip(*(table[column].to_pylist() for column in table.column_names)))
+
+    return all(rows("local", name) == rows("distributed", name) for name in ("duplicates", "audit"))
 
 
 def write_input(table, folder: Path) -> None:
@@ -317,8 +402,25 @@ def write_input(table, folder: Path) -> None:
         pq.write_table(table.slice(start, INPUT_FILE_ROWS), folder / f"part-{index:05d}.parquet")
 
 
-def memory_run(folder: str) -> None:
-    """The whole stage (exact + near + check + audit) over one scale's input; prints one JSON line."""
+def write_parquet(ds, path: str) -> int:
+    """``ds`` as one Parquet file, written by a Ray task (the driver holds no rows); its row count."""
+    import ray
+
+    def write(*blocks) -> int:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.concat_tables(blocks)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        pq.write_table(table, path)
+        return table.num_rows
+
+    return ray.get(ray.remote(write).remote(*ds.to_arrow_refs()))
+
+
+def stage_run(folder: str, path: str, local_max_docs: str) -> None:
+    """The whole stage (signing, exact + near + check + components + audit) over one scale's input, on one
+    executor, to the duplicates and audit written as Parquet in ``folder/path``; prints one JSON line."""
     import pyarrow.parquet as pq
     import ray
 
@@ -328,22 +430,28 @@ def memory_run(folder: str) -> None:
     start_ray()
     # one block a file, as the pipeline's reader bounds its blocks: Ray's read_parquet merges the files into
     # blocks that grow with the input (one block of all 32,928 rows at 4x, override_num_blocks or not)
-    files = sorted(os.listdir(folder))
-    schema = pq.read_schema(os.path.join(folder, files[0]))
-    documents = write.read_in_order(folder, files, schema).materialize()  # read before the watch
+    inputs = os.path.join(folder, "input")
+    files = sorted(os.listdir(inputs))
+    schema = pq.read_schema(os.path.join(inputs, files[0]))
+    documents = write.read_in_order(inputs, files, schema).materialize()  # read before the watch
     watcher = processes.Watcher(os.getpid())
     watcher.start()
-    started = time.perf_counter()
+    started, driver_cpu = time.perf_counter(), time.process_time()
+    written, cfg = os.path.join(folder, path), dedup.DedupConfig(local_max_docs=int(local_max_docs))
     try:
-        output = dedup.apply(documents, dedup.DedupConfig())
-        found, audit = output.duplicates.count(), output.audit.materialize().count()
-        seconds = time.perf_counter() - started
+        keyed = dedup.keys(documents, cfg)
+        signed = time.perf_counter()
+        output = dedup.graph(keyed, cfg)
+        counts = {name: write_parquet(part, os.path.join(written, f"{name}.parquet"))
+                  for name, part in (("duplicates", output.duplicates), ("audit", output.audit))}
+        ended, driver_cpu = time.perf_counter(), time.process_time() - driver_cpu
     finally:
         watcher.stop()
         ray.shutdown()
     private, hwm = watcher.ray_peaks(private=True), watcher.ray_peaks()
     print(json.dumps({
-        "seconds": round(seconds, 2), "duplicates": found, "audit_rows": audit,
+        "seconds": round(ended - started, 2), "signing_s": round(signed - started, 2),
+        "graph_s": round(ended - signed, 2), "cpu_s": round(sum(watcher.cpu.values()) + driver_cpu, 2), **counts,
         "peak_worker_private_rss_mb": max(private.values(), default=0),
         "peak_worker": max(private, key=private.get, default=""),
         "peak_worker_hwm_mb_incl_shared_objects": max(hwm.values(), default=0),
@@ -352,13 +460,13 @@ def memory_run(folder: str) -> None:
     }, ensure_ascii=False))
 
 
-SECTIONS = ("signatures", "check", "near", "memory")
+SECTIONS = ("signatures", "check", "near", "stage")
 
 
 def main() -> None:
-    """All sections, or those named on the command line (``python bench/dedup.py memory``)."""
-    if sys.argv[1:2] == [MEMORY_RUN]:
-        memory_run(sys.argv[2])
+    """All sections, or those named on the command line (``python bench/dedup.py stage``)."""
+    if sys.argv[1:2] == [STAGE_RUN]:
+        stage_run(*sys.argv[2:5])
         return
     chosen = sys.argv[1:] or SECTIONS
     if set(chosen) - set(SECTIONS):
@@ -374,8 +482,8 @@ def main() -> None:
         bench_check(rows)
     if "near" in chosen:
         bench_near_stage(rows)
-    if "memory" in chosen:
-        bench_memory(rows)
+    if "stage" in chosen:
+        bench_stage(rows)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from typing import Any
 EXECUTION_ONLY = {
     "read": ("batch_size",),
     "normalize": ("batch_size",),
-    "dedup": ("batch_size", "partition_rows", "min_partitions"),
+    "dedup": ("batch_size", "partition_rows", "min_partitions", "local_max_docs"),
     "segment": ("num_gpus", "batch_size", "num_actors", "max_actors", "threads_per_actor", "max_batch_tokens"),
     "tokenize": (),
     "write": (),

@@ -16,9 +16,10 @@ whole rule, and it does not depend on partitioning.
 
 The flow; every step runs where the data is, and the driver holds only counts:
 
-1. ``DedupKeyer`` (map, over blocks of at most ``batch_size`` rows, so that even one input file
-   is signed on every CPU): order key, xxh3-128 of the text, the fingerprint's LSH buckets and
-   its MinHash sketch. Text leaves the flow here, so no shuffle below moves text.
+1. ``DedupKeyer`` (map, one task per input block: the reader's batches and Ray Data's block size
+   bound them, so a large file is signed on every CPU; ``batch_size`` documents at a time): order
+   key, xxh3-128 of the text, the fingerprint's LSH buckets and its MinHash sketch. Text leaves
+   the flow here, so no shuffle below moves text.
 2. Exact: one hash shuffle by content hash of (node, content, buckets); in each partition an
    Arrow group-by finds the smallest key per hash (``keep_first``). A hash's copies share a
    partition, as they would in a hash join, but only as two short strings and the bucket list,
@@ -137,15 +138,17 @@ DOC_ROW_WEIGHT, LOOKUP_ROW_WEIGHT, EDGE_ROW_WEIGHT = 4, 6, 2
 class DedupConfig:
     exact: bool = True
     minhash: MinHashConfig = field(default_factory=MinHashConfig)
-    batch_size: int = 1024  # documents per signature batch, and per block of the signing map
+    batch_size: int = 1024  # documents per signature batch
     partition_rows: int = 65_536  # band rows (16 a document at the defaults) per shuffle partition
     min_partitions: int = 0  # fewest shuffle partitions; 0 = one per CPU of the Ray cluster
+    # up to this many documents (new and indexed), the graph runs in one task (operators.dedup_local); 0 = never
+    local_max_docs: int = 1_000_000
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.partition_rows < 1:
             raise ValueError("batch_size and partition_rows must be positive")
-        if self.min_partitions < 0:
-            raise ValueError("min_partitions must not be negative")
+        if self.min_partitions < 0 or self.local_max_docs < 0:
+            raise ValueError("min_partitions and local_max_docs must not be negative")
 
 
 @dataclass(frozen=True)
@@ -211,15 +214,33 @@ def keep_first(partition: pa.Table, key: str) -> pa.Table:
 def bucket_pairs(partition: pa.Table, all_pairs_max: int) -> pa.Table:
     """All band rows (bucket, node) of some buckets to candidate pairs (node, keeper), node after keeper.
 
-    A bucket of up to ``all_pairs_max`` documents gives all its pairs; a larger one a star from each
-    member to its first (n - 1 pairs, never n^2 / 2). "First" is by (source, record) whatever the
-    refresh's rank (``ranked``), so a pair is oriented as a full build orients it, the same in
-    every band that proposes it; only the component's keeper follows the refresh's tie rule.
-    Vectorized: rows sorted by (bucket, node), then one numpy comparison per distance in a bucket.
+    "After" is by (source, record) whatever the refresh's rank (``ranked``), so a pair is oriented
+    as a full build orients it, the same in every band that proposes it; only the component's
+    keeper follows the refresh's tie rule. Which pairs: ``pair_positions``.
     """
-    plain = pc.replace_substring_regex(partition[NODE], _RANK_PATTERN, "")
-    rows = partition.append_column("_plain", plain).sort_by([(BUCKET, "ascending"), ("_plain", "ascending")])
-    bucket = rows[BUCKET].to_numpy()
+    nodes = pc.dictionary_encode(partition[NODE].combine_chunks())  # a document's rows share one rank
+    plain = pc.replace_substring_regex(nodes.dictionary, _RANK_PATTERN, "")
+    rank = pc.rank(plain, "ascending").to_numpy()[nodes.indices.to_numpy(zero_copy_only=False)]
+    order = np.argsort(rank, kind="stable")
+    order = order[np.argsort(partition[BUCKET].to_numpy()[order], kind="stable")]  # by bucket, then rank
+    later, earlier = pair_positions(partition[BUCKET].to_numpy()[order], all_pairs_max)
+    nodes = nodes.dictionary.take(nodes.indices.take(order))
+    return pa.table({NODE: nodes.take(later), KEEPER: nodes.take(earlier)})
+
+
+def plain_order(nodes: pa.Array) -> pa.Array:
+    """Indices that sort order keys by (source, record), whatever their refresh rank (``ranked``)."""
+    return pc.sort_indices(pc.replace_substring_regex(nodes, _RANK_PATTERN, ""))
+
+
+def pair_positions(bucket: np.ndarray, all_pairs_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """Band rows sorted by bucket (a bucket's rows in (source, record) order) to the candidate pairs,
+    as (later, earlier) row positions.
+
+    A bucket of up to ``all_pairs_max`` documents gives all its pairs; a larger one a star from each
+    member to its first (n - 1 pairs, never n^2 / 2). Vectorized: one numpy comparison per distance
+    in a bucket, no loop per row.
+    """
     starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]]) if len(bucket) else np.empty(0, np.int64)
     sizes = np.diff(np.r_[starts, len(bucket)])
     size, first = np.repeat(sizes, sizes), np.repeat(starts, sizes)
@@ -233,8 +254,7 @@ def bucket_pairs(partition: pa.Table, all_pairs_max: int) -> pa.Table:
         later.append(small[same] + distance)
         earlier.append(small[same])
         small = small[same]  # a row with no partner at this distance has none further on
-    nodes = rows[NODE].combine_chunks()
-    return pa.table({NODE: nodes.take(np.concatenate(later)), KEEPER: nodes.take(np.concatenate(earlier))})
+    return np.concatenate(later), np.concatenate(earlier)
 
 
 def duplicates(batch: pa.Table) -> pa.Table:
@@ -475,6 +495,18 @@ def _empty(schema: pa.Schema) -> Dataset:
     return ray.data.from_arrow(schema.empty_table())  # keeps the schema when nothing is found
 
 
+def _decided_in_one_task(keyed: Dataset, cfg: DedupConfig) -> DedupOutput:
+    """The whole graph in one Ray task over the keyed blocks (``operators.dedup_local``): the driver
+    passes block references and gets two back, never the keys."""
+    import ray
+    import ray.data
+
+    from operators.dedup_local import decide_blocks  # it builds on this module's rules
+
+    found, audit = ray.remote(num_returns=2)(decide_blocks).remote(cfg, *keyed.to_arrow_refs())
+    return DedupOutput(ray.data.from_arrow_refs([found]), ray.data.from_arrow_refs([audit]), keyed)
+
+
 def apply(ds: Dataset | None, cfg: DedupConfig, existing: Dataset | None = None) -> DedupOutput:
     """Dataset of documents (doc_id, source, record, text, fingerprint) to its duplicates and the audit table.
 
@@ -488,18 +520,30 @@ def apply(ds: Dataset | None, cfg: DedupConfig, existing: Dataset | None = None)
     Reads ``ds`` once. ``duplicates`` and ``keyed`` come back materialized (the caller reads them
     for the anti-join, the fates and the index); ``audit`` is lazy, computed when it is written.
     """
+    return graph(keys(ds, cfg, existing), cfg)
+
+
+def keys(ds: Dataset | None, cfg: DedupConfig, existing: Dataset | None = None) -> Dataset:
+    """Every document's keys (node, content, buckets[, sketch]), new (signed here) and ``existing``
+    (ranked), materialized: all the graph reads, and the next index."""
     parts = []
-    if ds is not None:
-        keyed = ds.repartition(target_num_rows_per_block=cfg.batch_size)
-        parts.append(keyed.map_batches(DedupKeyer(cfg), batch_format="pyarrow", batch_size=cfg.batch_size))
+    if ds is not None:  # its blocks are bounded (the reader's batches, Ray Data's block size): one task each
+        parts.append(ds.map_batches(DedupKeyer(cfg), batch_format="pyarrow", batch_size=cfg.batch_size))
     if existing is not None:
         parts.append(existing.map_batches(ranked, batch_format="pyarrow"))
     if not parts:
         raise ValueError("dedup needs new documents, existing ones, or both")
-    keyed = (parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]).materialize()
-    if not (cfg.exact or cfg.minhash.enabled):
-        return DedupOutput(_empty(OUTPUT_SCHEMA), _empty(AUDIT_SCHEMA), keyed)
+    return (parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]).materialize()
+
+
+def graph(keyed: Dataset, cfg: DedupConfig) -> DedupOutput:
+    """The materialized ``keys`` to the duplicates and the audit table: in one task up to
+    ``local_max_docs`` documents (``operators.dedup_local``), by shuffles above."""
     count = keyed.count()
+    if not (count and (cfg.exact or cfg.minhash.enabled)):
+        return DedupOutput(_empty(OUTPUT_SCHEMA), _empty(AUDIT_SCHEMA), keyed)
+    if count <= cfg.local_max_docs:
+        return _decided_in_one_task(keyed, cfg)
     docs = keyed.select_columns([NODE, CONTENT, BUCKETS])
     sketched = sketch = None
     if cfg.minhash.enabled:

@@ -1,4 +1,5 @@
-"""Connected components: the large-star / small-star steps against a reference union-find.
+"""Connected components: the large-star / small-star steps, and the one-pass labelling, against a
+reference union-find.
 
 The pure tests run the same per-partition steps that Ray runs, on Arrow tables split by a hash
 of the shuffle key, so partitioning is exercised without Ray. Two tests run the Ray version.
@@ -9,12 +10,24 @@ from __future__ import annotations
 import random
 import zlib
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 import ray.data
 
-from operators.components import NODE, ROOT, U, V, by_both_ends, connected_components, large_star, orient, small_star
+from operators.components import (
+    NODE,
+    ROOT,
+    U,
+    V,
+    by_both_ends,
+    connected_components,
+    large_star,
+    orient,
+    small_star,
+    smallest_in_component,
+)
 
 EDGE_SCHEMA = pa.schema([(U, pa.string()), (V, pa.string())])
 
@@ -78,6 +91,32 @@ def test_random_graphs_match_union_find():
         nodes = [f"n{rng.randrange(10**6):07d}" for _ in range(rng.randint(1, 50))]
         edges = [(rng.choice(nodes), rng.choice(nodes)) for _ in range(rng.randint(1, 70))]
         assert components_in_memory(edges, rng.choice([1, 2, 5]))[0] == union_find(edges)
+
+
+def components_in_one_pass(edges: list[tuple[str, str]]) -> dict[str, str]:
+    """``smallest_in_component`` over the nodes numbered in their string order, as the dedup stage numbers them."""
+    nodes = sorted({node for edge in edges for node in edge})
+    ids = {node: i for i, node in enumerate(nodes)}
+    u, v = (np.array([ids[edge[end]] for edge in edges], dtype=np.int64) for end in (0, 1))
+    root = smallest_in_component(u, v, len(nodes))
+    return {node: nodes[root[i]] for i, node in enumerate(nodes) if root[i] != i}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_one_pass_matches_union_find(shape):
+    assert components_in_one_pass(SHAPES[shape]) == union_find(SHAPES[shape])
+
+
+def test_one_pass_matches_union_find_on_random_graphs():
+    rng = random.Random(2)
+    for _ in range(150):
+        nodes = [f"n{rng.randrange(10**6):07d}" for _ in range(rng.randint(1, 50))]
+        edges = [(rng.choice(nodes), rng.choice(nodes)) for _ in range(rng.randint(1, 70))]
+        assert components_in_one_pass(edges) == union_find(edges)
+
+
+def test_one_pass_without_edges_labels_every_node_its_own():
+    assert smallest_in_component(np.empty(0, np.int64), np.empty(0, np.int64), 3).tolist() == [0, 1, 2]
 
 
 def test_a_long_chain_needs_few_rounds():

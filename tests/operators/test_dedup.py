@@ -1,4 +1,5 @@
-"""Dedup stage: order keys and per-partition steps (pure), then the whole stage on a tiny corpus (Ray)."""
+"""Dedup stage: order keys and per-partition steps (pure), then the whole stage on a tiny corpus (Ray),
+through both executors: the graph in one task and the distributed shuffles."""
 
 from __future__ import annotations
 
@@ -248,9 +249,12 @@ def test_the_chain_is_a_chain():
 # --- Ray --------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def output(ray_local) -> dedup.DedupOutput:
-    return dedup.apply(ray.data.from_items(documents(CORPUS)), DedupConfig())
+PATHS = {"local": DedupConfig(), "distributed": DedupConfig(local_max_docs=0)}
+
+
+@pytest.fixture(scope="module", params=list(PATHS))
+def output(request, ray_local) -> dedup.DedupOutput:
+    return dedup.apply(ray.data.from_items(documents(CORPUS)), PATHS[request.param])
 
 
 @pytest.fixture(scope="module")
@@ -301,16 +305,19 @@ def test_the_audit_lists_every_cluster_member_with_its_keeper(output, found):
 
 
 def test_keepers_do_not_depend_on_row_order_or_partitions(found, ray_local):
-    cfg = DedupConfig(partition_rows=50, batch_size=4, min_partitions=3)  # 3 to 5 partitions, several blocks
+    cfg = DedupConfig(partition_rows=50, batch_size=4, min_partitions=3, local_max_docs=0)  # 3-5 partitions, many blocks
     shuffled = ray.data.from_items(documents(CORPUS[::-1]), override_num_blocks=3)
     assert by_doc_id(dedup.apply(shuffled, cfg).duplicates) == found
 
 
-def test_stages_can_be_turned_off(ray_local):
+@pytest.mark.parametrize("local_max_docs", [DedupConfig().local_max_docs, 0])
+def test_stages_can_be_turned_off(ray_local, local_max_docs):
     rows = documents([("a", 0, TOWN), ("a", 1, TOWN), ("a", 2, TOWN_EDITED)])
-    exact_only = dedup.apply(ray.data.from_items(rows), DedupConfig(minhash=MinHashConfig(enabled=False)))
+    exact = DedupConfig(minhash=MinHashConfig(enabled=False), local_max_docs=local_max_docs)
+    exact_only = dedup.apply(ray.data.from_items(rows), exact)
     assert by_doc_id(exact_only.duplicates) == {"a-1": (EXACT_DUP, "a-0")}
     assert [(r[DOC_ID], r[JACCARD]) for r in exact_only.audit.take_all()] == [("a-0", None), ("a-1", None)]
-    nothing = dedup.apply(ray.data.from_items(rows), DedupConfig(exact=False, minhash=MinHashConfig(enabled=False)))
+    off = DedupConfig(exact=False, minhash=MinHashConfig(enabled=False), local_max_docs=local_max_docs)
+    nothing = dedup.apply(ray.data.from_items(rows), off)
     assert nothing.duplicates.count() == 0 and nothing.duplicates.schema().names == OUTPUT_SCHEMA.names
     assert nothing.audit.count() == 0 and nothing.audit.schema().names == AUDIT_SCHEMA.names

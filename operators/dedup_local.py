@@ -1,0 +1,123 @@
+"""The dedup graph in one task, for key tables that fit in memory. Ray-free.
+
+``operators.dedup`` runs the graph as shuffles, so that no task holds more than a partition. When
+the documents that reach dedup are few enough (``dedup.local_max_docs``), shuffling their keys
+costs far more than the work: about a dozen Ray Data executions, each with its shuffle's start-up,
+for a few hundred kilobytes. Then ``dedup.apply`` sends every keyed block to one task that runs
+``decide``: the same rules, on the whole key table at once, as a query engine picks a broadcast
+join over a shuffle when one side fits.
+
+Same rules, same decisions, bit for bit (the tests force corpora through both executors):
+
+- a document's id is its position in order-key order, so "the smallest id" is "the smallest
+  order key", the keeper rule of both paths;
+- exact groups by ``dedup.keep_first``; candidate pairs by ``dedup.pair_positions``, on band rows
+  in (source, record) order within a bucket, as ``dedup.bucket_pairs`` orders them;
+- the check by ``minhash.estimated_jaccard`` against ``verify_cut``, as ``dedup.at_least`` cuts;
+- components by ``components.smallest_in_component`` (one array pass, no star rounds: the
+  labelling of a component by its smallest node does not depend on how it is found);
+- fates rows and audit rows by ``dedup.duplicate_rows`` and ``dedup.audit_rows``.
+
+Memory: the key table, plus scratch (one band's rows and pairs at a time, ``CHECK_CHUNK`` pairs
+scored at a time); measured figures in the README's "Deduplication".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from operators import components
+from operators.dedup import (
+    AUDIT_SCHEMA,
+    BUCKETS,
+    CONTENT,
+    KEEPER,
+    NODE,
+    OUTPUT_SCHEMA,
+    SKETCH,
+    DedupConfig,
+    audit_rows,
+    duplicate_rows,
+    keep_first,
+    pair_positions,
+    plain_order,
+)
+from operators.columns import EXACT_DUP, FATE, JACCARD, NEAR_DUP
+from operators.minhash import estimated_jaccard, sketch_values
+
+CHECK_CHUNK = 65_536  # pairs scored at once: two (pairs, num_perm) uint16 arrays, 32 MiB at 128 permutations
+
+
+def decide_blocks(cfg: DedupConfig, *blocks: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """``decide`` over the keyed blocks of a dataset, as a Ray task gets them."""
+    return decide(pa.concat_tables(blocks), cfg)
+
+
+def decide(keyed: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table]:
+    """Keyed rows (node, content, buckets[, sketch]) to (duplicates as fates rows, audit rows)."""
+    row = pc.sort_indices(keyed[NODE]).to_numpy()  # a document's id is its rank: row[id] is where it is
+    nodes = keyed[NODE].take(row).combine_chunks()
+    ids = np.arange(len(nodes))
+    exact_keeper = ids
+    if cfg.exact:
+        exact_keeper = _ids(keep_first(keyed.select([NODE, CONTENT]), CONTENT)[KEEPER].take(row), nodes)
+    survivor = exact_keeper == ids
+    sketches = sketch_values(keyed[SKETCH])[row] if cfg.minhash.enabled else None
+    root = ids
+    if cfg.minhash.enabled:
+        u, v = _candidates(keyed[BUCKETS], row, nodes, np.flatnonzero(survivor), cfg)
+        if cfg.minhash.verify:
+            checked = _jaccard(sketches, u, v) >= cfg.minhash.verify_cut
+            u, v = u[checked], v[checked]
+        root = components.smallest_in_component(u, v, len(nodes))
+    duplicate = np.flatnonzero(~survivor | (root != ids))
+    keeper = root[exact_keeper[duplicate]]  # an exact copy's keeper may itself be a near duplicate
+    fate = np.where(survivor[duplicate], NEAR_DUP, EXACT_DUP)
+    marked = pa.table({NODE: nodes.take(duplicate), KEEPER: nodes.take(keeper), FATE: pa.array(fate, pa.string())})
+    if not marked.num_rows:
+        return OUTPUT_SCHEMA.empty_table(), AUDIT_SCHEMA.empty_table()
+    if sketches is not None:
+        marked = marked.append_column(JACCARD, pa.array(_jaccard(sketches, duplicate, keeper), pa.float64()))
+    return duplicate_rows(marked), audit_rows(marked)
+
+
+def _ids(keys: pa.ChunkedArray | pa.Array, nodes: pa.Array) -> np.ndarray:
+    """Positions of order keys among the sorted ``nodes``."""
+    return pc.index_in(keys, value_set=nodes).to_numpy(zero_copy_only=False)
+
+
+def _candidates(
+    buckets: pa.ChunkedArray, row: np.ndarray, nodes: pa.Array, survivors: np.ndarray, cfg: DedupConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct candidate pairs (later, earlier) of the survivors' buckets, as ids.
+
+    One band at a time: a band's buckets never meet another band's (the band is in the key), and a
+    pair that several bands propose is kept once, so the scratch is one band's, not all of them.
+    """
+    docs = survivors[plain_order(nodes.take(survivors)).to_numpy()]  # in (source, record) order
+    buckets = buckets.take(row[docs]).combine_chunks()
+    lengths = pc.list_value_length(buckets).to_numpy(zero_copy_only=False)
+    bands = cfg.minhash.band_count
+    if np.any((lengths != 0) & (lengths != bands)):
+        raise ValueError(f"a document has buckets, but not one in each of the {bands} bands")
+    docs, per_band = docs[lengths > 0], pc.list_flatten(buckets).to_numpy().reshape(-1, bands).T
+    all_pairs_max = cfg.minhash.all_pairs_max if cfg.minhash.verify else 1  # without the check, stars link the same
+    documents, pairs = len(nodes), []
+    for band in per_band:
+        by_bucket = np.argsort(band, kind="stable")  # owners stay in (source, record) order within a bucket
+        later, earlier = pair_positions(band[by_bucket], all_pairs_max)
+        owner = docs[by_bucket]
+        pairs.append(np.unique(owner[later] * documents + owner[earlier]))
+    pairs = np.unique(np.concatenate(pairs)) if pairs else np.empty(0, np.int64)
+    return pairs // documents, pairs % documents
+
+
+def _jaccard(sketches: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Estimated Jaccard of each pair of ids, ``CHECK_CHUNK`` pairs at a time."""
+    scores = np.empty(len(u), dtype=np.float64)
+    for start in range(0, len(u), CHECK_CHUNK):
+        end = start + CHECK_CHUNK
+        scores[start:end] = estimated_jaccard(sketches[u[start:end]], sketches[v[start:end]])
+    return scores

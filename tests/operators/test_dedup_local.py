@@ -1,0 +1,93 @@
+"""The dedup graph in one task against the distributed shuffles: the same decisions, bit for bit.
+
+Every corpus goes through ``dedup.apply`` twice, once under ``dedup.local_max_docs`` and once
+with it at 0, and the duplicates and audit rows must be equal row for row (order aside: the
+writers sort). Settings that change which rules apply (the check off, a bucket larger than
+``all_pairs_max``, exact off, MinHash off) and a refresh's index rows are each forced through both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pyarrow as pa
+import pytest
+import ray.data
+
+from operators import dedup
+from operators.columns import DOC_ID, EXACT_DUP, FATE, NEAR_DUP
+from operators.dedup import INDEX_KEPT, DedupConfig, DedupKeyer, index_rows, index_schema
+from operators.minhash import MinHashConfig
+from tests.operators.test_dedup import CORPUS, SCIENCE, TOWN, by_doc_id, documents, edit
+
+# five copies of one text, each two characters apart: one bucket of six in most bands
+COPIES = [("d", i, edit(SCIENCE, [10 + 7 * i, 90 + 11 * i], "某")) for i in range(5)]
+SETTINGS = {
+    "defaults": DedupConfig(),
+    "no check": DedupConfig(minhash=MinHashConfig(verify=False)),
+    "star buckets": DedupConfig(minhash=MinHashConfig(all_pairs_max=2)),
+    "near only": DedupConfig(exact=False),
+    "exact only": DedupConfig(minhash=MinHashConfig(enabled=False)),
+}
+
+
+def both_paths(ds_rows: list[dict], cfg: DedupConfig, existing: pa.Table | None = None) -> list[tuple[list, list]]:
+    """(duplicates, audit) rows of each executor, sorted."""
+    results = []
+    for local_max_docs in (cfg.local_max_docs, 0):
+        chosen = dataclasses.replace(cfg, local_max_docs=local_max_docs)
+        new = ray.data.from_items(ds_rows) if ds_rows else None
+        old = ray.data.from_arrow(existing) if existing is not None else None
+        output = dedup.apply(new, chosen, old)
+        results.append(tuple(sorted(tuple(sorted(row.items())) for row in part.take_all())
+                             for part in (output.duplicates, output.audit)))
+    return results
+
+
+@pytest.mark.parametrize("setting", list(SETTINGS))
+def test_both_executors_decide_alike(ray_local, setting):
+    local, distributed = both_paths(documents(CORPUS + COPIES), SETTINGS[setting])
+    assert local == distributed
+    assert local[0]  # something was found, so the comparison compared decisions
+
+
+def test_a_bucket_over_all_pairs_max_is_a_star_in_both(ray_local):
+    cfg = SETTINGS["star buckets"]
+    (found, _), _ = both_paths(documents(COPIES), cfg)
+    kept = {dict(row)["detail"] for row in found}
+    assert kept == {"d-0"} and len(found) == 4
+
+
+def index_table(rows: list[tuple[str, int, str]], kept: set[str], cfg: DedupConfig) -> pa.Table:
+    """Index rows, as a previous version's ``index/`` holds them, with the given documents kept."""
+    batch = pa.Table.from_pylist(documents(rows))
+    keyed = DedupKeyer(cfg)(batch)
+    flags = pa.array([doc_id in kept for doc_id in batch[DOC_ID].to_pylist()])
+    return index_rows(keyed.append_column(INDEX_KEPT, flags), index_schema(cfg))
+
+
+def test_a_refresh_decides_alike_and_existing_keepers_stay(ray_local):
+    """An indexed, kept copy ranks before every new document, even one with a smaller (source, record)."""
+    cfg = DedupConfig()
+    old = [("m", 0, TOWN), ("m", 1, TOWN), COPIES[3]]  # m-1 was an exact duplicate of m-0
+    existing = index_table(old, kept={"m-0", "d-3"}, cfg=cfg)
+    new = documents([("a", 0, TOWN), *COPIES[:2]])
+    local, distributed = both_paths(new, cfg, existing)
+    assert local == distributed
+    found = {dict(row)[DOC_ID]: (dict(row)[FATE], dict(row)["detail"]) for row in local[0]}
+    assert found == {"a-0": (EXACT_DUP, "m-0"), "m-1": (EXACT_DUP, "m-0"),
+                     "d-0": (NEAR_DUP, "d-3"), "d-1": (NEAR_DUP, "d-3")}
+
+
+def test_the_local_path_is_taken_up_to_the_bound(ray_local):
+    """At the bound the graph runs in one task (no shuffle: the duplicates come back as one block)."""
+    rows = documents(CORPUS)
+    at_bound = dedup.apply(ray.data.from_items(rows), DedupConfig(local_max_docs=len(rows)))
+    above = dedup.apply(ray.data.from_items(rows), DedupConfig(local_max_docs=len(rows) - 1))
+    assert at_bound.duplicates.num_blocks() == 1
+    assert by_doc_id(at_bound.duplicates) == by_doc_id(above.duplicates)
+
+
+def test_local_max_docs_must_not_be_negative():
+    with pytest.raises(ValueError, match="local_max_docs"):
+        DedupConfig(local_max_docs=-1)
