@@ -28,7 +28,7 @@ present, else the bundled sample. Prints one JSON line per measurement:
   CPU seconds of the driver and every Ray worker, the largest private RSS any Ray worker reached
   above what it held before (sampled from /proc) and which worker, the largest high-water mark
   (which also counts object-store pages a worker mapped), the driver's peak RSS; then per scale
-  ``local_equals_distributed``: whether both wrote the same duplicates and audit rows.
+  ``local_equals_distributed``: whether both wrote the same duplicates, audit rows and index rows.
 """
 
 from __future__ import annotations
@@ -382,14 +382,14 @@ PATHS = {"local": 2**62, "distributed": 0}  # dedup.local_max_docs that forces e
 
 
 def same_rows(folder: Path) -> bool:
-    """Whether both executors wrote the same duplicates and the same audit rows (order aside)."""
+    """Whether both executors wrote the same duplicates, audit rows and index rows (order aside)."""
     import pyarrow.parquet as pq
 
     def rows(path: str, name: str) -> list[tuple]:
         table = pq.read_table(folder / path / f"{name}.parquet")
         return sorted(zip(*(table[column].to_pylist() for column in table.column_names)))
 
-    return all(rows("local", name) == rows("distributed", name) for name in ("duplicates", "audit"))
+    return all(rows("local", name) == rows("distributed", name) for name in ("duplicates", "audit", "index"))
 
 
 def write_input(table, folder: Path) -> None:
@@ -439,11 +439,11 @@ def stage_run(folder: str, path: str, local_max_docs: str) -> None:
     started, driver_cpu = time.perf_counter(), time.process_time()
     written, cfg = os.path.join(folder, path), dedup.DedupConfig(local_max_docs=int(local_max_docs))
     try:
-        keyed = dedup.keys(documents, cfg)
+        keyed = dedup.keys(dedup.sign(documents, cfg), cfg)
         signed = time.perf_counter()
         output = dedup.graph(keyed, cfg)
-        counts = {name: write_parquet(part, os.path.join(written, f"{name}.parquet"))
-                  for name, part in (("duplicates", output.duplicates), ("audit", output.audit))}
+        parts = {"duplicates": output.duplicates, "audit": output.audit, "index": output.index}
+        counts = {name: write_parquet(part, os.path.join(written, f"{name}.parquet")) for name, part in parts.items()}
         ended, driver_cpu = time.perf_counter(), time.process_time() - driver_cpu
     finally:
         watcher.stop()

@@ -16,10 +16,10 @@ whole rule, and it does not depend on partitioning.
 
 The flow; every step runs where the data is, and the driver holds only counts:
 
-1. ``DedupKeyer`` (map, one task per input block: the reader's batches and Ray Data's block size
-   bound them, so a large file is signed on every CPU; ``batch_size`` documents at a time): order
-   key, xxh3-128 of the text, the fingerprint's LSH buckets and its MinHash sketch. Text leaves
-   the flow here, so no shuffle below moves text.
+1. ``sign``, a map that the driver runs in the same execution as read and normalize
+   (``DedupKeyer``, ``batch_size`` documents at a time): order key, xxh3-128 of the text, the
+   fingerprint's LSH buckets and its MinHash sketch, appended to each document's row. ``keys``
+   takes those columns alone: text leaves the flow here, so nothing below moves text.
 2. Exact: one hash shuffle by content hash of (node, content, buckets); in each partition an
    Arrow group-by finds the smallest key per hash (``keep_first``). A hash's copies share a
    partition, as they would in a hash join, but only as two short strings and the bucket list,
@@ -38,6 +38,11 @@ The flow; every step runs where the data is, and the driver holds only counts:
    so ``detail`` always names a kept document.
 7. Audit: every duplicate's Jaccard with its keeper, by the same sketch lookup, whose second
    shuffle is by keeper: there each cluster's pairs are scored, counted and given their kept row.
+8. Index: every document's identity and keys, and whether it was kept (a join of the keys with
+   the duplicates), for the next refresh.
+
+Steps 2-8 are the distributed executor. Up to ``local_max_docs`` documents, the same rules run in
+one task on the whole key table instead (``operators.dedup_local``), with no shuffle.
 
 Every shuffle uses ``max(ceil(rows / partition_rows), CPUs)`` partitions (``partition_count``;
 ``min_partitions`` sets the floor explicitly), with its rows counted in band rows (an int64
@@ -155,7 +160,7 @@ class DedupConfig:
 class DedupOutput:
     duplicates: Dataset  # fates rows (OUTPUT_SCHEMA)
     audit: Dataset  # AUDIT_SCHEMA rows
-    keyed: Dataset | None = None  # every document's (node, content, buckets[, sketch]): the next index
+    index: Dataset  # index rows (index_schema): every document's identity, whether it was kept, its keys
 
 
 def order_keys(source: pa.Array, record: pa.Array, doc_id: pa.Array) -> pa.Array:
@@ -202,6 +207,24 @@ class DedupKeyer:
             columns[BUCKETS] = self._signer.buckets_of(fingerprints, signatures)
             columns[SKETCH] = sketches(signatures)
         return pa.table(columns)
+
+
+def signed(batch: pa.Table, keyer: DedupKeyer) -> pa.Table:
+    """Rows with their keys appended; a row that already has a fate (filtered, rejected) gets null keys."""
+    if FATE not in batch.column_names:
+        keys = keyer(batch)
+    else:
+        pending = pc.is_null(batch[FATE])
+        position = pc.subtract(pc.cumulative_sum(pc.cast(pending, pa.int64())), 1)
+        keys = keyer(batch.filter(pending)).take(pc.if_else(pending, position, pa.scalar(None, pa.int64())))
+    for name in keys.column_names:
+        batch = batch.append_column(name, keys[name])
+    return batch
+
+
+def key_rows(batch: pa.Table, names: list[str]) -> pa.Table:
+    """The keys of the signed rows of a batch (rows with a fate have none)."""
+    return batch.filter(pc.is_valid(batch[NODE])).select(names)
 
 
 def keep_first(partition: pa.Table, key: str) -> pa.Table:
@@ -404,6 +427,13 @@ def index_rows(batch: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.table(columns).cast(schema)
 
 
+def flag_kept(batch: pa.Table) -> pa.Table:
+    """Keyed rows, left-joined with the duplicates' fates (or without them: none), to keyed rows with ``kept``."""
+    kept = pc.is_null(batch[FATE]) if FATE in batch.column_names else pa.repeat(pa.scalar(True), batch.num_rows)
+    names = [n for n in batch.column_names if n != FATE]
+    return batch.select(names).append_column(INDEX_KEPT, kept)
+
+
 def identities(batch: pa.Table) -> pa.Table:
     """Keyed rows with their (doc_id, source, record) added."""
     source, record, doc_id = split_order_keys(batch[NODE])
@@ -503,32 +533,52 @@ def _decided_in_one_task(keyed: Dataset, cfg: DedupConfig) -> DedupOutput:
 
     from operators.dedup_local import decide_blocks  # it builds on this module's rules
 
-    found, audit = ray.remote(num_returns=2)(decide_blocks).remote(cfg, *keyed.to_arrow_refs())
-    return DedupOutput(ray.data.from_arrow_refs([found]), ray.data.from_arrow_refs([audit]), keyed)
+    outputs = ray.remote(num_returns=3)(decide_blocks).remote(cfg, *keyed.to_arrow_refs())
+    return DedupOutput(*(ray.data.from_arrow_refs([table]) for table in outputs))
+
+
+def _index(keyed: Dataset, duplicates: Dataset | None, cfg: DedupConfig) -> Dataset:
+    """Index rows of the keyed documents, each kept unless it is among the ``duplicates``; materialized."""
+    flagged = keyed.map_batches(identities, batch_format="pyarrow")
+    if duplicates is not None and duplicates.count():  # Ray's join fails on a right side that is all empty
+        found = duplicates.select_columns([DOC_ID, FATE])
+        flagged = flagged.join(found, "left_outer", max(1, keyed.num_blocks()), on=(DOC_ID,))
+    flagged = flagged.map_batches(flag_kept, batch_format="pyarrow")
+    return _map(flagged, index_rows, schema=index_schema(cfg)).materialize()
 
 
 def apply(ds: Dataset | None, cfg: DedupConfig, existing: Dataset | None = None) -> DedupOutput:
-    """Dataset of documents (doc_id, source, record, text, fingerprint) to its duplicates and the audit table.
+    """Dataset of documents (doc_id, source, record, text, fingerprint) to its duplicates, the audit table
+    and the index.
 
     ``existing``: index rows (``index_schema``) of documents already in the corpus (a refresh).
     They join the graph with nodes that rank before every new document (``ranked``), so a new
     document never takes the kept place of an existing one, and an existing duplicate whose
     keeper left is kept again when it ranks first in its group. ``duplicates`` and ``audit`` then
-    cover old and new documents alike, as a full build would, and ``keyed`` holds every
-    document's keys (the next index).
+    cover old and new documents alike, as a full build would, and ``index`` holds every
+    document's keys and whether it was kept (the next refresh's ``existing``).
 
-    Reads ``ds`` once. ``duplicates`` and ``keyed`` come back materialized (the caller reads them
-    for the anti-join, the fates and the index); ``audit`` is lazy, computed when it is written.
+    Reads ``ds`` once. ``duplicates`` and ``index`` come back materialized (the caller reads them
+    for the fates and the kept documents); ``audit`` may be lazy, computed when it is written.
     """
-    return graph(keys(ds, cfg, existing), cfg)
+    return graph(keys(sign(ds, cfg) if ds is not None else None, cfg, existing), cfg)
 
 
-def keys(ds: Dataset | None, cfg: DedupConfig, existing: Dataset | None = None) -> Dataset:
-    """Every document's keys (node, content, buckets[, sketch]), new (signed here) and ``existing``
-    (ranked), materialized: all the graph reads, and the next index."""
+def sign(ds: Dataset, cfg: DedupConfig) -> Dataset:
+    """Documents (doc_id, source, record, text, fingerprint[, fate]) with their keys (node, content,
+    buckets[, sketch]) appended, null where a row already has a fate: a map, so it runs in the same
+    execution as what produced the documents. One task per input block (the reader's batches and Ray
+    Data's block size bound them, so a large file is signed on every CPU)."""
+    return ds.map_batches(signed, fn_kwargs={"keyer": DedupKeyer(cfg)}, batch_format="pyarrow", batch_size=cfg.batch_size)
+
+
+def keys(signed_rows: Dataset | None, cfg: DedupConfig, existing: Dataset | None = None) -> Dataset:
+    """Every document's keys, of the signed rows (``sign``) and of the ``existing`` ones (ranked),
+    materialized: all the graph reads."""
+    names = [NODE, CONTENT, BUCKETS, *([SKETCH] if cfg.minhash.enabled else [])]
     parts = []
-    if ds is not None:  # its blocks are bounded (the reader's batches, Ray Data's block size): one task each
-        parts.append(ds.map_batches(DedupKeyer(cfg), batch_format="pyarrow", batch_size=cfg.batch_size))
+    if signed_rows is not None:
+        parts.append(signed_rows.map_batches(key_rows, fn_kwargs={"names": names}, batch_format="pyarrow"))
     if existing is not None:
         parts.append(existing.map_batches(ranked, batch_format="pyarrow"))
     if not parts:
@@ -541,7 +591,7 @@ def graph(keyed: Dataset, cfg: DedupConfig) -> DedupOutput:
     ``local_max_docs`` documents (``operators.dedup_local``), by shuffles above."""
     count = keyed.count()
     if not (count and (cfg.exact or cfg.minhash.enabled)):
-        return DedupOutput(_empty(OUTPUT_SCHEMA), _empty(AUDIT_SCHEMA), keyed)
+        return DedupOutput(_empty(OUTPUT_SCHEMA), _empty(AUDIT_SCHEMA), _index(keyed, None, cfg))
     if count <= cfg.local_max_docs:
         return _decided_in_one_task(keyed, cfg)
     docs = keyed.select_columns([NODE, CONTENT, BUCKETS])
@@ -565,7 +615,7 @@ def graph(keyed: Dataset, cfg: DedupConfig) -> DedupOutput:
         found.append(_map(exact, with_fate, fate=EXACT_DUP))
     marked = (found[0].union(*found[1:]) if len(found) > 1 else found[0]).materialize()
     if not marked.count():
-        return DedupOutput(_empty(OUTPUT_SCHEMA), _empty(AUDIT_SCHEMA), keyed)
+        return DedupOutput(_empty(OUTPUT_SCHEMA), _empty(AUDIT_SCHEMA), _index(keyed, None, cfg))
     if sketched is None:
         members = _partitions(marked.count() * EDGE_ROW_WEIGHT, cfg)
         audit = _whole(marked.repartition(members, keys=[KEEPER]), audit_rows)
@@ -573,4 +623,5 @@ def graph(keyed: Dataset, cfg: DedupConfig) -> DedupOutput:
         pairs = marked.rename_columns({NODE: _U, KEEPER: _V})
         lookups = _lookup_partitions(marked.count(), sketched.count(), cfg)
         audit = _whole(_answered(pairs, sketched, sketch, lookups, by=_V), scored_audit_rows)
-    return DedupOutput(_map(marked, duplicate_rows).materialize(), audit, keyed)
+    found = _map(marked, duplicate_rows).materialize()
+    return DedupOutput(found, audit, _index(keyed, found, cfg))

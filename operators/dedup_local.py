@@ -16,7 +16,8 @@ Same rules, same decisions, bit for bit (the tests force corpora through both ex
 - the check by ``minhash.estimated_jaccard`` against ``verify_cut``, as ``dedup.at_least`` cuts;
 - components by ``components.smallest_in_component`` (one array pass, no star rounds: the
   labelling of a component by its smallest node does not depend on how it is found);
-- fates rows and audit rows by ``dedup.duplicate_rows`` and ``dedup.audit_rows``.
+- fates rows, audit rows and index rows by ``dedup.duplicate_rows``, ``dedup.audit_rows`` and
+  ``dedup.index_rows``.
 
 Memory: the key table, plus scratch (one band's rows and pairs at a time, ``CHECK_CHUNK`` pairs
 scored at a time); measured figures in the README's "Deduplication".
@@ -33,6 +34,7 @@ from operators.dedup import (
     AUDIT_SCHEMA,
     BUCKETS,
     CONTENT,
+    INDEX_KEPT,
     KEEPER,
     NODE,
     OUTPUT_SCHEMA,
@@ -40,6 +42,8 @@ from operators.dedup import (
     DedupConfig,
     audit_rows,
     duplicate_rows,
+    index_rows,
+    index_schema,
     keep_first,
     pair_positions,
     plain_order,
@@ -50,13 +54,13 @@ from operators.minhash import estimated_jaccard, sketch_values
 CHECK_CHUNK = 65_536  # pairs scored at once: two (pairs, num_perm) uint16 arrays, 32 MiB at 128 permutations
 
 
-def decide_blocks(cfg: DedupConfig, *blocks: pa.Table) -> tuple[pa.Table, pa.Table]:
+def decide_blocks(cfg: DedupConfig, *blocks: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table]:
     """``decide`` over the keyed blocks of a dataset, as a Ray task gets them."""
     return decide(pa.concat_tables(blocks), cfg)
 
 
-def decide(keyed: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table]:
-    """Keyed rows (node, content, buckets[, sketch]) to (duplicates as fates rows, audit rows)."""
+def decide(keyed: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """Keyed rows (node, content, buckets[, sketch]) to (duplicates as fates rows, audit rows, index rows)."""
     row = pc.sort_indices(keyed[NODE]).to_numpy()  # a document's id is its rank: row[id] is where it is
     nodes = keyed[NODE].take(row).combine_chunks()
     ids = np.arange(len(nodes))
@@ -74,13 +78,16 @@ def decide(keyed: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table]:
         root = components.smallest_in_component(u, v, len(nodes))
     duplicate = np.flatnonzero(~survivor | (root != ids))
     keeper = root[exact_keeper[duplicate]]  # an exact copy's keeper may itself be a near duplicate
+    kept = np.ones(len(nodes), dtype=bool)
+    kept[row[duplicate]] = False
+    index = index_rows(keyed.append_column(INDEX_KEPT, pa.array(kept)), index_schema(cfg))
     fate = np.where(survivor[duplicate], NEAR_DUP, EXACT_DUP)
     marked = pa.table({NODE: nodes.take(duplicate), KEEPER: nodes.take(keeper), FATE: pa.array(fate, pa.string())})
     if not marked.num_rows:
-        return OUTPUT_SCHEMA.empty_table(), AUDIT_SCHEMA.empty_table()
+        return OUTPUT_SCHEMA.empty_table(), AUDIT_SCHEMA.empty_table(), index
     if sketches is not None:
         marked = marked.append_column(JACCARD, pa.array(_jaccard(sketches, duplicate, keeper), pa.float64()))
-    return duplicate_rows(marked), audit_rows(marked)
+    return duplicate_rows(marked), audit_rows(marked), index
 
 
 def _ids(keys: pa.ChunkedArray | pa.Array, nodes: pa.Array) -> np.ndarray:

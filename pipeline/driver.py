@@ -30,7 +30,6 @@ from operators.columns import (
     FATE,
     FATES_SCHEMA,
     FILTERED,
-    FINGERPRINT,
     KEPT,
     RECORD,
     REJECTED,
@@ -45,7 +44,6 @@ from pipeline.config import BuildConfig
 
 log = logging.getLogger("pipeline")
 
-DEDUP_COLUMNS = [DOC_ID, SOURCE, RECORD, TEXT, FINGERPRINT]
 FLAGGED_DOC_ID = "flagged_doc_id"  # a record's dedup flag's doc_id, beside the record's own (_kept_in_input_order)
 INDEX_DIR = "index"  # the dedup index: every deduplicated document's keys, for the next refresh
 DATA_DIRS = (write.DOCS_DIR, write.FATES_DIR, write.SHARDS_DIR, write.DEDUP_DIR, INDEX_DIR)
@@ -215,23 +213,19 @@ def _read_dedup_segment(
     and index tables. Returns the records read (None when no file was read) and the document counts."""
     records, unchanged = None, plan.unchanged
     if plan.to_read:
-        with timer("read+normalize"):
-            records = normalize.apply(read.apply(plan.to_read, cfg.read), cfg.normalize).materialize()
+        with timer("read+normalize+sign"):  # one execution: the dedup keys are signed as the records stream by
+            normalized = normalize.apply(read.apply(plan.to_read, cfg.read), cfg.normalize)
+            records = dedup.sign(normalized, cfg.dedup).materialize()
     pending = records.filter(expr=col(FATE).is_null()) if records is not None else None
     existing = None
     if unchanged:  # the unchanged files' documents, as the previous version's dedup index holds them
         existing = _read(out, previous, INDEX_DIR).filter(expr=col(SOURCE).is_in(unchanged))
     with timer("dedup"):
-        deduped = dedup.apply(pending.select_columns(DEDUP_COLUMNS) if pending is not None else None, cfg.dedup, existing)
+        deduped = dedup.graph(dedup.keys(records, cfg.dedup, existing), cfg.dedup)
         duplicates = deduped.duplicates  # materialized: every duplicate, old and new
         write.write_dedup(deduped.audit, out, version)
-        flagged = deduped.keyed.map_batches(dedup.identities, batch_format="pyarrow")
-        if duplicates.count():  # Ray's join fails on a right side whose blocks are all empty and schema-less
-            flagged = flagged.join(duplicates.select_columns([DOC_ID, FATE]), "left_outer", _partitions(deduped.keyed), on=(DOC_ID,))
-        flagged = flagged.map_batches(_flag_kept, batch_format="pyarrow").materialize()
-        index_schema = dedup.index_schema(cfg.dedup)
-        write.write_table(flagged.map_batches(dedup.index_rows, fn_kwargs={"schema": index_schema}, batch_format="pyarrow"),
-                          out, INDEX_DIR, index_schema, version)
+        flagged = deduped.index  # materialized: every document, with whether it was kept
+        write.write_table(flagged, out, INDEX_DIR, dedup.index_schema(cfg.dedup), version)
     kept = flagged.filter(expr=col(dedup.INDEX_KEPT)).select_columns([DOC_ID, SOURCE, RECORD]).materialize()
 
     previous_docs = _read(out, previous, write.DOCS_DIR) if previous is not None and _listed(previous, write.DOCS_DIR) else None
@@ -258,13 +252,6 @@ def _read_dedup_segment(
         parts = [part.map_batches(refresh.conform, fn_kwargs={"schema": FATES_SCHEMA}, batch_format="pyarrow") for part in parts]
         write.write_fates(parts[0].union(*parts[1:]).sort([SOURCE, RECORD]), out, version)
     return records, DocCounts(segmented, reused, promoted, reread)
-
-
-def _flag_kept(batch: pa.Table) -> pa.Table:
-    """Keyed rows, left-joined with the duplicates' fates, to keyed rows with ``kept``."""
-    kept = pc.is_null(batch[FATE]) if FATE in batch.column_names else pa.repeat(pa.scalar(True), batch.num_rows)
-    names = [n for n in batch.column_names if n != FATE]
-    return batch.select(names).append_column(dedup.INDEX_KEPT, kept)
 
 
 def _kept_in_input_order(pending, flagged):

@@ -144,6 +144,18 @@ def test_keyer_hashes_text_and_buckets_fingerprints():
     assert unsigned.column_names == [NODE, CONTENT, BUCKETS] and unsigned[BUCKETS].to_pylist() == [[], [], []]
 
 
+def test_signed_rows_carry_their_keys_and_marked_rows_none():
+    rows = documents([("a", 0, TOWN), ("a", 1, "短"), ("a", 2, LIBRARY)])
+    rows[1][FATE] = "filtered"
+    batch = pa.Table.from_pylist([{**row, FATE: row.get(FATE)} for row in rows])
+    keyer = DedupKeyer(DedupConfig())
+    signed = dedup.signed(batch, keyer)
+    assert signed.column_names == batch.column_names + [NODE, CONTENT, BUCKETS, SKETCH]
+    assert signed[NODE][1].as_py() is None and signed[SKETCH][1].as_py() is None
+    expected = keyer(batch.take([0, 2]))
+    assert dedup.key_rows(signed, expected.column_names).equals(expected)
+
+
 def test_keep_first_takes_the_smallest_node_per_key():
     partition = pa.table({"k": [1, 2, 1, 1], NODE: ["c", "z", "a", "b"]})
     kept = keep_first(partition, "k")

@@ -1,8 +1,8 @@
 """The dedup graph in one task against the distributed shuffles: the same decisions, bit for bit.
 
 Every corpus goes through ``dedup.apply`` twice, once under ``dedup.local_max_docs`` and once
-with it at 0, and the duplicates and audit rows must be equal row for row (order aside: the
-writers sort). Settings that change which rules apply (the check off, a bucket larger than
+with it at 0, and the duplicates, audit rows and index rows must be equal row for row (order
+aside: the writers sort). Settings that change which rules apply (the check off, a bucket larger than
 ``all_pairs_max``, exact off, MinHash off) and a refresh's index rows are each forced through both.
 """
 
@@ -32,7 +32,7 @@ SETTINGS = {
 
 
 def both_paths(ds_rows: list[dict], cfg: DedupConfig, existing: pa.Table | None = None) -> list[tuple[list, list]]:
-    """(duplicates, audit) rows of each executor, sorted."""
+    """(duplicates, audit, index) rows of each executor, sorted."""
     results = []
     for local_max_docs in (cfg.local_max_docs, 0):
         chosen = dataclasses.replace(cfg, local_max_docs=local_max_docs)
@@ -40,7 +40,7 @@ def both_paths(ds_rows: list[dict], cfg: DedupConfig, existing: pa.Table | None 
         old = ray.data.from_arrow(existing) if existing is not None else None
         output = dedup.apply(new, chosen, old)
         results.append(tuple(sorted(tuple(sorted(row.items())) for row in part.take_all())
-                             for part in (output.duplicates, output.audit)))
+                             for part in (output.duplicates, output.audit, output.index)))
     return results
 
 
@@ -49,11 +49,13 @@ def test_both_executors_decide_alike(ray_local, setting):
     local, distributed = both_paths(documents(CORPUS + COPIES), SETTINGS[setting])
     assert local == distributed
     assert local[0]  # something was found, so the comparison compared decisions
+    kept = {dict(row)[DOC_ID] for row in local[2] if dict(row)[INDEX_KEPT]}
+    assert kept == {dict(row)[DOC_ID] for row in local[2]} - {dict(row)[DOC_ID] for row in local[0]}
 
 
 def test_a_bucket_over_all_pairs_max_is_a_star_in_both(ray_local):
     cfg = SETTINGS["star buckets"]
-    (found, _), _ = both_paths(documents(COPIES), cfg)
+    (found, _, _), _ = both_paths(documents(COPIES), cfg)
     kept = {dict(row)["detail"] for row in found}
     assert kept == {"d-0"} and len(found) == 4
 
