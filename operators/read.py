@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import xxhash
 
@@ -377,20 +376,3 @@ def apply(files: list[str], cfg: ReadConfig):
 
     paths = ray.data.from_items([{"path": path} for path in files], override_num_blocks=max(1, len(files)))
     return paths.map_batches(FileReader, fn_constructor_kwargs={"cfg": cfg}, batch_size=1, batch_format="pyarrow")
-
-
-def _source_counts(batch: pa.Table) -> pa.Table:
-    counts = pc.value_counts(batch.column(SOURCE).combine_chunks())
-    return pa.table({SOURCE: counts.field("values"), "n": counts.field("counts")})
-
-
-def records_per_source(records, files: list[str]) -> dict[str, int]:
-    """Rows the read stage gave each input file (0 for an empty one): what the fates table must hold per source.
-
-    Counters travel: one (source, n) row per file and batch comes back, never a record.
-    """
-    counts = dict.fromkeys(files, 0)
-    partial = records.select_columns([SOURCE]).map_batches(_source_counts, batch_format="pyarrow")
-    for row in partial.take_all():
-        counts[row[SOURCE]] = counts.get(row[SOURCE], 0) + int(row["n"])
-    return dict(sorted(counts.items()))

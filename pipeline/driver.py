@@ -24,6 +24,7 @@ from ray.data.expressions import col
 from manifests import fingerprints, ledger, snapshot
 from operators import dedup, normalize, pack, read, segment, storage, tokenize, write
 from operators.columns import (
+    DEDUP_SCHEMA,
     DETAIL,
     DOC_ID,
     DOCS_SCHEMA,
@@ -132,13 +133,16 @@ def _build(cfg: BuildConfig, inputs: list[str], vocab) -> dict[str, Any]:
         schema = pack.shard_schema_for(vocab, cfg.segment.model, cfg.tokenize)
         write.write_shards(examples, out, schema, version, cfg.write)
     written = [path for d in DATA_DIRS for path in write.version_files(out, d, version)]
-    fates_out = write.read_in_order(out, [p for p in written if p.startswith(write.FATES_DIR)], FATES_SCHEMA).materialize()
-    sources = read.records_per_source(records, plan.to_read) if records is not None else {}
+    with timer("report"):  # counters and histograms where the data lives: one pass over each table
+        fates_out, audit = (write.read_in_order(out, [p for p in written if p.startswith(f"{directory}/")], schema)
+                            for directory, schema in ((write.FATES_DIR, FATES_SCHEMA), (write.DEDUP_DIR, DEDUP_SCHEMA)))
+        summary = report.summarize(_records_for_report(records), tokenized, fates_out, audit, plan.to_read)
+    sources = dict(summary.sources)
     old_counts = {} if plan.previous_ledger is None else dict(
         zip(plan.previous_ledger[ledger.URI].to_pylist(), plan.previous_ledger[ledger.RECORDS].to_pylist())
     )
     sources.update({uri: int(old_counts.get(uri, 0)) for uri in plan.unchanged})
-    unreadable = report.unreadable_files(fates_out)
+    unreadable = summary.unreadable
     written.append(ledger.write(out, version, ledger.complete(plan.rows, plan.previous_ledger, sources, unreadable)))
     files = snapshot.describe_files(out, written)
     records_read = sum(sources.get(uri, 0) for uri in plan.to_read)
@@ -149,10 +153,10 @@ def _build(cfg: BuildConfig, inputs: list[str], vocab) -> dict[str, Any]:
         "input_bytes": input_bytes(inputs),
         "inputs": len(inputs),
         "sources": dict(sorted(sources.items())),  # what the fates table must hold per file
-        "fates": report.count_fates(fates_out),
+        "fates": summary.fates,
         "unreadable_files": unreadable,
         "corpus": {
-            **report.doc_totals(docs),
+            **summary.docs,
             "examples": sum(f.get("rows", 0) for f in files if f["path"].startswith(write.SHARDS_DIR)),
             "tokens": sum(f.get("tokens", 0) for f in files if f["path"].startswith(write.SHARDS_DIR)),
             "shards": sum(f["path"].startswith(write.SHARDS_DIR) for f in files),
@@ -172,14 +176,12 @@ def _build(cfg: BuildConfig, inputs: list[str], vocab) -> dict[str, Any]:
             "docs": {"segmented": counts.segmented, "reused": counts.reused},
         },
     }
-    with timer("report"):  # histograms where the data lives
-        profile, pairs = report.profile(_records_for_report(records), tokenized, fates_out)
-        built.update(profile)
+    built.update(summary.profile)
     built["seconds"] = round(time.perf_counter() - started, 3)
     built["stages"] = report.throughput(timer, built["input_bytes"])
     if previous is not None:  # before the report files are replaced: the version being replaced stays whole
         snapshot.archive(out, previous)
-    staged = report.write_report(out, built, files, pairs, suffix=snapshot.STAGED)
+    staged = report.write_report(out, built, files, summary.pairs, suffix=snapshot.STAGED)
     names = [name.removesuffix(snapshot.STAGED) for name in staged]
     manifest = {**{k: built[k] for k in MANIFEST_KEYS}, "config": cfg.to_dict()}
     manifest["files"] = files + [{**entry, "path": name} for entry, name in zip(snapshot.describe_files(out, staged), names)]

@@ -1,10 +1,11 @@
 """Build report: counts and histograms aggregated where the data lives, plus the time each stage took.
 
-Counters travel, data stays: each batch of a table becomes one small row of counters (a
-histogram is a fixed set of bins, so per-batch counts add up; so do counts per fate label),
-which the driver adds up as they stream in. Duplicate-cluster sizes come from a distributed
-groupby, so the driver only ever holds one row per distinct size. The only texts the driver
-sees are the handful of duplicate pairs shown in ``report.html``.
+Counters travel, data stays: each batch of a table becomes a few (key, count) rows (a histogram
+is a fixed set of bins, so per-batch counts add up; so do counts per fate label or per source),
+which the driver adds up as they stream in; each table is read once for all its counters
+(``summarize``). Duplicate-cluster sizes come from the dedup audit's kept rows, so the driver
+only ever holds one counter per distinct size. The only texts the driver sees are the handful
+of duplicate pairs shown in ``report.html``.
 
 Three files come out: ``report.json`` (every number), ``report.txt`` (the same as a table,
 also printed by the CLI) and ``report.html`` (plots, see ``pipeline.report_html``).
@@ -14,12 +15,11 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -34,6 +34,7 @@ from operators.columns import (
     FATES,
     FILTERED,
     INPUT_IDS,
+    KEPT,
     NEAR_DUP,
     RECORD,
     REJECTED,
@@ -48,10 +49,11 @@ REPORT_JSON = "report.json"
 REPORT_TEXT = "report.txt"
 REPORT_HTML = "report.html"
 DUPLICATE_PAIRS = 4  # near-duplicate pairs shown side by side in report.html
-SHUFFLE_PARTITION_ROWS = 500_000  # rows per partition when grouping duplicates by the kept doc
 # Rows per counting task: a task per block would be ~500 tasks for the tokenizer's 256-row blocks of a
 # 120,000-document corpus (9 s of a 2-CPU build); a batch of documents' text and tokens is tens of MB.
 COUNTER_BATCH_ROWS = 8192
+KEY_SEP = "\x00"  # between a counter key's parts: no source (order keys refuse NUL) or label holds one
+KEY_PARTS = {"fate": 1, "unreadable": 2, "pick": 5, "source": 1, "size": 1}  # parts after each kind's prefix
 
 # Histogram bins: 0, then ten per decade (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 times a power of ten,
 # whole numbers) up to 80 million; the last bin is open above. Fixed, so per-batch counts add up.
@@ -84,72 +86,51 @@ def reason_of(detail: str | None) -> str:
     return (detail or "unknown").split(":", 1)[0]
 
 
-def _fate_labels(batch: pa.Table) -> pa.Table:
-    labels: Counter[str] = Counter()
-    for fate, detail in zip(batch.column(FATE).to_pylist(), batch.column(DETAIL).to_pylist()):
-        labels[fate] += 1
-        if fate in (FILTERED, REJECTED):
-            labels[f"{fate}.{reason_of(detail)}"] += 1
-    return pa.table({"label": list(labels), "n": list(labels.values())})
-
-
-def _counter_row(batch: pa.Table, counters: Callable[[pa.Table], dict[str, int]], names: list[str]) -> pa.Table:
+def _counts_rows(batch: pa.Table, counters: Callable[[pa.Table], Counter[str]]) -> pa.Table:
     counts = counters(batch)
-    return pa.table({name: pa.array([int(counts.get(name, 0))], pa.int64()) for name in names})
+    return pa.table({"key": pa.array(list(counts), pa.string()), "n": pa.array(list(counts.values()), pa.int64())})
 
 
-def _sum_counters(ds, counters: Callable[[pa.Table], dict[str, int]], names: list[str]) -> dict[str, int]:
-    """Every batch becomes one row of named counters; the driver adds the rows up as they stream in.
+def sum_counts(ds, counters: Callable[[pa.Table], Counter[str]]) -> Counter[str]:
+    """Every batch becomes a few (key, n) rows; the driver adds them up as they stream in.
 
     Ray Data's ``aggregate`` would shuffle those rows through aggregator actors: a second or more
-    per call for a few hundred numbers."""
-    kwargs = {"counters": counters, "names": names}
-    rows = ds.map_batches(_counter_row, fn_kwargs=kwargs, batch_format="pyarrow", batch_size=COUNTER_BATCH_ROWS)
-    totals = dict.fromkeys(names, 0)
+    per call for a few hundred numbers. One pass gives every counter a table feeds (counters of
+    several kinds share it, told apart by the key's prefix), so each table is read once."""
+    rows = ds.map_batches(_counts_rows, fn_kwargs={"counters": counters}, batch_format="pyarrow",
+                          batch_size=COUNTER_BATCH_ROWS)
+    totals: Counter[str] = Counter()
     for batch in rows.iter_batches(batch_size=None, batch_format="pyarrow"):
-        for name in names:
-            totals[name] += pc.sum(batch.column(name)).as_py() or 0
+        totals.update(dict(zip(batch.column("key").to_pylist(), batch.column("n").to_pylist())))
     return totals
 
 
-def _total(ds, measures: dict[str, Any]) -> dict[str, int]:
-    return _sum_counters(ds, lambda b: {name: measure(b) for name, measure in measures.items()}, list(measures))
+def _keyed(prefix: str, *parts: Any) -> str:
+    return KEY_SEP.join((prefix, *map(str, parts)))
 
 
-def count_fates(fates) -> dict[str, int]:
-    counts = Counter(dict.fromkeys(FATES, 0))
-    labels = fates.map_batches(_fate_labels, batch_format="pyarrow", batch_size=None)  # a few rows per block
-    for batch in labels.iter_batches(batch_size=None, batch_format="pyarrow"):
-        counts.update(dict(zip(batch.column("label").to_pylist(), batch.column("n").to_pylist())))
-    counts["records"] = sum(counts[fate] for fate in FATES)
-    return dict(sorted(counts.items()))
+def _with_prefix(totals: Counter[str], prefix: str) -> dict[tuple[str, ...], int]:
+    """The counters of one kind, by the parts of the rest of their key (the last part may hold anything)."""
+    start, parts = prefix + KEY_SEP, KEY_PARTS[prefix]
+    return {tuple(key[len(start) :].split(KEY_SEP, parts - 1)): n for key, n in totals.items() if key.startswith(start)}
 
 
-def unreadable_files(fates) -> list[dict[str, str]]:
-    """File-level problems (one row per file at most), so small enough to list."""
-    rows = fates.filter(expr=col(RECORD) == FILE_RECORD).select_columns([SOURCE, DETAIL]).take_all()
-    return sorted(({"source": row[SOURCE], "reason": row[DETAIL]} for row in rows), key=lambda row: row["source"])
-
-
-def doc_totals(docs) -> dict[str, int]:
-    return _total(
-        docs,
-        {
-            "docs": lambda b: b.num_rows,
-            "chars": lambda b: pc.sum(pc.utf8_length(b.column(TEXT))).as_py() or 0,
-            "words": lambda b: pc.sum(pc.list_value_length(b.column(WORDS))).as_py() or 0,
-        },
-    )
-
-
-def shard_totals(examples) -> dict[str, int]:
-    return _total(
-        examples,
-        {
-            "examples": lambda b: b.num_rows,
-            "tokens": lambda b: pc.sum(pc.list_value_length(b.column(INPUT_IDS))).as_py() or 0,
-        },
-    )
+def _fate_counters(batch: pa.Table) -> Counter[str]:
+    """Fates per label and reason, the file-level rows (a file that could not be read), and the batch's
+    first few duplicates of each kind (``duplicate_pairs`` picks the first in input order among them)."""
+    counts: Counter[str] = Counter()
+    picks: Counter[str] = Counter()
+    columns = (batch.column(c).to_pylist() for c in (FATE, DETAIL, RECORD, SOURCE, DOC_ID))
+    for fate, detail, record, source, doc_id in zip(*columns):
+        counts[_keyed("fate", fate)] += 1
+        if fate in (FILTERED, REJECTED):
+            counts[_keyed("fate", f"{fate}.{reason_of(detail)}")] += 1
+        elif fate in (NEAR_DUP, EXACT_DUP) and picks[fate] < DUPLICATE_PAIRS:
+            picks[fate] += 1
+            counts[_keyed("pick", fate, source, f"{record:020d}", doc_id, detail)] += 1
+        if record == FILE_RECORD:
+            counts[_keyed("unreadable", source, detail)] += 1
+    return counts
 
 
 # ---- histograms -------------------------------------------------------------------------------
@@ -189,47 +170,45 @@ def histogram(totals: dict[str, int], name: str) -> dict[str, Any]:
     }
 
 
-def _candidate_counters(batch: pa.Table) -> dict[str, int]:
-    """Normalized records (all but those rejected on read): their lengths and OpenCC's changes."""
-    lengths, changed = pc.utf8_length(batch.column(TEXT)), batch.column(OPENCC_CHANGED)
-    return {
-        **_histogram_counters("before", lengths),
-        "opencc.chars_changed": pc.sum(changed).as_py() or 0,
-        "opencc.records_changed": pc.sum(pc.greater(changed, 0)).as_py() or 0,
-    }
+def _record_counters(batch: pa.Table) -> Counter[str]:
+    """Records after normalize: rows per source, and the lengths and OpenCC changes of the normalized
+    ones (all but those rejected on read)."""
+    counts = Counter(_histogram_counters("before", pc.utf8_length(batch.column(TEXT))))
+    changed = batch.column(OPENCC_CHANGED)
+    counts["opencc.chars_changed"] = pc.sum(changed).as_py() or 0
+    counts["opencc.records_changed"] = pc.sum(pc.greater(changed, 0)).as_py() or 0
+    per_source = pc.value_counts(batch.column(SOURCE).combine_chunks())
+    for source, n in zip(per_source.field("values").to_pylist(), per_source.field("counts").to_pylist()):
+        counts[_keyed("source", source)] = n
+    return counts
 
 
-def _doc_counters(batch: pa.Table) -> dict[str, int]:
-    """Kept documents, tokenized: characters and tokens per document."""
-    return {
-        **_histogram_counters("after", pc.utf8_length(batch.column(TEXT))),
+def _doc_counters(batch: pa.Table) -> Counter[str]:
+    """Kept documents, tokenized: documents, characters, words and tokens, per corpus and per document."""
+    lengths = pc.utf8_length(batch.column(TEXT))
+    return Counter({
+        "docs": batch.num_rows,
+        "chars": pc.sum(lengths).as_py() or 0,
+        "words": pc.sum(pc.list_value_length(batch.column(WORDS))).as_py() or 0,
+        **_histogram_counters("after", lengths),
         **_histogram_counters("tokens", pc.list_value_length(batch.column(INPUT_IDS))),
-    }
+    })
 
 
-def _partitions(rows: int) -> int:
-    return max(1, math.ceil(rows / SHUFFLE_PARTITION_ROWS))
+def _cluster_counters(batch: pa.Table) -> Counter[str]:
+    """Audit rows: duplicate clusters per size (each cluster has one kept row, which carries its size)."""
+    kept = batch.filter(pc.equal(batch.column(FATE), KEPT))
+    return Counter({_keyed("size", size): n for size, n in Counter(kept.column("size").to_pylist()).items()})
 
 
-def cluster_sizes(duplicates) -> list[list[int]]:
-    """``[size, clusters]`` rows: how many duplicate groups have each size (the kept doc plus its
-    duplicates), from the fates rows of the duplicates (``detail`` names the kept doc)."""
-    rows = duplicates.count()
-    if not rows:  # nothing to group (and an all-empty dataset may have no schema to group by)
-        return []
-    per_keeper = duplicates.groupby(DETAIL, num_partitions=_partitions(rows)).count()
-    per_keeper = per_keeper.rename_columns({"count()": "duplicates"})
-    rows = per_keeper.groupby("duplicates", num_partitions=1).count().take_all()
-    return sorted([int(row["duplicates"]) + 1, int(row["count()"])] for row in rows)
-
-
-def duplicate_pairs(records, duplicates, limit: int = DUPLICATE_PAIRS) -> list[dict[str, Any]]:
+def duplicate_pairs(records, picks: dict[tuple[str, ...], int], limit: int = DUPLICATE_PAIRS) -> list[dict[str, Any]]:
     """A few duplicates with the document kept in their place, texts included: the first
-    near-duplicates in input order (exact duplicates only when there are none). Fetched by
-    doc_id, so only these texts reach the driver."""
+    near-duplicates in input order (exact duplicates only when there are none), from the fates
+    pass's picks. Fetched by doc_id, so only these texts reach the driver."""
     picked = []
     for fate in (NEAR_DUP, EXACT_DUP):
-        picked = duplicates.filter(expr=col(FATE) == fate).limit(limit).take_all()
+        rows = sorted((source, int(record), doc_id, kept) for (f, source, record, doc_id, kept) in picks if f == fate)
+        picked = [{FATE: fate, DOC_ID: doc_id, DETAIL: kept} for _, _, doc_id, kept in rows[:limit]]
         if picked:
             break
     if not picked:
@@ -244,33 +223,33 @@ def duplicate_pairs(records, duplicates, limit: int = DUPLICATE_PAIRS) -> list[d
     ]
 
 
-def profile(records, tokenized, fates) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Distributions for the report, each computed where its data lives, and a few duplicate pairs.
+class Summary(NamedTuple):
+    """What the build's tables say, counted where they live: one pass over each table."""
 
-    ``records``: every record after normalize (``text`` null where rejected on read);
-    ``tokenized``: the kept documents with ``text`` and ``input_ids``; ``fates``: the fates table.
-    Returns (the report's new keys, the duplicate pairs for report.html).
-    """
-    candidates = _sum_counters(
-        records.select_columns([TEXT, OPENCC_CHANGED]),
-        _candidate_counters,
-        _histogram_names("before") + ["opencc.chars_changed", "opencc.records_changed"],
-    )
-    kept = _sum_counters(
-        tokenized.select_columns([TEXT, INPUT_IDS]),
-        _doc_counters,
-        _histogram_names("after") + _histogram_names("tokens"),
-    )
-    duplicates = fates.filter(expr=col(FATE).is_in([EXACT_DUP, NEAR_DUP])).select_columns([DOC_ID, FATE, DETAIL])
-    duplicates = duplicates.materialize()  # a few short strings per duplicate; read twice below
-    sizes = cluster_sizes(duplicates)
-    before = histogram(candidates, "before")
-    built = {
+    sources: dict[str, int]  # records the read stage gave each file read (0 for an empty one)
+    fates: dict[str, int]  # per fate, per fate.reason, and ``records``
+    unreadable: list[dict[str, str]]  # files that could not be read: source, reason
+    docs: dict[str, int]  # kept documents: docs, chars, words
+    profile: dict[str, Any]  # the report's distributions (lengths, tokens, OpenCC, duplicate clusters)
+    pairs: list[dict[str, Any]]  # a few duplicate pairs with their texts, for report.html
+
+
+def summarize(records, tokenized, fates, audit, files_read: list[str]) -> Summary:
+    """``records``: every record read after normalize (``text`` null where rejected on read);
+    ``tokenized``: the kept documents with ``text``, ``words`` and ``input_ids``; ``fates`` and
+    ``audit``: the tables as written."""
+    read = sum_counts(records.select_columns([SOURCE, TEXT, OPENCC_CHANGED]), _record_counters)
+    kept = sum_counts(tokenized.select_columns([TEXT, WORDS, INPUT_IDS]), _doc_counters)
+    fate_totals = sum_counts(fates.select_columns([FATE, DETAIL, RECORD, SOURCE, DOC_ID]), _fate_counters)
+    clusters = sum_counts(audit.select_columns([FATE, "size"]), _cluster_counters)
+    sizes = sorted([int(size), n] for (size,), n in _with_prefix(clusters, "size").items())
+    before = histogram(read, "before")
+    profile = {
         "lengths": {"before": before, "after": histogram(kept, "after")},
         "tokens_per_doc": histogram(kept, "tokens"),
         "opencc": {
-            "chars_changed": candidates["opencc.chars_changed"],
-            "records_changed": candidates["opencc.records_changed"],
+            "chars_changed": read["opencc.chars_changed"],
+            "records_changed": read["opencc.records_changed"],
             "records": before["total"],
             "chars": before["sum"],
         },
@@ -280,7 +259,20 @@ def profile(records, tokenized, fates) -> tuple[dict[str, Any], list[dict[str, A
             "duplicates": sum((size - 1) * n for size, n in sizes),
         },
     }
-    return built, duplicate_pairs(records, duplicates)
+    counts = Counter(dict.fromkeys(FATES, 0))
+    counts.update({label: n for (label,), n in _with_prefix(fate_totals, "fate").items()})
+    counts["records"] = sum(counts[fate] for fate in FATES)
+    unreadable = [{"source": source, "reason": reason} for source, reason in sorted(_with_prefix(fate_totals, "unreadable"))]
+    sources = dict.fromkeys(files_read, 0)
+    sources.update({source: n for (source,), n in _with_prefix(read, "source").items()})
+    return Summary(
+        sources=dict(sorted(sources.items())),
+        fates=dict(sorted(counts.items())),
+        unreadable=unreadable,
+        docs={name: kept[name] for name in ("docs", "chars", "words")},
+        profile=profile,
+        pairs=duplicate_pairs(records, _with_prefix(fate_totals, "pick")),
+    )
 
 
 def throughput(timer: StageTimer, input_bytes: int) -> dict[str, dict[str, float]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,22 @@ def test_deliberate_problems_get_their_fates(built):
     assert cut[-1][0] == "rejected" and cut[-1][1].startswith("unreadable_file")
     assert len(cut) > 100
     assert built["report"]["unreadable_files"][0]["source"] == str(truncated.resolve())
+
+
+def test_the_report_counts_what_the_tables_hold(built):
+    """The report's counters, one pass over each table, against the tables counted here in plain Python."""
+    report, fates = built["report"], read_table(built["out"], "fates").to_pylist()
+    per_keeper = Counter(r["detail"] for r in fates if r["fate"] in ("exact_dup", "near_dup"))
+    sizes = sorted(Counter(n + 1 for n in per_keeper.values()).items())
+    assert report["dedup_clusters"]["sizes"] == [list(pair) for pair in sizes] and sizes
+    assert report["fates"]["records"] == len(fates) == sum(report["sources"].values())
+    assert report["fates"]["kept"] == report["corpus"]["docs"] == report["lengths"]["after"]["total"]
+    assert report["tokens_per_doc"]["total"] == report["corpus"]["docs"]
+    docs = read_table(built["out"], "docs").to_pylist()
+    assert report["corpus"]["chars"] == sum(len(d["text"]) for d in docs) == report["lengths"]["after"]["sum"]
+    assert report["corpus"]["words"] == sum(len(d["words"]) for d in docs)
+    for source, n in report["sources"].items():
+        assert n == sum(r["source"] == source for r in fates), source
 
 
 def test_shards_load_with_datasets(built):
