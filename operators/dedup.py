@@ -160,7 +160,9 @@ class DedupConfig:
 class DedupOutput:
     duplicates: Dataset  # fates rows (OUTPUT_SCHEMA)
     audit: Dataset  # AUDIT_SCHEMA rows
-    index: Dataset  # index rows (index_schema): every document's identity, whether it was kept, its keys
+    # index rows (index_schema): every document's identity, whether it was kept, its keys; in (source, record)
+    # order when the signed documents came in that order and no existing ones joined (a full build)
+    index: Dataset
 
 
 def order_keys(source: pa.Array, record: pa.Array, doc_id: pa.Array) -> pa.Array:
@@ -538,13 +540,14 @@ def _decided_in_one_task(keyed: Dataset, cfg: DedupConfig) -> DedupOutput:
 
 
 def _index(keyed: Dataset, duplicates: Dataset | None, cfg: DedupConfig) -> Dataset:
-    """Index rows of the keyed documents, each kept unless it is among the ``duplicates``; materialized."""
+    """Index rows of the keyed documents, each kept unless it is among the ``duplicates``, in (source,
+    record) order (as the one-task path leaves records given in that order); materialized."""
     flagged = keyed.map_batches(identities, batch_format="pyarrow")
     if duplicates is not None and duplicates.count():  # Ray's join fails on a right side that is all empty
         found = duplicates.select_columns([DOC_ID, FATE])
         flagged = flagged.join(found, "left_outer", max(1, keyed.num_blocks()), on=(DOC_ID,))
     flagged = flagged.map_batches(flag_kept, batch_format="pyarrow")
-    return _map(flagged, index_rows, schema=index_schema(cfg)).materialize()
+    return _map(flagged, index_rows, schema=index_schema(cfg)).sort([SOURCE, RECORD]).materialize()
 
 
 def apply(ds: Dataset | None, cfg: DedupConfig, existing: Dataset | None = None) -> DedupOutput:

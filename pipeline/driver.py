@@ -260,15 +260,14 @@ def _kept_in_input_order(pending, flagged):
     """(doc_id, source, record, text) of every kept document, in input order, for a build whose kept
     documents are all among its records: no join moves the texts, and no sort follows segmentation.
 
-    The dedup flags come out of a join in no particular order; sorted by (source, record), narrow rows,
-    they line up with the records, which are read in that order, and ``zip`` attaches them (at 16x
-    bench/e2e.py's input the segment stage took 41 s instead of 55 s with the join and the sort).
+    The dedup index lists every document in (source, record) order (``dedup.DedupOutput``), as the
+    records are read, so ``zip`` attaches the flags with no join and no sort (at 16x bench/e2e.py's
+    input a join and a sort made the segment stage 55 s instead of 41 s).
 
     Ray 2.60 deprecates ``zip`` (removal planned for 2.64) because rows keep their order only with
     ``preserve_order``, which every build sets; ``_kept_texts`` checks that each pair is one document.
-    The project pins Ray 2.60; on a Ray without ``zip``, ``_texts`` and the sort serve every build."""
-    flags = flagged.select_columns([SOURCE, RECORD, DOC_ID, dedup.INDEX_KEPT]).sort([SOURCE, RECORD])
-    flags = flags.select_columns([DOC_ID, dedup.INDEX_KEPT]).rename_columns({DOC_ID: FLAGGED_DOC_ID})
+    The project pins Ray 2.60; on a Ray without ``zip``, ``_texts`` and the join serve every build."""
+    flags = flagged.select_columns([DOC_ID, dedup.INDEX_KEPT]).rename_columns({DOC_ID: FLAGGED_DOC_ID})
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"(?s).*`Dataset\.zip` is deprecated")
         zipped = pending.select_columns([DOC_ID, SOURCE, RECORD, TEXT]).zip(flags)

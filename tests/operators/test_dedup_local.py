@@ -93,3 +93,11 @@ def test_the_local_path_is_taken_up_to_the_bound(ray_local):
 def test_local_max_docs_must_not_be_negative():
     with pytest.raises(ValueError, match="local_max_docs"):
         DedupConfig(local_max_docs=-1)
+
+
+@pytest.mark.parametrize("local_max_docs", [DedupConfig().local_max_docs, 0])
+def test_the_index_keeps_the_order_of_documents_read_in_order(ray_local, local_max_docs):
+    """A build attaches the kept flags to its records by position (``zip``), with no join or sort."""
+    rows = documents(sorted(CORPUS + COPIES, key=lambda row: (row[0], row[1])))
+    output = dedup.apply(ray.data.from_items(rows, override_num_blocks=3), DedupConfig(local_max_docs=local_max_docs))
+    assert [row[DOC_ID] for row in output.index.take_all()] == [row[DOC_ID] for row in rows]
