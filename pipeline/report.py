@@ -101,7 +101,8 @@ def sum_counts(ds, counters: Callable[[pa.Table], Counter[str]]) -> Counter[str]
                           batch_size=COUNTER_BATCH_ROWS)
     totals: Counter[str] = Counter()
     for batch in rows.iter_batches(batch_size=None, batch_format="pyarrow"):
-        totals.update(dict(zip(batch.column("key").to_pylist(), batch.column("n").to_pylist())))
+        for key, n in zip(batch.column("key").to_pylist(), batch.column("n").to_pylist()):
+            totals[key] += n  # a block holds the rows of several batches: keys repeat
     return totals
 
 
