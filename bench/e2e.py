@@ -28,8 +28,9 @@ word_start per document (the pipeline's shards unpacked with the naive per-docum
 not at an example's end must be such a [SEP]).
 
 Prints one JSON line per size and a final JSON object: ``same_output``, ``speedup_vs_naive`` (naive
-seconds / pipeline seconds) per size, both times, peak memory, and the load average of the machine
-before and after each size. Wall times mean little on a machine that other work keeps busy (a load
+seconds / pipeline seconds) per size, both times, peak memory, the Ray Data executions the build ran
+(``ray_data_executions``: the line Ray Data logs for each, counted in the build's log), and the
+load average of the machine before and after each size. Wall times mean little on a machine that other work keeps busy (a load
 average above the core count): the CPU seconds of each process tree (``cpu_s``, and per kind of
 process for the pipeline, ``cpu_s_by_process``: the profile) do not depend on it.
 """
@@ -55,6 +56,7 @@ SIZES = (1, 4, 16)
 MAX_SEQ_LEN = 512
 EXACT_SHARE, NEAR_SHARE = 0.02, 0.10  # of the variants; the rest are mosaics
 LTP_BATCH = 256  # documents per LTP call in the naive script
+RAY_DATA_EXECUTION = "Starting execution of Dataset"  # the line Ray Data logs once per execution
 TOKENIZER_BATCH = 256  # documents per tokenizer call, and per packing batch (tokenize.batch_size's default)
 
 
@@ -443,6 +445,7 @@ def run_size(size: int, files: list[Path], model: Path, vocab: Path, cpus: int, 
         workdir / f"pipeline-{size}x.log", child_env(),
     )
     report = json.loads((pipeline_out / "report.json").read_text(encoding="utf-8"))
+    pipeline_log = (workdir / f"pipeline-{size}x.log").read_text(encoding="utf-8", errors="replace")
     naive_report = json.loads((workdir / f"naive-{size}x.log").read_text(encoding="utf-8").strip().split("\n")[-1])
     tokenizer = load_tokenizer(str(vocab))
     same = compare(naive_out, pipeline_out, tokenizer.cls_token_id, tokenizer.sep_token_id)
@@ -456,6 +459,7 @@ def run_size(size: int, files: list[Path], model: Path, vocab: Path, cpus: int, 
         "pipeline_s": pipeline_run["seconds"],
         "speedup_vs_naive": round(naive_run["seconds"] / pipeline_run["seconds"], 3),
         "pipeline_build_s": report["seconds"],
+        "ray_data_executions": pipeline_log.count(RAY_DATA_EXECUTION),
         "naive": {**naive_run, "stages": naive_report["seconds"]},
         "pipeline": {**pipeline_run, "stages": {k: v["seconds"] for k, v in report["stages"].items()}},
         **same,

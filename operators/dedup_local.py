@@ -55,8 +55,9 @@ CHECK_CHUNK = 65_536  # pairs scored at once: two (pairs, num_perm) uint16 array
 
 
 def decide_blocks(cfg: DedupConfig, *blocks: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table]:
-    """``decide`` over the keyed blocks of a dataset, as a Ray task gets them."""
-    return decide(pa.concat_tables(blocks), cfg)
+    """``decide`` over the keyed blocks of a dataset, as a Ray task gets them (an empty block may have no
+    columns at all: it is left out; the caller sends at least one row)."""
+    return decide(pa.concat_tables([block for block in blocks if block.num_rows]), cfg)
 
 
 def decide(keyed: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table, pa.Table]:

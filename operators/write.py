@@ -20,7 +20,7 @@ from ray.data.datasource import FilenameProvider
 from ray.data.datasource.file_datasink import BlockBasedFileDatasink
 
 from operators import storage
-from operators.columns import DEDUP_SCHEMA, DOCS_SCHEMA, FATES_SCHEMA
+from operators.columns import DEDUP_SCHEMA, DOCS_SCHEMA, FATES_SCHEMA, RECORD, SOURCE
 
 DOCS_DIR = "docs"
 FATES_DIR = "fates"
@@ -34,10 +34,14 @@ SHARD_BATCH_ROWS = 1024  # rows per IPC record batch: the unit a reader of compr
 class WriteConfig:
     shard_rows: int = 100_000  # training examples per shard file, at most (the last shard of a task may hold fewer)
     compression: str = "none"  # Arrow IPC body compression of shards: none | lz4 | zstd (readers decompress)
+    # fates tables of up to this many rows (~100 bytes each) are sorted in one task; larger ones by Ray Data's sort
+    local_sort_max_rows: int = 2_000_000
 
     def __post_init__(self) -> None:
         if self.shard_rows < 1:
             raise ValueError("shard_rows must be at least 1")
+        if self.local_sort_max_rows < 0:
+            raise ValueError("local_sort_max_rows must not be negative")
         if self.compression not in SHARD_COMPRESSIONS:
             raise ValueError(f"compression must be one of {', '.join(SHARD_COMPRESSIONS)}, not {self.compression!r}")
 
@@ -124,8 +128,32 @@ def write_docs(ds, output: str, version: int, schema: pa.Schema = DOCS_SCHEMA) -
     ds.write_datasink(VersionedSink(storage.join(output, DOCS_DIR), schema, version, "parquet"))
 
 
-def write_fates(ds, output: str, version: int) -> None:
+def write_fates(ds, output: str, version: int, cfg: WriteConfig) -> None:
+    """Fates rows, written in (source, record) order: sorted in one task when they are few enough
+    (``cfg.local_sort_max_rows``; a shuffle's start-up costs seconds, sorting a million short rows
+    well under one), else by Ray Data's distributed sort. Both give the same rows in the same order."""
+    ds = ds.materialize()
+    if ds.count() <= cfg.local_sort_max_rows:
+        ds = _sorted_in_one_task(ds, FATES_SCHEMA, [SOURCE, RECORD])
+    else:
+        ds = ds.sort([SOURCE, RECORD])
     ds.write_datasink(VersionedSink(storage.join(output, FATES_DIR), FATES_SCHEMA, version, "parquet"))
+
+
+def _sorted_in_one_task(ds, schema: pa.Schema, keys: list[str]):
+    """A materialized dataset of ``schema`` rows sorted by ``keys`` in one task over its blocks; the driver
+    passes references."""
+    import ray
+    import ray.data
+
+    return ray.data.from_arrow_refs([ray.remote(_sort_blocks).remote(schema, keys, *ds.to_arrow_refs())])
+
+
+def _sort_blocks(schema: pa.Schema, keys: list[str], *blocks: pa.Table) -> pa.Table:
+    """Blocks with rows, cast to ``schema`` (an empty block may have no columns at all), as one sorted table."""
+    tables = [block.select(schema.names).cast(schema) for block in blocks if block.num_rows]
+    table = pa.concat_tables(tables) if tables else schema.empty_table()
+    return table.sort_by([(key, "ascending") for key in keys])
 
 
 def write_dedup(ds, output: str, version: int) -> None:

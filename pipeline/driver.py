@@ -252,7 +252,7 @@ def _read_dedup_segment(
             )
             parts.append(carried.select_columns(fate_columns))
         parts = [part.map_batches(refresh.conform, fn_kwargs={"schema": FATES_SCHEMA}, batch_format="pyarrow") for part in parts]
-        write.write_fates(parts[0].union(*parts[1:]).sort([SOURCE, RECORD]), out, version)
+        write.write_fates(parts[0].union(*parts[1:]), out, version, cfg.write)
     return records, DocCounts(segmented, reused, promoted, reread)
 
 

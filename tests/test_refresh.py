@@ -7,7 +7,8 @@ One module-scoped sequence of small builds on one output, each step checked by s
 2. the same config again: nothing changed, so nothing is read, segmented or committed;
 3. v2: a.jsonl changed (its first paragraph gone, so b's copy must take the kept place), c.jsonl
    removed, e.jsonl new: equal to a full build of the same inputs in a fresh folder (whose dedup
-   graph takes the distributed path, while the sequence's runs in one task: both decide alike);
+   graph and fates sort take the distributed paths, while the sequence's run in one task: both
+   give the same tables);
 4. v3: 0early.jsonl new, holding a copy of a kept document that sorts before it (the tie rule);
    (its first attempt dies just before the commit, and the second one succeeds);
 5. v4: only tokenize.max_seq_len changed: re-tokenized, nothing read or segmented;
@@ -134,7 +135,8 @@ def sequence(ray_local, tmp_path_factory, legacy_model_dir, vocab_path):
         build("v2", base, spy)
     fresh = root / "fresh"
     started = time.perf_counter()
-    build_corpus(load_config(config_for(root, "fresh", fresh, model, vocab, dedup={"local_max_docs": 0})))
+    distributed = {"dedup": {"local_max_docs": 0}, "write": {"local_sort_max_rows": 0}}
+    build_corpus(load_config(config_for(root, "fresh", fresh, model, vocab, **distributed)))
     seconds["full rebuild of v2's inputs"] = round(time.perf_counter() - started, 1)
     steps["fresh"] = {"tables": tables(fresh), "out": fresh}
 

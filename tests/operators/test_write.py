@@ -45,3 +45,25 @@ def test_linking_a_file_onto_itself_is_refused_and_keeps_the_file(tmp_path):
     with pytest.raises(ValueError, match="onto itself"):
         snapshot.link(str(tmp_path), "docs/part-v00001-000000.parquet", "docs/part-v00001-000000.parquet")
     assert (tmp_path / "docs" / "part-v00001-000000.parquet").read_bytes() == b"rows"
+
+
+@pytest.mark.parametrize("local_sort_max_rows", [write.WriteConfig().local_sort_max_rows, 0])
+def test_fates_are_written_in_source_and_record_order_by_either_sort(ray_local, tmp_path, local_sort_max_rows):
+    import random
+
+    import ray.data
+
+    rows = [{"source": f"s{s}", "record": r, "doc_id": f"{s}-{r}", "fate": "kept", "detail": None}
+            for s in range(3) for r in range(40)]
+    shuffled = random.Random(0).sample(rows, len(rows))
+    ds = ray.data.from_arrow(pa.Table.from_pylist(shuffled, schema=FATES_SCHEMA), override_num_blocks=1).repartition(5)
+    ds = ds.union(ray.data.from_arrow(pa.table({})))  # a filter or union can leave a block with no columns at all
+    write.write_fates(ds, str(tmp_path), 1, write.WriteConfig(local_sort_max_rows=local_sort_max_rows))
+    files = sorted((tmp_path / write.FATES_DIR).glob("*.parquet"))
+    written = pa.concat_tables(pq.read_table(f) for f in files).to_pylist()
+    assert written == sorted(rows, key=lambda row: (row["source"], row["record"]))
+
+
+def test_local_sort_max_rows_must_not_be_negative():
+    with pytest.raises(ValueError, match="local_sort_max_rows"):
+        write.WriteConfig(local_sort_max_rows=-1)
