@@ -160,9 +160,10 @@ class DedupConfig:
 class DedupOutput:
     duplicates: Dataset  # fates rows (OUTPUT_SCHEMA)
     audit: Dataset  # AUDIT_SCHEMA rows
-    # index rows (index_schema): every document's identity, whether it was kept, its keys; in (source, record)
-    # order when the signed documents came in that order and no existing ones joined (a full build)
-    index: Dataset
+    index: Dataset  # index rows (index_schema): every document's identity, whether it was kept, its keys
+    # whether ``index`` lists the documents in the order they were signed (the one-task path keeps it; the
+    # distributed join does not, and sorting there would cost the shuffle only some callers need)
+    index_in_order: bool = False
 
 
 def order_keys(source: pa.Array, record: pa.Array, doc_id: pa.Array) -> pa.Array:
@@ -536,18 +537,17 @@ def _decided_in_one_task(keyed: Dataset, cfg: DedupConfig) -> DedupOutput:
     from operators.dedup_local import decide_blocks  # it builds on this module's rules
 
     outputs = ray.remote(num_returns=3)(decide_blocks).remote(cfg, *keyed.to_arrow_refs())
-    return DedupOutput(*(ray.data.from_arrow_refs([table]) for table in outputs))
+    return DedupOutput(*(ray.data.from_arrow_refs([table]) for table in outputs), index_in_order=True)
 
 
 def _index(keyed: Dataset, duplicates: Dataset | None, cfg: DedupConfig) -> Dataset:
-    """Index rows of the keyed documents, each kept unless it is among the ``duplicates``, in (source,
-    record) order (as the one-task path leaves records given in that order); materialized."""
+    """Index rows of the keyed documents, each kept unless it is among the ``duplicates``; materialized."""
     flagged = keyed.map_batches(identities, batch_format="pyarrow")
     if duplicates is not None and duplicates.count():  # Ray's join fails on a right side that is all empty
         found = duplicates.select_columns([DOC_ID, FATE])
         flagged = flagged.join(found, "left_outer", max(1, keyed.num_blocks()), on=(DOC_ID,))
     flagged = flagged.map_batches(flag_kept, batch_format="pyarrow")
-    return _map(flagged, index_rows, schema=index_schema(cfg)).sort([SOURCE, RECORD]).materialize()
+    return _map(flagged, index_rows, schema=index_schema(cfg)).materialize()
 
 
 def apply(ds: Dataset | None, cfg: DedupConfig, existing: Dataset | None = None) -> DedupOutput:

@@ -3,7 +3,7 @@
 ``operators.dedup`` runs the graph as shuffles, so that no task holds more than a partition. When
 the documents that reach dedup are few enough (``dedup.local_max_docs``), shuffling their keys
 costs far more than the work: about a dozen Ray Data executions, each with its shuffle's start-up,
-for a few hundred kilobytes. Then ``dedup.apply`` sends every keyed block to one task that runs
+for a few hundred kilobytes. Then ``dedup.graph`` sends every keyed block to one task that runs
 ``decide``: the same rules, on the whole key table at once, as a query engine picks a broadcast
 join over a shuffle when one side fits.
 

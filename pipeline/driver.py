@@ -236,7 +236,7 @@ def _read_dedup_segment(
     in_order = pending is not None and not unchanged and cache_docs is None and kept.count() > 0
     with timer("segment"):
         if in_order:
-            texts, promoted, reread = _kept_in_input_order(pending, flagged), 0, 0
+            texts, promoted, reread = _kept_in_input_order(pending, flagged, deduped.index_in_order), 0, 0
         else:
             texts, promoted, reread = _texts(cfg, kept, pending, previous_docs, unchanged)
         unique = bool(previous and previous.get("config", {}).get("dedup", {}).get("exact"))  # one doc per text
@@ -256,17 +256,21 @@ def _read_dedup_segment(
     return records, DocCounts(segmented, reused, promoted, reread)
 
 
-def _kept_in_input_order(pending, flagged):
+def _kept_in_input_order(pending, flagged, flags_in_order: bool):
     """(doc_id, source, record, text) of every kept document, in input order, for a build whose kept
     documents are all among its records: no join moves the texts, and no sort follows segmentation.
 
-    The dedup index lists every document in (source, record) order (``dedup.DedupOutput``), as the
-    records are read, so ``zip`` attaches the flags with no join and no sort (at 16x bench/e2e.py's
-    input a join and a sort made the segment stage 55 s instead of 41 s).
+    The dedup index lists the documents in the order they were signed when the graph ran in one task
+    (``dedup.DedupOutput.index_in_order``); the distributed join leaves them in no particular order,
+    and they are sorted by (source, record), narrow rows. Either way they line up with the records,
+    which are read in that order, and ``zip`` attaches the flags (at 16x bench/e2e.py's input a
+    join of the texts and a sort after segmentation made the segment stage 55 s instead of 41 s).
 
     Ray 2.60 deprecates ``zip`` (removal planned for 2.64) because rows keep their order only with
     ``preserve_order``, which every build sets; ``_kept_texts`` checks that each pair is one document.
     The project pins Ray 2.60; on a Ray without ``zip``, ``_texts`` and the join serve every build."""
+    if not flags_in_order:
+        flagged = flagged.select_columns([SOURCE, RECORD, DOC_ID, dedup.INDEX_KEPT]).sort([SOURCE, RECORD])
     flags = flagged.select_columns([DOC_ID, dedup.INDEX_KEPT]).rename_columns({DOC_ID: FLAGGED_DOC_ID})
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"(?s).*`Dataset\.zip` is deprecated")

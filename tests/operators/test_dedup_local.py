@@ -95,9 +95,10 @@ def test_local_max_docs_must_not_be_negative():
         DedupConfig(local_max_docs=-1)
 
 
-@pytest.mark.parametrize("local_max_docs", [DedupConfig().local_max_docs, 0])
-def test_the_index_keeps_the_order_of_documents_read_in_order(ray_local, local_max_docs):
-    """A build attaches the kept flags to its records by position (``zip``), with no join or sort."""
-    rows = documents(sorted(CORPUS + COPIES, key=lambda row: (row[0], row[1])))
-    output = dedup.apply(ray.data.from_items(rows, override_num_blocks=3), DedupConfig(local_max_docs=local_max_docs))
+def test_the_one_task_index_keeps_the_order_the_documents_were_signed_in(ray_local):
+    """A build then attaches the kept flags to its records by position (``zip``), with no join or sort."""
+    rows = documents(CORPUS + COPIES)
+    output = dedup.apply(ray.data.from_items(rows, override_num_blocks=3), DedupConfig())
+    assert output.index_in_order
     assert [row[DOC_ID] for row in output.index.take_all()] == [row[DOC_ID] for row in rows]
+    assert not dedup.apply(ray.data.from_items(rows), DedupConfig(local_max_docs=0)).index_in_order
