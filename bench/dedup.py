@@ -220,6 +220,8 @@ def bench_check(rows) -> None:
 def bench_near_stage(rows) -> None:
     """The near-duplicate stage (exact off, check on) on both executors and datatrove's MinHash steps, on the
     same fingerprints: seconds on the corpus, and seconds, precision and recall on the seeded set."""
+    import ray
+
     from operators.dedup import DedupConfig
 
     sets = {"corpus": (rows, None)}
@@ -237,27 +239,28 @@ def bench_near_stage(rows) -> None:
                       "cpus": os.cpu_count(), "seconds": round(first, 2), "seconds_with_audit": round(total, 2),
                       "near_duplicates": len(pairs), **(scores(truth, pairs) if truth else {})})
         finally:
-            import ray
-
             ray.shutdown()
-        if python is None:
-            emit({"bench": "near_dup_stage", "set": name, "engine": "datatrove", "ran": False, "why": why})
+        result = run_datatrove(python, set_rows) if python else why
+        if isinstance(result, str):
+            emit({"bench": "near_dup_stage", "set": name, "engine": "datatrove", "ran": False, "why": result})
             continue
-        with tempfile.TemporaryDirectory() as scratch:
-            data = Path(scratch) / "fingerprints.jsonl"
-            data.write_text("\n".join(json.dumps({"id": f"d{i}", "text": f}, ensure_ascii=False)
-                                      for i, (_, _, f) in enumerate(set_rows)))
-            done = subprocess.run([python, "-c", DATATROVE, str(data), scratch, str(os.cpu_count())],
-                                  capture_output=True, text=True, timeout=3600)
-        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-        if done.returncode or not lines:
-            why = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            emit({"bench": "near_dup_stage", "set": name, "engine": "datatrove", "ran": False, "why": why})
-            continue
-        result = json.loads(lines[-1])
         clusters = result.pop("clusters")
         emit({"bench": "near_dup_stage", "set": name, "engine": "datatrove", "ran": True, **result,
               **(scores(truth, clusters) if truth else {})})
+
+
+def run_datatrove(python: str, rows: list[tuple[str, str, str]]) -> dict | str:
+    """datatrove's four MinHash steps over the rows' fingerprints (``DATATROVE``): its JSON line, or why it failed."""
+    with tempfile.TemporaryDirectory() as scratch:
+        data = Path(scratch) / "fingerprints.jsonl"
+        data.write_text("\n".join(json.dumps({"id": f"d{i}", "text": f}, ensure_ascii=False)
+                                  for i, (_, _, f) in enumerate(rows)))
+        done = subprocess.run([python, "-c", DATATROVE, str(data), scratch, str(os.cpu_count())],
+                              capture_output=True, text=True, timeout=3600)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode or not lines:
+        return (done.stderr.strip().splitlines() or ["no output"])[-1]
+    return json.loads(lines[-1])
 
 
 DATATROVE_VENV = REPO / "bench" / ".datatrove-venv"  # the bench's own environment (git ignores it)

@@ -247,9 +247,10 @@ def bucket_pairs(partition: pa.Table, all_pairs_max: int) -> pa.Table:
     nodes = pc.dictionary_encode(partition[NODE].combine_chunks())  # a document's rows share one rank
     plain = pc.replace_substring_regex(nodes.dictionary, _RANK_PATTERN, "")
     rank = pc.rank(plain, "ascending").to_numpy()[nodes.indices.to_numpy(zero_copy_only=False)]
+    buckets = partition[BUCKET].to_numpy()
     order = np.argsort(rank, kind="stable")
-    order = order[np.argsort(partition[BUCKET].to_numpy()[order], kind="stable")]  # by bucket, then rank
-    later, earlier = pair_positions(partition[BUCKET].to_numpy()[order], all_pairs_max)
+    order = order[np.argsort(buckets[order], kind="stable")]  # by bucket, then rank
+    later, earlier = pair_positions(buckets[order], all_pairs_max)
     nodes = nodes.dictionary.take(nodes.indices.take(order))
     return pa.table({NODE: nodes.take(later), KEEPER: nodes.take(earlier)})
 
@@ -530,7 +531,7 @@ def _empty(schema: pa.Schema) -> Dataset:
 
 def _decided_in_one_task(keyed: Dataset, cfg: DedupConfig) -> DedupOutput:
     """The whole graph in one Ray task over the keyed blocks (``operators.dedup_local``): the driver
-    passes block references and gets two back, never the keys."""
+    passes block references and gets three back (duplicates, audit, index), never the keys."""
     import ray
     import ray.data
 

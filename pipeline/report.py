@@ -143,10 +143,6 @@ def bin_counts(values: np.ndarray, edges: tuple[int, ...] = HISTOGRAM_EDGES) -> 
     return np.bincount(indexes, minlength=len(edges))
 
 
-def _histogram_names(name: str) -> list[str]:
-    return [f"{name}.bin{i}" for i in range(len(HISTOGRAM_EDGES))] + [f"{name}.sum"]
-
-
 def _histogram_counters(name: str, values: pa.Array) -> dict[str, int]:
     numbers = values.drop_null().to_numpy(zero_copy_only=False)
     counts = bin_counts(numbers)
