@@ -9,6 +9,7 @@ whitespace) cannot shift a token off its word. Text that spells a special token 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Sequence
@@ -358,17 +359,26 @@ def sentence_starts(text: str, offsets: np.ndarray, word_start: np.ndarray) -> n
 
 
 def apply(ds: ray.data.Dataset, cfg: TokenizeConfig) -> ray.data.Dataset:
-    """The only code that touches ray.data: one actor pool, the tokenizer loaded once per actor.
+    """The only code that touches ray.data: plain tasks, the tokenizer loaded once per worker process.
 
     Batches of ``CALL_GROUPS`` packing groups, whatever the blocks: a document's tokens do not depend
-    on its batch, and the packer regroups the rows (``operators.pack.apply``)."""
-    from ray.data import ActorPoolStrategy
-
+    on its batch, and the packer regroups the rows (``operators.pack.apply``). Tasks, not an actor
+    pool: in the build's streaming pass the segmentation actors hold their CPUs, and a tokenizer
+    actor holding another would leave none to the packer and the writer on a small machine."""
     return ds.map_batches(
-        WholeWordTokenizer,
-        fn_constructor_kwargs={"cfg": cfg},
+        _tokenize_batch,
+        fn_kwargs={"cfg": cfg},
         batch_size=cfg.batch_size * CALL_GROUPS,
         batch_format="pyarrow",
-        compute=ActorPoolStrategy(min_size=1),
         udf_modifying_row_count=False,
     )
+
+
+@functools.lru_cache(maxsize=2)
+def _tokenizer_for(cfg: TokenizeConfig) -> WholeWordTokenizer:
+    """One tokenizer per Ray worker process and config: workers live for the whole build."""
+    return WholeWordTokenizer(cfg)
+
+
+def _tokenize_batch(batch: pa.Table, cfg: TokenizeConfig) -> pa.Table:
+    return _tokenizer_for(cfg)(batch)

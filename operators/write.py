@@ -9,6 +9,7 @@ stream format, which both ``pyarrow.ipc.open_stream`` and
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 
@@ -20,7 +21,7 @@ from ray.data.datasource import FilenameProvider
 from ray.data.datasource.file_datasink import BlockBasedFileDatasink
 
 from operators import storage
-from operators.columns import DEDUP_SCHEMA, DOCS_SCHEMA, FATES_SCHEMA, RECORD, SOURCE
+from operators.columns import DEDUP_SCHEMA, FATES_SCHEMA, RECORD, SOURCE
 
 DOCS_DIR = "docs"
 FATES_DIR = "fates"
@@ -123,9 +124,33 @@ class VersionedSink(BlockBasedFileDatasink):
             writer.write_table(table, max_chunksize=SHARD_BATCH_ROWS)
 
 
-def write_docs(ds, output: str, version: int, schema: pa.Schema = DOCS_SCHEMA) -> None:
-    """``schema``: DOCS_SCHEMA, or ``columns.docs_schema(tasks)`` when segmentation added pos/ner."""
-    ds.write_datasink(VersionedSink(storage.join(output, DOCS_DIR), schema, version, "parquet"))
+def tee_docs(ds, output: str, version: int, schema: pa.Schema, sources: list[str]):
+    """``ds`` with each of its blocks also written to the docs table as it passes, so the execution that
+    tokenizes and packs the documents writes them too (nothing is materialized between segmentation
+    and the shards). ``ds`` holds the docs in (source, record) order and ``sources`` every input file.
+
+    A file is named by its first row's place in that order (``part-v00001-000012-0000000042.parquet``:
+    the 13th input file, its record 42), so the names sort in the table's order whatever blocks the
+    executor made, and a retried task rewrites its own file."""
+    filesystem, root = storage.resolve(storage.join(output, DOCS_DIR))
+    filesystem.create_dir(root, recursive=True)
+    return ds.map_batches(
+        _write_docs_block,
+        fn_kwargs={"filesystem": filesystem, "root": root, "schema": schema, "version": version, "sources": sorted(sources)},
+        batch_format="pyarrow",
+        batch_size=None,
+        udf_modifying_row_count=False,
+    )
+
+
+def _write_docs_block(
+    block: pa.Table, filesystem: pafs.FileSystem, root: str, schema: pa.Schema, version: int, sources: list[str]
+) -> pa.Table:
+    if block.num_rows:
+        place = bisect.bisect_left(sources, block[SOURCE][0].as_py()), block[RECORD][0].as_py()
+        name = f"{version_prefix(version)}{place[0]:06d}-{place[1]:010d}.parquet"
+        pq.write_table(block.select(schema.names).cast(schema), f"{root}/{name}", filesystem=filesystem)
+    return block
 
 
 def write_fates(ds, output: str, version: int, cfg: WriteConfig) -> None:

@@ -13,6 +13,7 @@ import logging
 import os
 import time
 import warnings
+from collections import Counter
 from typing import Any, NamedTuple
 
 import pyarrow as pa
@@ -103,6 +104,28 @@ def build_corpus(cfg: BuildConfig, num_cpus: int | None = None) -> dict[str, Any
         snapshot.release_lock(cfg.output, holder)
 
 
+def write_examples(docs, cfg: BuildConfig, vocab, out: str, version: int, docs_sources: list[str] | None = None) -> Counter[str]:
+    """Tokenize and pack ``docs`` (the docs table's rows, in its order) into this version's shards, in one
+    streaming execution: segmentation, when ``docs`` is still to be segmented, runs beside the CPU
+    stages. With ``docs_sources`` (every input file) the docs table is written as it passes
+    (``write.tee_docs``). Returns ``report.doc_counters`` of the documents. The one code path that
+    writes shards: builds, refreshes and ``pack``."""
+    tally = report.start_tally()
+    tokenized = tokenize.apply(docs, cfg.tokenize)
+    if docs_sources is not None:
+        tokenized = write.tee_docs(tokenized, out, version, docs_schema(cfg.segment.tasks), docs_sources)
+    examples = pack.apply(report.tallied(tokenized, report.doc_counters, tally), cfg.tokenize, vocab)
+    try:
+        write.write_shards(examples, out, pack.shard_schema_for(vocab, cfg.segment.model, cfg.tokenize), version, cfg.write)
+    except ray.exceptions.RayError as error:  # segmentation runs here, lazily: a model that fails to load, a piece out of GPU memory
+        if (reason := segment.stage_error(error)) is None:
+            raise
+        raise reason from error
+    kept = ray.get(tally.total.remote())
+    ray.kill(tally)
+    return kept
+
+
 def _build(cfg: BuildConfig, inputs: list[str], vocab) -> dict[str, Any]:
     out = cfg.output
     started, timer = time.perf_counter(), report.StageTimer()
@@ -122,21 +145,18 @@ def _build(cfg: BuildConfig, inputs: list[str], vocab) -> dict[str, Any]:
     if plan.carries_everything:  # only tokenize/write settings changed: docs, fates, dedup, index as they are
         with timer("carry"):
             records, counts = None, _carry(out, previous, version)
+        docs_files = write.version_files(out, write.DOCS_DIR, version)
+        docs, docs_sources = write.read_in_order(out, docs_files, docs_schema(cfg.segment.tasks)), None
     else:
-        records, counts = _read_dedup_segment(cfg, plan, previous, out, version, timer)
-
-    docs = write.read_in_order(out, write.version_files(out, write.DOCS_DIR, version), docs_schema(cfg.segment.tasks))
-    docs = docs.materialize()  # read before the tokenizer's actors start: on one CPU they would leave the read none
-    with timer("tokenize+pack"):
-        tokenized = tokenize.apply(docs, cfg.tokenize).materialize()  # packed here, counted by the report: tokenized once
-        examples = pack.apply(tokenized, cfg.tokenize, vocab)
-        schema = pack.shard_schema_for(vocab, cfg.segment.model, cfg.tokenize)
-        write.write_shards(examples, out, schema, version, cfg.write)
+        records, docs, counts = _read_dedup_segment(cfg, plan, previous, out, version, timer)
+        docs_sources = inputs  # the docs table is written as the documents stream to the shards
+    with timer("segment+tokenize+pack"):
+        kept = write_examples(docs, cfg, vocab, out, version, docs_sources)
     written = [path for d in DATA_DIRS for path in write.version_files(out, d, version)]
     with timer("report"):  # counters and histograms where the data lives: one pass over each table
         fates_out, audit = (write.read_in_order(out, [p for p in written if p.startswith(f"{directory}/")], schema)
                             for directory, schema in ((write.FATES_DIR, FATES_SCHEMA), (write.DEDUP_DIR, DEDUP_SCHEMA)))
-        summary = report.summarize(_records_for_report(records), tokenized, fates_out, audit, plan.to_read)
+        summary = report.summarize(_records_for_report(records), kept, fates_out, audit, plan.to_read)
     sources = dict(summary.sources)
     old_counts = {} if plan.previous_ledger is None else dict(
         zip(plan.previous_ledger[ledger.URI].to_pylist(), plan.previous_ledger[ledger.RECORDS].to_pylist())
@@ -209,10 +229,11 @@ def _carry(out: str, previous: dict[str, Any], version: int) -> DocCounts:
 
 def _read_dedup_segment(
     cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any] | None, out: str, version: int, timer: report.StageTimer
-) -> tuple[Any, DocCounts]:
-    """Read and normalize the inputs the plan names, dedup them against the unchanged ones, segment the
-    kept documents (reusing cached words where the plan allows) and write the docs, fates, dedup audit
-    and index tables. Returns the records read (None when no file was read) and the document counts."""
+) -> tuple[Any, Any, DocCounts]:
+    """Read and normalize the inputs the plan names, dedup them against the unchanged ones and write the
+    fates, dedup audit and index tables. Returns the records read (None when no file was read), the
+    docs table's rows still to be segmented where the cache lacks their words (lazy: ``write_examples``
+    runs segmentation in its pass) and the document counts."""
     records, unchanged = None, plan.unchanged
     if plan.to_read:
         with timer("read+normalize+sign"):  # one execution: the dedup keys are signed as the records stream by
@@ -234,13 +255,13 @@ def _read_dedup_segment(
     cache_docs = previous_docs if plan.reuse_segmentation else None
     # every kept document is in this build's records, and none comes from a cache: they keep the input order
     in_order = pending is not None and not unchanged and cache_docs is None and kept.count() > 0
-    with timer("segment"):
+    with timer("kept texts"):
         if in_order:
             texts, promoted, reread = _kept_in_input_order(pending, flagged, deduped.index_in_order), 0, 0
         else:
             texts, promoted, reread = _texts(cfg, kept, pending, previous_docs, unchanged)
         unique = bool(previous and previous.get("config", {}).get("dedup", {}).get("exact"))  # one doc per text
-        segmented, reused = _segment(cfg, texts, cache_docs, unique, out, version, in_order)
+        docs, segmented, reused = _segment(cfg, texts, cache_docs, unique, in_order)
     with timer("fates"):
         fate_columns = FATES_SCHEMA.names
         parts = [duplicates.select_columns(fate_columns), kept.map_batches(_mark_kept, batch_format="pyarrow")]
@@ -253,7 +274,7 @@ def _read_dedup_segment(
             parts.append(carried.select_columns(fate_columns))
         parts = [part.map_batches(refresh.conform, fn_kwargs={"schema": FATES_SCHEMA}, batch_format="pyarrow") for part in parts]
         write.write_fates(parts[0].union(*parts[1:]), out, version, cfg.write)
-    return records, DocCounts(segmented, reused, promoted, reread)
+    return records, docs, DocCounts(segmented, reused, promoted, reread)
 
 
 def _kept_in_input_order(pending, flagged, flags_in_order: bool):
@@ -318,12 +339,10 @@ def _texts(cfg: BuildConfig, kept, pending, previous_docs, unchanged: list[str])
     return texts.materialize(), promoted, len(files)
 
 
-def _segment(
-    cfg: BuildConfig, texts, cache_docs, unique: bool, out: str, version: int, in_order: bool
-) -> tuple[int, int]:
-    """Segment ``texts`` (LTP only for texts the cache lacks), sort by (source, record) unless they are
-    ``in_order`` already, write the docs table. Returns (documents segmented, documents whose words
-    came from the cache)."""
+def _segment(cfg: BuildConfig, texts, cache_docs, unique: bool, in_order: bool) -> tuple[Any, int, int]:
+    """The docs table's rows, lazily: ``texts`` segmented (by LTP only where the cache lacks their words),
+    sorted by (source, record) unless they are ``in_order`` already. Also returns (documents to
+    segment, documents whose words come from the cache)."""
     schema = docs_schema(cfg.segment.tasks)
     tags = [name for name in schema.names if name not in DOCS_SCHEMA.names]
     full = pa.schema([*schema, (RECORD, pa.int64())])
@@ -343,26 +362,14 @@ def _segment(
         parts.append(hits)
     segmented = misses.count()
     if segmented:
-        try:
-            parts.append(segment.apply(misses, cfg.segment))
-        except ray.exceptions.RayError as error:  # a model that fails to load in the actors
-            if (reason := segment.stage_error(error)) is None:
-                raise
-            raise reason from error
+        parts.append(segment.apply(misses, cfg.segment))
     parts = [part.map_batches(refresh.conform, fn_kwargs={"schema": full}, batch_format="pyarrow") for part in parts]
     if not parts:
         parts = [ray.data.from_arrow(full.empty_table())]
     docs = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     if not in_order:
         docs = docs.sort([SOURCE, RECORD])
-    try:
-        write.write_docs(docs, out, version, schema)
-    except ray.exceptions.RayError as error:  # segmentation runs here, lazily: a piece out of GPU memory
-        if (reason := segment.stage_error(error)) is None:
-            raise
-        raise reason from error
-    reused = texts.count() - segmented
-    return segmented, reused
+    return docs, segmented, texts.count() - segmented
 
 
 def _records_for_report(records):

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from manifests import fingerprints, snapshot
-from operators import pack, tokenize, write
+from operators import tokenize, write
 from operators.columns import docs_schema
 from pipeline.config import BuildConfig, ConfigError, build
 
@@ -67,7 +67,7 @@ def repack_corpus(output: str, overrides: list[str] | tuple[str, ...] = ()) -> d
 
 
 def _repack(output: str, overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    from pipeline.driver import connect_ray
+    from pipeline.driver import connect_ray, write_examples
 
     manifest = snapshot.read_manifest(output)
     if manifest is None:
@@ -83,10 +83,7 @@ def _repack(output: str, overrides: list[str] | tuple[str, ...]) -> dict[str, An
     log.info("re-packing %s version %d into version %d", output, manifest["version"], version)
 
     # the docs table's order: the build's packing
-    docs = write.read_in_order(output, docs_files, docs_schema(cfg.segment.tasks))
-    examples = pack.apply(tokenize.apply(docs, cfg.tokenize), cfg.tokenize, vocab)
-    schema = pack.shard_schema_for(vocab, cfg.segment.model, cfg.tokenize)
-    write.write_shards(examples, output, schema, version, cfg.write)
+    write_examples(write.read_in_order(output, docs_files, docs_schema(cfg.segment.tasks)), cfg, vocab, output, version)
     shards = snapshot.describe_files(output, write.version_files(output, write.SHARDS_DIR, version))
 
     kept = [e for e in manifest["files"] if not e["path"].startswith(f"{write.SHARDS_DIR}/")]

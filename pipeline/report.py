@@ -106,6 +106,41 @@ def sum_counts(ds, counters: Callable[[pa.Table], Counter[str]]) -> Counter[str]
     return totals
 
 
+class Tally:
+    """Counters of the batches that pass through an execution whose output is written, not returned
+    (the shards' writer). A Ray actor; each batch's counts are kept under the batch's first doc_id, so
+    a task that Ray runs again replaces its own counts instead of adding them twice."""
+
+    def __init__(self) -> None:
+        self._parts: dict[str, Counter[str]] = {}
+
+    def add(self, key: str, counts: Counter[str]) -> None:
+        self._parts[key] = counts
+
+    def total(self) -> Counter[str]:
+        return sum(self._parts.values(), Counter())
+
+
+def start_tally():
+    import ray
+
+    return ray.remote(num_cpus=0)(Tally).remote()
+
+
+def tallied(ds, counters: Callable[[pa.Table], Counter[str]], tally) -> Any:
+    """``ds`` unchanged, its batches counted into ``tally`` (``start_tally``) as they pass."""
+    return ds.map_batches(_tally_block, fn_kwargs={"counters": counters, "tally": tally}, batch_format="pyarrow",
+                          batch_size=None, udf_modifying_row_count=False)
+
+
+def _tally_block(block: pa.Table, counters: Callable[[pa.Table], Counter[str]], tally) -> pa.Table:
+    import ray
+
+    if block.num_rows:
+        ray.get(tally.add.remote(block[DOC_ID][0].as_py(), counters(block)))
+    return block
+
+
 def _keyed(prefix: str, *parts: Any) -> str:
     return KEY_SEP.join((prefix, *map(str, parts)))
 
@@ -180,7 +215,7 @@ def _record_counters(batch: pa.Table) -> Counter[str]:
     return counts
 
 
-def _doc_counters(batch: pa.Table) -> Counter[str]:
+def doc_counters(batch: pa.Table) -> Counter[str]:
     """Kept documents, tokenized: documents, characters, words and tokens, per corpus and per document."""
     lengths = pc.utf8_length(batch.column(TEXT))
     return Counter({
@@ -231,12 +266,11 @@ class Summary(NamedTuple):
     pairs: list[dict[str, Any]]  # a few duplicate pairs with their texts, for report.html
 
 
-def summarize(records, tokenized, fates, audit, files_read: list[str]) -> Summary:
+def summarize(records, kept: Counter[str], fates, audit, files_read: list[str]) -> Summary:
     """``records``: every record read after normalize (``text`` null where rejected on read);
-    ``tokenized``: the kept documents with ``text``, ``words`` and ``input_ids``; ``fates`` and
-    ``audit``: the tables as written."""
+    ``kept``: ``doc_counters`` of the kept documents, tokenized; ``fates`` and ``audit``: the tables
+    as written."""
     read = sum_counts(records.select_columns([SOURCE, TEXT, OPENCC_CHANGED]), _record_counters)
-    kept = sum_counts(tokenized.select_columns([TEXT, WORDS, INPUT_IDS]), _doc_counters)
     fate_totals = sum_counts(fates.select_columns([FATE, DETAIL, RECORD, SOURCE, DOC_ID]), _fate_counters)
     clusters = sum_counts(audit.select_columns([FATE, "size"]), _cluster_counters)
     sizes = sorted([int(size), n] for (size,), n in _with_prefix(clusters, "size").items())

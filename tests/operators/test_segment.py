@@ -399,7 +399,7 @@ def test_apply_autoscaled_pool_writes_tag_columns(ray_local, legacy_tagger_dir, 
     texts = ["我们在北京大学学习。", "", "小明去中国的长城 玩。", "老师很好"]
     ds = ray_local.data.from_items([{"doc_id": str(i), "source": "s", TEXT: t} for i, t in enumerate(texts)])
     cfg = SegmentConfig(model=str(legacy_tagger_dir), batch_size=2, num_actors=1, max_actors=2, tasks=ALL_TASKS)
-    write.write_docs(apply(ds, cfg), str(tmp_path), 1, docs_schema(cfg.tasks))
+    write.write_table(apply(ds, cfg), str(tmp_path), write.DOCS_DIR, docs_schema(cfg.tasks), 1)
     table = pq.read_table(tmp_path / write.DOCS_DIR).sort_by("doc_id")
     assert table.schema.names == ["doc_id", "source", "text", "words", "pos", "ner"]
     expected = LtpSegmenter(cfg).tag(texts)
