@@ -13,6 +13,7 @@ script, width, case, punctuation and whitespace.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -167,5 +168,16 @@ class Normalizer:
 
 
 def apply(ds, cfg: NormalizeConfig):
-    """The only code that touches ray.data: batching. OpenCC holds the GIL, so Ray processes parallelize it."""
-    return ds.map_batches(Normalizer, fn_constructor_kwargs={"cfg": cfg}, batch_size=cfg.batch_size, batch_format="pyarrow")
+    """The only code that touches ray.data: batching. OpenCC holds the GIL, so Ray processes parallelize it;
+    plain tasks (no actor pool) fuse with the reader's and the signing map's."""
+    return ds.map_batches(_normalize_batch, fn_kwargs={"cfg": cfg}, batch_size=cfg.batch_size, batch_format="pyarrow")
+
+
+@functools.lru_cache(maxsize=4)
+def _normalizer_for(cfg: NormalizeConfig) -> Normalizer:
+    """One normalizer (and its OpenCC converters) per Ray worker process and config."""
+    return Normalizer(cfg)
+
+
+def _normalize_batch(batch: pa.Table, cfg: NormalizeConfig) -> pa.Table:
+    return _normalizer_for(cfg)(batch)

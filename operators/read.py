@@ -18,6 +18,7 @@ blank texts are read, and normalize filters them.
 from __future__ import annotations
 
 import codecs
+import functools
 import json
 import re
 from collections.abc import Iterator
@@ -375,4 +376,15 @@ def apply(files: list[str], cfg: ReadConfig):
     import ray.data
 
     paths = ray.data.from_items([{"path": path} for path in files], override_num_blocks=max(1, len(files)))
-    return paths.map_batches(FileReader, fn_constructor_kwargs={"cfg": cfg}, batch_size=1, batch_format="pyarrow")
+    return paths.map_batches(_read_file_batch, fn_kwargs={"cfg": cfg}, batch_size=1, batch_format="pyarrow")
+
+
+@functools.lru_cache(maxsize=4)
+def _reader_for(cfg: ReadConfig) -> FileReader:
+    """One reader per Ray worker process and config. Plain tasks rather than an actor pool: the
+    normalize and signing maps fuse into the same task, and no process is started for the reader."""
+    return FileReader(cfg)
+
+
+def _read_file_batch(batch: pa.Table, cfg: ReadConfig) -> Iterator[pa.Table]:
+    yield from _reader_for(cfg)(batch)
