@@ -153,16 +153,14 @@ def _write_docs_block(
     return block
 
 
-def write_fates(ds, output: str, version: int, cfg: WriteConfig) -> None:
-    """Fates rows, written in (source, record) order: sorted in one task when they are few enough
+def in_record_order(ds, cfg: WriteConfig):
+    """Fates rows in (source, record) order, materialized: sorted in one task when they are few enough
     (``cfg.local_sort_max_rows``; a shuffle's start-up costs seconds, sorting a million short rows
     well under one), else by Ray Data's distributed sort. Both give the same rows in the same order."""
     ds = ds.materialize()
     if ds.count() <= cfg.local_sort_max_rows:
-        ds = _sorted_in_one_task(ds, FATES_SCHEMA, [SOURCE, RECORD])
-    else:
-        ds = ds.sort([SOURCE, RECORD])
-    ds.write_datasink(VersionedSink(storage.join(output, FATES_DIR), FATES_SCHEMA, version, "parquet"))
+        return _sorted_in_one_task(ds, FATES_SCHEMA, [SOURCE, RECORD])
+    return ds.sort([SOURCE, RECORD])
 
 
 def _sorted_in_one_task(ds, schema: pa.Schema, keys: list[str]):

@@ -13,7 +13,6 @@ import logging
 import os
 import time
 import warnings
-from collections import Counter
 from typing import Any, NamedTuple
 
 import pyarrow as pa
@@ -104,26 +103,26 @@ def build_corpus(cfg: BuildConfig, num_cpus: int | None = None) -> dict[str, Any
         snapshot.release_lock(cfg.output, holder)
 
 
-def write_examples(docs, cfg: BuildConfig, vocab, out: str, version: int, docs_sources: list[str] | None = None) -> Counter[str]:
+def write_examples(
+    docs, cfg: BuildConfig, vocab, out: str, version: int, tally=None, docs_sources: list[str] | None = None
+) -> None:
     """Tokenize and pack ``docs`` (the docs table's rows, in its order) into this version's shards, in one
     streaming execution: segmentation, when ``docs`` is still to be segmented, runs beside the CPU
     stages. With ``docs_sources`` (every input file) the docs table is written as it passes
-    (``write.tee_docs``). Returns ``report.doc_counters`` of the documents. The one code path that
-    writes shards: builds, refreshes and ``pack``."""
-    tally = report.start_tally()
+    (``write.tee_docs``). ``report.doc_counters`` of the documents go to ``tally`` when given. The one code path
+    that writes shards: builds, refreshes and ``pack``."""
     tokenized = tokenize.apply(docs, cfg.tokenize)
     if docs_sources is not None:
         tokenized = write.tee_docs(tokenized, out, version, docs_schema(cfg.segment.tasks), docs_sources)
-    examples = pack.apply(report.tallied(tokenized, report.doc_counters, tally), cfg.tokenize, vocab)
+    if tally is not None:
+        tokenized = report.tallied(tokenized, report.doc_counters, tally)
+    examples = pack.apply(tokenized, cfg.tokenize, vocab)
     try:
         write.write_shards(examples, out, pack.shard_schema_for(vocab, cfg.segment.model, cfg.tokenize), version, cfg.write)
     except ray.exceptions.RayError as error:  # segmentation runs here, lazily: a model that fails to load, a piece out of GPU memory
         if (reason := segment.stage_error(error)) is None:
             raise
         raise reason from error
-    kept = ray.get(tally.total.remote())
-    ray.kill(tally)
-    return kept
 
 
 def _build(cfg: BuildConfig, inputs: list[str], vocab) -> dict[str, Any]:
@@ -142,21 +141,21 @@ def _build(cfg: BuildConfig, inputs: list[str], vocab) -> dict[str, Any]:
     snapshot.remove_unlisted(out, OUTPUT_DIRS, previous or {"files": []})
     log.info("building version %d of %s (%s: %s) from %d input files; reading %d",
              version, out, plan.mode, plan.reason, len(inputs), len(plan.to_read))
+    tally = report.start_tally()  # the report's counters, from every table as it is written
     if plan.carries_everything:  # only tokenize/write settings changed: docs, fates, dedup, index as they are
         with timer("carry"):
-            records, counts = None, _carry(out, previous, version)
+            records, counts = None, _carry(out, previous, version, tally)
         docs_files = write.version_files(out, write.DOCS_DIR, version)
         docs, docs_sources = write.read_in_order(out, docs_files, docs_schema(cfg.segment.tasks)), None
     else:
-        records, docs, counts = _read_dedup_segment(cfg, plan, previous, out, version, timer)
+        records, docs, counts = _read_dedup_segment(cfg, plan, previous, out, version, timer, tally)
         docs_sources = inputs  # the docs table is written as the documents stream to the shards
     with timer("segment+tokenize+pack"):
-        kept = write_examples(docs, cfg, vocab, out, version, docs_sources)
+        write_examples(docs, cfg, vocab, out, version, tally, docs_sources)
     written = [path for d in DATA_DIRS for path in write.version_files(out, d, version)]
-    with timer("report"):  # counters and histograms where the data lives: one pass over each table
-        fates_out, audit = (write.read_in_order(out, [p for p in written if p.startswith(f"{directory}/")], schema)
-                            for directory, schema in ((write.FATES_DIR, FATES_SCHEMA), (write.DEDUP_DIR, DEDUP_SCHEMA)))
-        summary = report.summarize(_records_for_report(records), kept, fates_out, audit, plan.to_read)
+    with timer("report"):
+        summary = report.summarize(ray.get(tally.total.remote()), _records_for_report(records), plan.to_read)
+        ray.kill(tally)
     sources = dict(summary.sources)
     old_counts = {} if plan.previous_ledger is None else dict(
         zip(plan.previous_ledger[ledger.URI].to_pylist(), plan.previous_ledger[ledger.RECORDS].to_pylist())
@@ -219,26 +218,33 @@ class DocCounts(NamedTuple):
     reread: int = 0  # unchanged files read again to find those duplicates' texts
 
 
-def _carry(out: str, previous: dict[str, Any], version: int) -> DocCounts:
-    """The previous version's docs, fates, dedup audit and index, linked into this version unchanged."""
+def _carry(out: str, previous: dict[str, Any], version: int, tally) -> DocCounts:
+    """The previous version's docs, fates, dedup audit and index, linked into this version unchanged; the
+    fates and audit tables' counters, read from them, go to ``tally``."""
     for directory in (write.DOCS_DIR, write.FATES_DIR, write.DEDUP_DIR, INDEX_DIR):
         for path in _listed(previous, directory):
             snapshot.link(out, path, write.renamed_for_version(path, version))
+    for directory, schema, counters in ((write.FATES_DIR, FATES_SCHEMA, report.fate_counters),
+                                        (write.DEDUP_DIR, DEDUP_SCHEMA, report.cluster_counters)):
+        table = write.read_in_order(out, write.version_files(out, directory, version), schema)
+        report.tallied(table, counters, tally).materialize()
     return DocCounts(reused=int(previous.get("corpus", {}).get("docs", 0)))
 
 
 def _read_dedup_segment(
-    cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any] | None, out: str, version: int, timer: report.StageTimer
+    cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any] | None, out: str, version: int,
+    timer: report.StageTimer, tally,
 ) -> tuple[Any, Any, DocCounts]:
     """Read and normalize the inputs the plan names, dedup them against the unchanged ones and write the
     fates, dedup audit and index tables. Returns the records read (None when no file was read), the
     docs table's rows still to be segmented where the cache lacks their words (lazy: ``write_examples``
-    runs segmentation in its pass) and the document counts."""
+    runs segmentation in its pass) and the document counts. The records', fates' and audit's counters
+    go to ``tally`` as they pass."""
     records, unchanged = None, plan.unchanged
     if plan.to_read:
         with timer("read+normalize+sign"):  # one execution: the dedup keys are signed as the records stream by
             normalized = normalize.apply(read.apply(plan.to_read, cfg.read), cfg.normalize)
-            records = dedup.sign(normalized, cfg.dedup).materialize()
+            records = report.tallied(dedup.sign(normalized, cfg.dedup), report.record_counters, tally).materialize()
     pending = records.filter(expr=col(FATE).is_null()) if records is not None else None
     existing = None
     if unchanged:  # the unchanged files' documents, as the previous version's dedup index holds them
@@ -246,7 +252,7 @@ def _read_dedup_segment(
     with timer("dedup"):
         deduped = dedup.graph(dedup.keys(records, cfg.dedup, existing), cfg.dedup)
         duplicates = deduped.duplicates  # materialized: every duplicate, old and new
-        write.write_dedup(deduped.audit, out, version)
+        write.write_dedup(report.tallied(deduped.audit, report.cluster_counters, tally), out, version)
         flagged = deduped.index  # materialized: every document, with whether it was kept
         write.write_table(flagged, out, INDEX_DIR, dedup.index_schema(cfg.dedup), version)
     kept = flagged.filter(expr=col(dedup.INDEX_KEPT)).select_columns([DOC_ID, SOURCE, RECORD]).materialize()
@@ -273,7 +279,8 @@ def _read_dedup_segment(
             )
             parts.append(carried.select_columns(fate_columns))
         parts = [part.map_batches(refresh.conform, fn_kwargs={"schema": FATES_SCHEMA}, batch_format="pyarrow") for part in parts]
-        write.write_fates(parts[0].union(*parts[1:]), out, version, cfg.write)
+        fates = report.tallied(write.in_record_order(parts[0].union(*parts[1:]), cfg.write), report.fate_counters, tally)
+        write.write_table(fates, out, write.FATES_DIR, FATES_SCHEMA, version)
     return records, docs, DocCounts(segmented, reused, promoted, reread)
 
 

@@ -107,9 +107,10 @@ def sum_counts(ds, counters: Callable[[pa.Table], Counter[str]]) -> Counter[str]
 
 
 class Tally:
-    """Counters of the batches that pass through an execution whose output is written, not returned
-    (the shards' writer). A Ray actor; each batch's counts are kept under the batch's first doc_id, so
-    a task that Ray runs again replaces its own counts instead of adding them twice."""
+    """Counters of the blocks that pass through the build's executions on their way to being written
+    (records, fates, audit, documents): a Ray actor, one per build. Each block's counts are kept under
+    the counter's name and the block's first doc_id, so a task that Ray runs again replaces its own
+    counts instead of adding them twice."""
 
     def __init__(self) -> None:
         self._parts: dict[str, Counter[str]] = {}
@@ -137,7 +138,7 @@ def _tally_block(block: pa.Table, counters: Callable[[pa.Table], Counter[str]], 
     import ray
 
     if block.num_rows:
-        ray.get(tally.add.remote(block[DOC_ID][0].as_py(), counters(block)))
+        ray.get(tally.add.remote(_keyed(counters.__name__, block[DOC_ID][0].as_py()), counters(block)))
     return block
 
 
@@ -151,7 +152,7 @@ def _with_prefix(totals: Counter[str], prefix: str) -> dict[tuple[str, ...], int
     return {tuple(key[len(start) :].split(KEY_SEP, parts - 1)): n for key, n in totals.items() if key.startswith(start)}
 
 
-def _fate_counters(batch: pa.Table) -> Counter[str]:
+def fate_counters(batch: pa.Table) -> Counter[str]:
     """Fates per label and reason, the file-level rows (a file that could not be read), and the batch's
     first few duplicates of each kind (``duplicate_pairs`` picks the first in input order among them)."""
     counts: Counter[str] = Counter()
@@ -202,7 +203,7 @@ def histogram(totals: dict[str, int], name: str) -> dict[str, Any]:
     }
 
 
-def _record_counters(batch: pa.Table) -> Counter[str]:
+def record_counters(batch: pa.Table) -> Counter[str]:
     """Records after normalize: rows per source, and the lengths and OpenCC changes of the normalized
     ones (all but those rejected on read)."""
     counts = Counter(_histogram_counters("before", pc.utf8_length(batch.column(TEXT))))
@@ -227,7 +228,7 @@ def doc_counters(batch: pa.Table) -> Counter[str]:
     })
 
 
-def _cluster_counters(batch: pa.Table) -> Counter[str]:
+def cluster_counters(batch: pa.Table) -> Counter[str]:
     """Audit rows: duplicate clusters per size (each cluster has one kept row, which carries its size)."""
     kept = batch.filter(pc.equal(batch.column(FATE), KEPT))
     return Counter({_keyed("size", size): n for size, n in Counter(kept.column("size").to_pylist()).items()})
@@ -266,21 +267,18 @@ class Summary(NamedTuple):
     pairs: list[dict[str, Any]]  # a few duplicate pairs with their texts, for report.html
 
 
-def summarize(records, kept: Counter[str], fates, audit, files_read: list[str]) -> Summary:
-    """``records``: every record read after normalize (``text`` null where rejected on read);
-    ``kept``: ``doc_counters`` of the kept documents, tokenized; ``fates`` and ``audit``: the tables
-    as written."""
-    read = sum_counts(records.select_columns([SOURCE, TEXT, OPENCC_CHANGED]), _record_counters)
-    fate_totals = sum_counts(fates.select_columns([FATE, DETAIL, RECORD, SOURCE, DOC_ID]), _fate_counters)
-    clusters = sum_counts(audit.select_columns([FATE, "size"]), _cluster_counters)
-    sizes = sorted([int(size), n] for (size,), n in _with_prefix(clusters, "size").items())
-    before = histogram(read, "before")
+def summarize(counts: Counter[str], records, files_read: list[str]) -> Summary:
+    """``counts``: the totals of ``record_counters``, ``doc_counters``, ``fate_counters`` and
+    ``cluster_counters`` over the build's records, kept documents, fates and audit rows (their keys
+    do not overlap); ``records``: every record read after normalize, for the duplicate pairs' texts."""
+    sizes = sorted([int(size), n] for (size,), n in _with_prefix(counts, "size").items())
+    before = histogram(counts, "before")
     profile = {
-        "lengths": {"before": before, "after": histogram(kept, "after")},
-        "tokens_per_doc": histogram(kept, "tokens"),
+        "lengths": {"before": before, "after": histogram(counts, "after")},
+        "tokens_per_doc": histogram(counts, "tokens"),
         "opencc": {
-            "chars_changed": read["opencc.chars_changed"],
-            "records_changed": read["opencc.records_changed"],
+            "chars_changed": counts["opencc.chars_changed"],
+            "records_changed": counts["opencc.records_changed"],
             "records": before["total"],
             "chars": before["sum"],
         },
@@ -290,19 +288,19 @@ def summarize(records, kept: Counter[str], fates, audit, files_read: list[str]) 
             "duplicates": sum((size - 1) * n for size, n in sizes),
         },
     }
-    counts = Counter(dict.fromkeys(FATES, 0))
-    counts.update({label: n for (label,), n in _with_prefix(fate_totals, "fate").items()})
-    counts["records"] = sum(counts[fate] for fate in FATES)
-    unreadable = [{"source": source, "reason": reason} for source, reason in sorted(_with_prefix(fate_totals, "unreadable"))]
+    fates = Counter(dict.fromkeys(FATES, 0))
+    fates.update({label: n for (label,), n in _with_prefix(counts, "fate").items()})
+    fates["records"] = sum(fates[fate] for fate in FATES)
+    unreadable = [{"source": source, "reason": reason} for source, reason in sorted(_with_prefix(counts, "unreadable"))]
     sources = dict.fromkeys(files_read, 0)
-    sources.update({source: n for (source,), n in _with_prefix(read, "source").items()})
+    sources.update({source: n for (source,), n in _with_prefix(counts, "source").items()})
     return Summary(
         sources=dict(sorted(sources.items())),
-        fates=dict(sorted(counts.items())),
+        fates=dict(sorted(fates.items())),
         unreadable=unreadable,
-        docs={name: kept[name] for name in ("docs", "chars", "words")},
+        docs={name: counts[name] for name in ("docs", "chars", "words")},
         profile=profile,
-        pairs=duplicate_pairs(records, _with_prefix(fate_totals, "pick")),
+        pairs=duplicate_pairs(records, _with_prefix(counts, "pick")),
     )
 
 

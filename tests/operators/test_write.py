@@ -58,7 +58,8 @@ def test_fates_are_written_in_source_and_record_order_by_either_sort(ray_local, 
     shuffled = random.Random(0).sample(rows, len(rows))
     ds = ray.data.from_arrow(pa.Table.from_pylist(shuffled, schema=FATES_SCHEMA), override_num_blocks=1).repartition(5)
     ds = ds.union(ray.data.from_arrow(pa.table({})))  # a filter or union can leave a block with no columns at all
-    write.write_fates(ds, str(tmp_path), 1, write.WriteConfig(local_sort_max_rows=local_sort_max_rows))
+    ordered = write.in_record_order(ds, write.WriteConfig(local_sort_max_rows=local_sort_max_rows))
+    write.write_table(ordered, str(tmp_path), write.FATES_DIR, FATES_SCHEMA, 1)
     files = sorted((tmp_path / write.FATES_DIR).glob("*.parquet"))
     written = pa.concat_tables(pq.read_table(f) for f in files).to_pylist()
     assert written == sorted(rows, key=lambda row: (row["source"], row["record"]))
