@@ -62,7 +62,7 @@ def _lookup(keys: pa.ChunkedArray, grouped: pa.Table, key: str, value: str) -> p
 
 
 def _distinct(hi: pa.Array, lo: pa.Array, changed: pa.Array) -> pa.Table:
-    grouped = pa.table({_HI: hi, _LO: lo, _CHANGED: changed}).group_by([_HI, _LO]).aggregate([(_CHANGED, "any")])
+    grouped = pa.table({_HI: hi, _LO: lo, _CHANGED: changed}).group_by([_HI, _LO], use_threads=False).aggregate([(_CHANGED, "any")])
     return pa.table({_HI: grouped[_HI], _LO: grouped[_LO], _CHANGED: grouped[f"{_CHANGED}_any"]})
 
 
@@ -76,7 +76,7 @@ def by_both_ends(batch: pa.Table) -> pa.Table:
 
 def large_star(partition: pa.Table) -> pa.Table:
     """All edges of some nodes (from ``by_both_ends``) to their large-star rewrite, flagged when changed."""
-    parents = partition.filter(partition[_DOWN]).group_by(_KEY).aggregate([(_OTHER, "min")])
+    parents = partition.filter(partition[_DOWN]).group_by(_KEY, use_threads=False).aggregate([(_OTHER, "min")])
     up = partition.filter(pc.invert(partition[_DOWN]))
     parent = _lookup(up[_KEY], parents, _KEY, f"{_OTHER}_min")
     return _distinct(up[_OTHER], pc.coalesce(parent, up[_KEY]), pc.is_valid(parent))
@@ -84,7 +84,7 @@ def large_star(partition: pa.Table) -> pa.Table:
 
 def small_star(partition: pa.Table) -> pa.Table:
     """All (hi, lo, changed) edges of some hi nodes to their small-star rewrite; ``changed`` accumulates."""
-    parents = partition.group_by(_HI).aggregate([(_LO, "min"), (_CHANGED, "any")])
+    parents = partition.group_by(_HI, use_threads=False).aggregate([(_LO, "min"), (_CHANGED, "any")])
     kept = pa.table({_HI: parents[_HI], _LO: parents[f"{_LO}_min"], _CHANGED: parents[f"{_CHANGED}_any"]})
     parent = _lookup(partition[_HI], parents, _HI, f"{_LO}_min")
     other = pc.not_equal(partition[_LO], parent)

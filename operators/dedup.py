@@ -232,7 +232,7 @@ def key_rows(batch: pa.Table, names: list[str]) -> pa.Table:
 
 def keep_first(partition: pa.Table, key: str) -> pa.Table:
     """Add each row's keeper: the smallest node among the partition's rows with the same ``key``."""
-    grouped = partition.group_by(key).aggregate([(NODE, "min")])
+    grouped = partition.group_by(key, use_threads=False).aggregate([(NODE, "min")])
     index = pc.index_in(partition[key], value_set=grouped[key].combine_chunks())
     return partition.append_column(KEEPER, grouped[f"{NODE}_min"].take(index))
 
