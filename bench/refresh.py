@@ -1,0 +1,101 @@
+"""A small refresh against a full build of the same inputs (issue #23), side by side.
+
+    python bench/refresh.py [--docs 2000] [--new 20] [--files 4]
+
+Input: the first ``--docs`` paragraphs of ../shared/data's CMRC2018 file (else the bundled
+sample's records, repeated with a counter so that they stay distinct), spread over ``--files``
+JSONL files; then one more file of ``--new`` paragraphs that follow them. Segmenter and vocab as
+in bench/e2e.py. Each build is ``python -m pipeline build`` in a child process, start-up included:
+
+- ``first``: the corpus of ``--docs`` paragraphs;
+- ``refresh``: the same output after the new file appears;
+- ``full``: a new output from all the files, the refresh's inputs.
+
+Prints one JSON line: the seconds and CPU seconds of each build, ``refresh_vs_full`` (refresh
+seconds / full seconds; issue #23 asks for at most 0.35), the Ray Data executions each build ran
+(Ray Data's own log line), and whether the refresh's docs, fates and shards equal the full build's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.e2e import RAY_DATA_EXECUTION, child_env, measured  # noqa: E402
+from bench.shared_data import CMRC, SAMPLE, emit, legacy_model, vocab_file  # noqa: E402
+
+
+def paragraphs(count: int) -> list[str]:
+    """``count`` distinct paragraphs: CMRC2018's, else the bundled sample's with a counter."""
+    if CMRC.exists():
+        lines = CMRC.read_text(encoding="utf-8").splitlines()
+        texts = [json.loads(line)["text"] for line in lines if line.strip()]
+    else:
+        records = [json.loads(line) for path in sorted(SAMPLE.glob("*.jsonl")) for line in path.read_text().splitlines()]
+        base = [r["text"] for r in records if isinstance(r, dict) and isinstance(r.get("text"), str)]
+        texts = [f"{base[i % len(base)]}（第{i}篇）" for i in range(count)]
+    if len(texts) < count:
+        raise SystemExit(f"only {len(texts)} paragraphs available, --docs/--new ask for {count}")
+    return texts[:count]
+
+
+def write_jsonl(path: Path, texts: list[str]) -> None:
+    path.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8")
+
+
+def build(workdir: Path, name: str, output: Path, model: Path, vocab: Path) -> dict:
+    config = workdir / f"{name}.json"
+    config.write_text(json.dumps({
+        "inputs": [str(workdir / "in" / "*.jsonl")], "output": str(output),
+        "segment": {"model": str(model)}, "tokenize": {"tokenizer": str(vocab)},
+    }))
+    log = workdir / f"{name}.log"
+    run = measured([sys.executable, "-m", "pipeline", "build", str(config)], log, child_env())
+    run["ray_data_executions"] = log.read_text(encoding="utf-8", errors="replace").count(RAY_DATA_EXECUTION)
+    return {key: run[key] for key in ("seconds", "cpu_s", "ray_data_executions")}
+
+
+def same_tables(one: Path, other: Path) -> bool:
+    from tests.contracts import read_shards, read_table
+
+    return all(read_table(one, name).equals(read_table(other, name)) for name in ("docs", "fates")) and (
+        read_shards(one)[0].equals(read_shards(other)[0])
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--docs", type=int, default=2000, help="paragraphs in the first build")
+    parser.add_argument("--new", type=int, default=20, help="paragraphs the refresh adds, in a new file")
+    parser.add_argument("--files", type=int, default=4, help="files the first build's paragraphs are spread over")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        workdir = Path(scratch)
+        (workdir / "in").mkdir()
+        texts = paragraphs(args.docs + args.new)
+        per_file = -(-args.docs // args.files)
+        for i in range(args.files):
+            write_jsonl(workdir / "in" / f"part-{i:02d}.jsonl", texts[i * per_file : min((i + 1) * per_file, args.docs)])
+        model, vocab = legacy_model(workdir), vocab_file()
+        corpus = workdir / "corpus"
+        first = build(workdir, "first", corpus, model, vocab)
+        write_jsonl(workdir / "in" / "zz-new.jsonl", texts[args.docs :])
+        refresh = build(workdir, "refresh", corpus, model, vocab)
+        full = build(workdir, "full", workdir / "full", model, vocab)
+        emit({
+            "bench": "refresh", "docs": args.docs, "new": args.new, "files": args.files,
+            "first": first, "refresh": refresh, "full": full,
+            "refresh_vs_full": round(refresh["seconds"] / full["seconds"], 3),
+            "refresh_vs_full_cpu": round(refresh["cpu_s"] / full["cpu_s"], 3),
+            "same_output": same_tables(corpus, workdir / "full"),
+        })
+
+
+if __name__ == "__main__":
+    main()
