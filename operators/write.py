@@ -28,6 +28,7 @@ FATES_DIR = "fates"
 SHARDS_DIR = "shards"
 DEDUP_DIR = "dedup"  # the dedup audit table
 SHARD_COMPRESSIONS = ("none", "lz4", "zstd")
+DOCS_FILE_ROWS = 2048  # documents per docs file (the last one fewer); tokenizing starts when the first file is full
 SHARD_BATCH_ROWS = 1024  # rows per IPC record batch: the unit a reader of compressed shards decompresses
 
 
@@ -125,22 +126,32 @@ class VersionedSink(BlockBasedFileDatasink):
 
 
 def tee_docs(ds, output: str, version: int, schema: pa.Schema, sources: list[str]):
-    """``ds`` with each of its blocks also written to the docs table as it passes, so the execution that
-    tokenizes and packs the documents writes them too (nothing is materialized between segmentation
-    and the shards). ``ds`` holds the docs in (source, record) order and ``sources`` every input file.
+    """``ds`` with its rows also written to the docs table as they pass, so the execution that tokenizes
+    and packs the documents writes them too (nothing is materialized between segmentation and the
+    shards). ``ds`` holds the docs in (source, record) order and ``sources`` every input file.
 
-    A file is named by its first row's place in that order (``part-v00001-000012-0000000042.parquet``:
-    the 13th input file, its record 42), so the names sort in the table's order whatever blocks the
-    executor made, and a retried task rewrites its own file."""
+    Files hold ``DOCS_FILE_ROWS`` rows each (the last fewer), whatever blocks segmentation or a
+    refresh's sort made, so a refresh writes the files a full build of the same inputs would. A file
+    is named by its first row's place in that order (``part-v00001-000012-0000000042.parquet``: the
+    13th input file, its record 42), so the names sort in the table's order, and a retried task
+    rewrites its own file."""
     filesystem, root = storage.resolve(storage.join(output, DOCS_DIR))
     filesystem.create_dir(root, recursive=True)
-    return ds.map_batches(
+    # The docs columns (and the record, for the names) only. Also a map between a refresh's sort and the
+    # repartition: right after a sort, Ray Data runs the repartition inside each sort partition's task,
+    # which cuts every partition into files of its own.
+    rows = ds.map_batches(_select, fn_kwargs={"names": [*schema.names, RECORD]}, batch_format="pyarrow")
+    return rows.repartition(target_num_rows_per_block=DOCS_FILE_ROWS, strict=True).map_batches(
         _write_docs_block,
         fn_kwargs={"filesystem": filesystem, "root": root, "schema": schema, "version": version, "sources": sorted(sources)},
         batch_format="pyarrow",
         batch_size=None,
         udf_modifying_row_count=False,
     )
+
+
+def _select(batch: pa.Table, names: list[str]) -> pa.Table:
+    return batch.select(names)
 
 
 def _write_docs_block(

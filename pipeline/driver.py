@@ -111,9 +111,9 @@ def write_examples(
     stages. With ``docs_sources`` (every input file) the docs table is written as it passes
     (``write.tee_docs``). ``report.doc_counters`` of the documents go to ``tally`` when given. The one code path
     that writes shards: builds, refreshes and ``pack``."""
-    tokenized = tokenize.apply(docs, cfg.tokenize)
     if docs_sources is not None:
-        tokenized = write.tee_docs(tokenized, out, version, docs_schema(cfg.segment.tasks), docs_sources)
+        docs = write.tee_docs(docs, out, version, docs_schema(cfg.segment.tasks), docs_sources)
+    tokenized = tokenize.apply(docs, cfg.tokenize)
     if tally is not None:
         tokenized = report.tallied(tokenized, report.doc_counters, tally)
     examples = pack.apply(tokenized, cfg.tokenize, vocab)
