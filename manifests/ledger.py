@@ -14,6 +14,7 @@ the hash decides.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,8 +88,11 @@ def _hashed(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, HASH: hash_file(row[URI])}
 
 
-def scan(files: list[str], previous: pa.Table | None) -> tuple[list[dict[str, Any]], int]:
-    """Ledger rows (without records/status) for ``files``, and how many were hashed."""
+def scan(
+    files: list[str], previous: pa.Table | None, connect: Callable[[], None] = lambda: None
+) -> tuple[list[dict[str, Any]], int]:
+    """Ledger rows (without records/status) for ``files``, and how many were hashed. ``connect`` joins
+    or starts Ray, called only when there are enough bytes to hash to spread them over Ray tasks."""
     known = {}
     if previous is not None:
         known = {row[URI]: row for row in previous.to_pylist()}
@@ -104,6 +108,7 @@ def scan(files: list[str], previous: pa.Table | None) -> tuple[list[dict[str, An
     elif to_hash:
         import ray.data
 
+        connect()
         blocks = min(len(to_hash), 64)
         rows += ray.data.from_items(to_hash, override_num_blocks=blocks).map(_hashed).take_all()
     rows.sort(key=lambda row: row[URI])

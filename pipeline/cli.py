@@ -46,7 +46,8 @@ def parser() -> argparse.ArgumentParser:
     inspect = commands.add_parser("inspect", help="print training examples with whole words marked, or one document's fate")
     inspect.add_argument("output", help="the corpus directory or URI (holds manifest.json)")
     inspect.add_argument("--n", type=int, default=5, help="training examples to print (default 5)")
-    inspect.add_argument("--doc", metavar="DOC_ID", help="print this record's fate and words instead (a unique prefix will do)")
+    inspect.add_argument("--doc", metavar="DOC_ID", help="print this record's fate and words instead (a unique prefix "
+                         "of 6+ characters will do, or FILE:RECORD, the record's row in its input file from 0)")
     inspect.add_argument("--tokenizer", help="decode with this tokenizer instead of the one named in the shards")
     inspect.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="colour whole words (auto: on a terminal)")
     inspect.add_argument("--version", type=int, help="read this version (current or archived; default: the current one)")
@@ -91,14 +92,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"up to date: {cfg.output} (version {built['version']}): {built['refresh']['reason']}; nothing written")
         return 0
     print(human_report(built), end="")
-    refresh = built.get("refresh", {})
-    if refresh:
-        files, docs = refresh["files"], refresh["docs"]
-        print(f"{refresh['mode']}: {files['new']} new, {files['changed']} changed, {files['removed']} removed, "
-              f"{files['unchanged']} unchanged files; {refresh['records_read']:,} records read; "
-              f"{docs['segmented']:,} docs segmented, {docs['reused']:,} from the cache")
+    if built.get("refresh"):
+        print(refresh_line(built["refresh"]))
     print(f"wrote {cfg.output} (version {built['version']})")
     return 0
+
+
+def refresh_line(refresh: dict) -> str:
+    """What a build did to the corpus, from report.json's ``refresh``: the files by what happened to
+    them, the stages whose settings changed, what was read and segmented, and the duplicates kept in
+    the place of documents the refresh retracted (read again from their unchanged files)."""
+    files, docs = refresh["files"], refresh["docs"]
+    parts = [
+        f"{refresh['mode']}: {files['new']} new, {files['changed']} changed, {files['removed']} removed, "
+        f"{files['unchanged']} unchanged files",
+    ]
+    if refresh.get("changed_stages"):
+        parts.append(f"settings changed: {', '.join(refresh['changed_stages'])}")
+    parts.append(f"{refresh['records_read']:,} records read")
+    parts.append(f"{docs['segmented']:,} docs segmented, {docs['reused']:,} from the cache")
+    if refresh.get("promoted"):
+        parts.append(f"{refresh['promoted']:,} duplicates kept in place of retracted documents "
+                     f"({refresh['files_reread']:,} unchanged files read again)")
+    return "; ".join(parts)
 
 
 def gc_main(output: str, keep: int) -> int:

@@ -8,7 +8,6 @@ and checksums come back.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -94,11 +93,24 @@ def build_corpus(cfg: BuildConfig, num_cpus: int | None = None) -> dict[str, Any
     inputs = read.list_inputs(cfg.inputs)
     segment.check_config(cfg.segment)
     vocab = tokenize.vocab_info(cfg.tokenize.tokenizer)
-    connect_ray(num_cpus)
-    cluster.check_gpus(cfg.segment.num_gpus)  # fail fast: Ray would wait forever for GPU actors
+    started, timer = time.perf_counter(), report.StageTimer()
+    connected = snapshot.read_manifest(cfg.output) is None  # a first build: Ray's checks come before any write
+    if connected:
+        _connect(cfg, num_cpus)
     holder = snapshot.acquire_lock(cfg.output)  # one writer per output: a second build stops here
     try:
-        return _build(cfg, inputs, vocab)
+        previous = snapshot.read_manifest(cfg.output)
+        if previous is not None:
+            snapshot.restore_unversioned(cfg.output, previous)  # a build that died just before its commit
+        prints = fingerprints.stage_fingerprints(cfg.to_dict(), vocab.sha256)
+        with timer("ledger"):  # file sizes and times against the ledger: Ray is not needed to find nothing to do
+            plan = refresh.plan(previous, cfg.output, inputs, prints, _listed(previous, INDEX_DIR) != [],
+                                connect=lambda: connect_ray(num_cpus))
+        if plan.mode == refresh.NOOP:
+            return _up_to_date(cfg.output, previous, plan)
+        if not connected:
+            _connect(cfg, num_cpus)
+        return _build(cfg, inputs, vocab, previous, prints, plan, started, timer)
     finally:
         snapshot.release_lock(cfg.output, holder)
 
@@ -125,17 +137,16 @@ def write_examples(
         raise reason from error
 
 
-def _build(cfg: BuildConfig, inputs: list[str], vocab) -> dict[str, Any]:
+def _connect(cfg: BuildConfig, num_cpus: int | None) -> None:
+    connect_ray(num_cpus)
+    cluster.check_gpus(cfg.segment.num_gpus)  # fail fast: Ray would wait forever for GPU actors
+
+
+def _build(
+    cfg: BuildConfig, inputs: list[str], vocab, previous: dict[str, Any] | None, prints: dict[str, str],
+    plan: refresh.Plan, started: float, timer: report.StageTimer,
+) -> dict[str, Any]:
     out = cfg.output
-    started, timer = time.perf_counter(), report.StageTimer()
-    previous = snapshot.read_manifest(out)
-    if previous is not None:
-        snapshot.restore_unversioned(out, previous)  # a build that died just before its commit
-    prints = fingerprints.stage_fingerprints(cfg.to_dict(), vocab.sha256)
-    with timer("ledger"):
-        plan = refresh.plan(previous, out, inputs, prints, _listed(previous, INDEX_DIR) != [])
-    if plan.mode == refresh.NOOP:
-        return _up_to_date(out, previous, plan)
     version = snapshot.next_version(out)
     # files no committed manifest lists (a build killed before its commit) would be read as this version's
     snapshot.remove_unlisted(out, OUTPUT_DIRS, previous or {"files": []})
@@ -200,7 +211,8 @@ def _build(cfg: BuildConfig, inputs: list[str], vocab) -> dict[str, Any]:
     built["stages"] = report.throughput(timer, built["input_bytes"])
     if previous is not None:  # before the report files are replaced: the version being replaced stays whole
         snapshot.archive(out, previous)
-    staged = report.write_report(out, built, files, summary.pairs, suffix=snapshot.STAGED)
+    built["duplicate_pairs"] = summary.pairs
+    staged = report.write_report(out, built, files, suffix=snapshot.STAGED)
     names = [name.removesuffix(snapshot.STAGED) for name in staged]
     manifest = {**{k: built[k] for k in MANIFEST_KEYS}, "config": cfg.to_dict()}
     manifest["files"] = files + [{**entry, "path": name} for entry, name in zip(snapshot.describe_files(out, staged), names)]
@@ -401,9 +413,7 @@ def _read(out: str, manifest: dict[str, Any], directory: str):
 
 def _up_to_date(out: str, previous: dict[str, Any], plan: refresh.Plan) -> dict[str, Any]:
     """Nothing changed: no file read, nothing written or committed; the committed report, marked."""
-    filesystem, inner = storage.resolve(storage.join(out, report.REPORT_JSON))
-    with filesystem.open_input_stream(inner) as stream:
-        built = json.loads(stream.read())
+    built = report.read_report(out)
     built["refresh"] = {
         "mode": plan.mode, "reason": plan.reason, "noop": True, "from_version": int(previous["version"]),
         "changed_stages": [], "files": plan.diff.counts(), "records_read": 0, "files_reread": 0, "promoted": 0,

@@ -27,6 +27,7 @@ import pyarrow.fs as pafs
 
 from manifests import snapshot
 from operators import storage
+from operators.read import InputError, list_inputs
 from operators.columns import (
     DETAIL,
     DOC_ID,
@@ -217,12 +218,32 @@ def show_examples(output: str, n: int, style: Style, out: TextIO, tokenizer: str
 
 
 def find_fate(output: str, doc: str) -> dict[str, Any]:
+    """The fates row of ``doc``: a doc_id, a prefix of one, or ``FILE:RECORD`` (the record's row in its
+    input file, from 0, as the fates table counts; doc_ids never hold a colon)."""
+    file, colon, record = doc.rpartition(":")
+    if colon and record.isdigit():
+        return _fate_of_record(output, file, int(record))
     rows = _scan(output, "fates", DOC_ID, doc).to_pylist()
     if not rows:
-        raise InspectError(f"no record with doc_id {doc!r} in {output}")
+        short = f" (a prefix needs at least {MIN_PREFIX} characters)" if len(doc) < MIN_PREFIX else ""
+        raise InspectError(f"no record with doc_id {doc!r} in {output}{short}")
     if len({row[DOC_ID] for row in rows}) > 1:
         some = ", ".join(sorted({row[DOC_ID] for row in rows})[:5])
         raise InspectError(f"doc_id prefix {doc!r} is ambiguous: {some}, ...")
+    return rows[0]
+
+
+def _fate_of_record(output: str, file: str, record: int) -> dict[str, Any]:
+    try:
+        (source,) = list_inputs([file])  # the URI the build read it under
+    except (InputError, ValueError) as error:
+        raise InspectError(f"{file}: {error}") from None
+    paths = current_files(output, "fates")
+    filesystem, root = storage.resolve(output)
+    dataset = pads.dataset([f"{root}/{p}" for p in paths], filesystem=filesystem, format="parquet")
+    rows = dataset.to_table(filter=(pads.field(SOURCE) == source) & (pads.field(RECORD) == record)).to_pylist()
+    if not rows:
+        raise InspectError(f"no record {record} of {source} in {output}")
     return rows[0]
 
 

@@ -19,6 +19,7 @@ on texts it does not hold. Tokenize and pack always run from the final docs tabl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,11 +61,11 @@ class Plan:
 
 
 def plan(previous: dict[str, Any] | None, previous_root: str, files: list[str], prints: dict[str, str],
-         has_index: bool) -> Plan:
+         has_index: bool, connect: Callable[[], None] = lambda: None) -> Plan:
     """Decide what this build does (module doc). Stats every input; hashes only files whose size or
-    mtime differ from the previous ledger's, in Ray tasks."""
+    mtime differ from the previous ledger's, in Ray tasks when they are many (``connect`` starts Ray)."""
     previous_ledger = ledger.read(previous_root, previous)
-    rows, hashed = ledger.scan(files, previous_ledger)
+    rows, hashed = ledger.scan(files, previous_ledger, connect)
     diff = ledger.diff(previous_ledger, rows, hashed)
     changed = fingerprints.changed((previous or {}).get("stage_fingerprints"), prints)
     reuse = previous is not None and "segment" not in changed
@@ -78,7 +79,18 @@ def plan(previous: dict[str, Any] | None, previous_root: str, files: list[str], 
         return Plan(FULL, f"changed settings: {', '.join(inputs_changed)}", diff, rows, previous_ledger, changed, reuse)
     if not (diff.new or diff.changed or diff.removed or changed):
         return Plan(NOOP, "no input file and no setting changed", diff, rows, previous_ledger, changed, reuse)
-    return Plan(REFRESH, "inputs or later-stage settings changed", diff, rows, previous_ledger, changed, reuse)
+    return Plan(REFRESH, what_changed(diff, changed), diff, rows, previous_ledger, changed, reuse)
+
+
+def what_changed(diff: ledger.Diff, changed_stages: list[str]) -> str:
+    """``input files: 1 new, 2 removed; settings changed: tokenize``: the refresh's reason, as the log and
+    the CLI's last line give it."""
+    files = ", ".join(f"{len(uris)} {kind}" for kind, uris in (("new", diff.new), ("changed", diff.changed),
+                                                                ("removed", diff.removed)) if uris)
+    parts = [f"input files: {files}"] if files else []
+    if changed_stages:
+        parts.append(f"settings changed: {', '.join(changed_stages)}")
+    return "; ".join(parts)
 
 
 def with_text_hash(batch: pa.Table) -> pa.Table:

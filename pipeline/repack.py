@@ -5,8 +5,9 @@ the committed docs (text + words) are tokenized and packed under the corpus's co
 overrides applied, written as a new version of ``shards/``, and the manifest is replaced in one
 step (``manifests.snapshot.commit``); the previous version is archived under ``versions/`` first,
 and its shards leave ``shards/`` after the commit.
-Docs, fates and the build report are kept as they are (the report describes the build; the
-manifest's ``corpus`` counts and its ``packed`` entry describe the new shards).
+Docs and fates are kept as they are. The report keeps what it says of the build, and its corpus
+totals, tokens per document and shards describe the new shards; its ``packed`` entry (and the
+manifest's) says which pack made them from which version.
 
 Two-phase pretraining (128 then 512 tokens) from one segmentation: build with
 ``tokenize.max_seq_len=128``, train phase one, then
@@ -27,11 +28,13 @@ import yaml
 from manifests import fingerprints, snapshot
 from operators import tokenize, write
 from operators.columns import docs_schema
+from pipeline import report
 from pipeline.config import BuildConfig, ConfigError, build
 
 log = logging.getLogger("pipeline")
 
 PACK_SECTIONS = ("tokenize", "write")
+REPORTS = (report.REPORT_JSON, report.REPORT_TEXT, report.REPORT_HTML)  # rewritten by a pack: its shards and tokens
 
 
 class RepackError(ValueError):
@@ -67,6 +70,8 @@ def repack_corpus(output: str, overrides: list[str] | tuple[str, ...] = ()) -> d
 
 
 def _repack(output: str, overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    import ray
+
     from pipeline.driver import connect_ray, write_examples
 
     manifest = snapshot.read_manifest(output)
@@ -83,10 +88,13 @@ def _repack(output: str, overrides: list[str] | tuple[str, ...]) -> dict[str, An
     log.info("re-packing %s version %d into version %d", output, manifest["version"], version)
 
     # the docs table's order: the build's packing
-    write_examples(write.read_in_order(output, docs_files, docs_schema(cfg.segment.tasks)), cfg, vocab, output, version)
+    tally = report.start_tally()
+    write_examples(write.read_in_order(output, docs_files, docs_schema(cfg.segment.tasks)), cfg, vocab, output, version, tally)
+    counts = ray.get(tally.total.remote())
+    ray.kill(tally)
     shards = snapshot.describe_files(output, write.version_files(output, write.SHARDS_DIR, version))
 
-    kept = [e for e in manifest["files"] if not e["path"].startswith(f"{write.SHARDS_DIR}/")]
+    kept = [e for e in manifest["files"] if not e["path"].startswith(f"{write.SHARDS_DIR}/") and e["path"] not in REPORTS]
     totals = {
         "examples": sum(f.get("rows", 0) for f in shards),
         "tokens": sum(f.get("tokens", 0) for f in shards),
@@ -109,10 +117,16 @@ def _repack(output: str, overrides: list[str] | tuple[str, ...]) -> dict[str, An
             "packing": cfg.tokenize.packing,
             "seconds": round(time.perf_counter() - started, 3),
         },
-        files=kept + shards,
     )
+    built = report.read_report(output)  # the build's report, its shards and token counts brought up to date
+    built.update(version=version, corpus=committed["corpus"], tokenizer=committed["tokenizer"], packed=committed["packed"],
+                 tokens_per_doc=report.histogram(counts, "tokens"))
+    staged = report.write_report(output, built, shards, suffix=snapshot.STAGED)
+    names = [name.removesuffix(snapshot.STAGED) for name in staged]
+    described = [{**entry, "path": name} for entry, name in zip(snapshot.describe_files(output, staged), names)]
+    committed["files"] = kept + shards + described
     snapshot.archive(output, manifest)  # the version being replaced stays readable under versions/
-    snapshot.commit(output, committed)
+    snapshot.commit(output, committed, staged=names)
     snapshot.remove_unlisted(output, (write.SHARDS_DIR,), committed)
     return committed
 

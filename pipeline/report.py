@@ -42,6 +42,7 @@ from operators.columns import (
     TEXT,
     WORDS,
 )
+from operators import storage
 from operators.normalize import OPENCC_CHANGED
 from operators.read import FILE_RECORD
 
@@ -49,6 +50,8 @@ REPORT_JSON = "report.json"
 REPORT_TEXT = "report.txt"
 REPORT_HTML = "report.html"
 DUPLICATE_PAIRS = 4  # near-duplicate pairs shown side by side in report.html
+# characters of each pair's texts kept in report.json (difflib in report.html is quadratic in the worst case)
+PAIR_TEXT_CHARS = 6000
 # Rows per counting task: a task per block would be ~500 tasks for the tokenizer's 256-row blocks of a
 # 120,000-document corpus (9 s of a 2-CPU build); a batch of documents' text and tokens is tens of MB.
 COUNTER_BATCH_ROWS = 8192
@@ -248,7 +251,7 @@ def duplicate_pairs(records, picks: dict[tuple[str, ...], int], limit: int = DUP
         return []
     wanted = sorted({row[DOC_ID] for row in picked} | {row[DETAIL] for row in picked})
     found = records.filter(expr=col(DOC_ID).is_in(wanted)).select_columns([DOC_ID, SOURCE, RECORD, TEXT]).take_all()
-    by_id = {row[DOC_ID]: row for row in found}
+    by_id = {row[DOC_ID]: {**row, TEXT: (row[TEXT] or "")[:PAIR_TEXT_CHARS]} for row in found}
     return [
         {FATE: row[FATE], "duplicate": by_id[row[DOC_ID]], "kept": by_id[row[DETAIL]]}
         for row in picked
@@ -351,18 +354,22 @@ def human_report(report: dict[str, Any]) -> str:
         lines.append(f"  {'(between stages)':<{width - 2}}{outside:>14.2f}")
     lines.append(f"  {'total':<{width - 2}}{total:>14.2f}{(megabytes / total if total else 0.0):>10.3f}")
     lines.append(f"input {megabytes:,.2f} MB in {report.get('inputs', 0)} files")
+    if packed := report.get("packed"):
+        lines.append(f"shards re-packed by `pack` as version {report['version']} from version {packed['from_version']} "
+                     f"(max_seq_len {packed['max_seq_len']}, packing {packed['packing']}) in {packed['seconds']:.2f} s")
     return "\n".join(lines) + "\n"
 
 
-def write_report(
-    output: str,
-    report: dict[str, Any],
-    files: list[dict[str, Any]] | None = None,
-    pairs: list[dict[str, Any]] | None = None,
-    suffix: str = "",
-) -> list[str]:
+def read_report(output: str) -> dict[str, Any]:
+    """The committed report.json of the corpus at ``output``."""
+    filesystem, inner = storage.resolve(storage.join(output, REPORT_JSON))
+    with filesystem.open_input_stream(inner) as stream:
+        return json.loads(stream.read())
+
+
+def write_report(output: str, report: dict[str, Any], files: list[dict[str, Any]] | None = None, suffix: str = "") -> list[str]:
     """report.json, report.txt and report.html; ``files`` (manifest entries) give examples per
-    shard, ``pairs`` the duplicate pairs shown side by side. Returns the names written.
+    shard; the report's ``duplicate_pairs`` are shown side by side. Returns the names written.
 
     ``suffix``: written as ``report.json<suffix>`` ..., staged for ``snapshot.commit`` to move into
     place, so that the committed version's report stays as it is until the commit."""
@@ -371,7 +378,7 @@ def write_report(
     bodies = {
         REPORT_JSON: json.dumps(report, indent=2, ensure_ascii=False),
         REPORT_TEXT: human_report(report),
-        REPORT_HTML: render(report, files or [], pairs or [], title=output),
+        REPORT_HTML: render(report, files or [], report.get("duplicate_pairs", []), title=output),
     }
     from manifests.snapshot import write_bytes
 

@@ -21,7 +21,6 @@ from operators.columns import EXACT_DUP, FATES, FILTERED, KEPT, NEAR_DUP, RECORD
 FATE_COLOURS = {KEPT: "#2e7d32", EXACT_DUP: "#ef6c00", NEAR_DUP: "#f9a825", FILTERED: "#757575", REJECTED: "#c62828"}
 BEFORE_COLOUR, AFTER_COLOUR, ACCENT = "#b0bec5", "#1565c0", "#1565c0"
 EQUAL_CONTEXT = 60  # characters kept on each side of a long identical stretch in a duplicate pair
-MAX_PAIR_CHARS = 6000  # longer texts are cut before diffing (difflib is quadratic in the worst case)
 MAX_SHARD_BARS = 120  # more shards than this: a histogram of examples per shard instead of one bar each
 MAX_SHARD_ROWS = 1000  # shards listed one per row; the manifest lists them all
 
@@ -323,7 +322,7 @@ def _stages(report: dict[str, Any]) -> str:
 
 def _pair(pair: dict[str, Any]) -> str:
     duplicate, kept = pair["duplicate"], pair["kept"]
-    left_text, right_text = (duplicate[TEXT] or "")[:MAX_PAIR_CHARS], (kept[TEXT] or "")[:MAX_PAIR_CHARS]
+    left_text, right_text = duplicate[TEXT] or "", kept[TEXT] or ""  # cut to report.PAIR_TEXT_CHARS
     matcher = difflib.SequenceMatcher(None, left_text, right_text, autojunk=False)
     left, right = [], []
     for op, a0, a1, b0, b1 in matcher.get_opcodes():

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -91,20 +92,25 @@ class Problems(list):
         return [*self, *more]
 
 
+class CannotCheck(Exception):
+    """No corpus at the path, or no such version: nothing was checked (exit 2, where problems found exit 1)."""
+
+
 def verify(output: str, max_ids: int = MAX_IDS, version: int | None = None) -> list[str]:
     """Every problem found in the corpus at ``output`` (``version``: an archived one, see
-    ``snapshot.resolve``); an empty list when it checks out."""
+    ``snapshot.resolve``); an empty list when it checks out. Raises ``CannotCheck`` when there is
+    no corpus to check."""
     problems = Problems()
     try:
         manifest = snapshot.read_manifest(output)
         if manifest is not None and version is not None:
             output, manifest = snapshot.resolve(output, version)
     except snapshot.VersionError as error:
-        return [str(error)]
+        raise CannotCheck(str(error)) from None
     except (OSError, ValueError) as error:
         return [f"manifest.json: cannot be read: {_one_line(error)}"]
     if manifest is None:
-        return [f"{output}: no manifest.json (not a built corpus)"]
+        raise CannotCheck(f"{output}: no manifest.json (not a built corpus)")
     entries = {entry["path"]: entry for entry in manifest.get("files", [])}
     bad = _check_files(output, entries, problems)
     report = _read_report(output, entries, bad, problems)
@@ -425,12 +431,12 @@ def _compare_counts(manifest: dict, report: dict | None, fates: dict, docs: dict
     if sorted((row["source"], row["reason"]) for row in report.get("unreadable_files", [])) != unreadable:
         problems.add("report", "report.json: unreadable_files differ from the fates table's file-level rows")
     built = report.get("corpus") or {}
-    # `pipeline pack` keeps the build's report: the re-packed shards' totals are in the manifest only
-    repacked = "packed" in manifest
+    # a corpus re-packed before `pack` rewrote the report: the new shards' totals are in the manifest only
+    stale = "packed" in manifest and "packed" not in report
     _compare_corpus("report.json", built, docs, problems)
-    shard_totals = ("manifest.json", manifest.get("corpus", {})) if repacked else ("report.json", built)
+    shard_totals = ("manifest.json", manifest.get("corpus", {})) if stale else ("report.json", built)
     _compare_corpus(*shard_totals, shards, problems)
-    not_built = set(shards) if repacked else set()
+    not_built = set(shards) if stale else set()
     for key in ("fates", "corpus"):
         if key in manifest and _without(manifest[key], not_built) != _without(report.get(key), not_built):
             problems.add("manifest", f"manifest.json: {key} differ from report.json's")
@@ -467,8 +473,13 @@ def _one_line(error: BaseException) -> str:
 
 
 def main(output: str, max_ids: int = MAX_IDS, version: int | None = None) -> int:
-    """Print the verdict; 0 when everything checks out, 1 otherwise."""
-    problems = verify(output, max_ids, version)
+    """Print the verdict; 0 when everything checks out, 1 when problems were found, 2 (one line on
+    stderr) when there is no corpus or version to check."""
+    try:
+        problems = verify(output, max_ids, version)
+    except CannotCheck as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     for problem in problems:
         print(problem)
     if problems:

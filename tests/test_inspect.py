@@ -5,7 +5,10 @@ Runs on the sample build that tests/test_report_html.py makes (built once per se
 from __future__ import annotations
 
 import io
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,7 @@ from pipeline import inspect_corpus
 from pipeline.cli import main
 from pipeline.inspect_corpus import Style, run, whole_words
 from tests.contracts import read_shards, read_table
-from tests.conftest import ASSETS
+from tests.conftest import ASSETS, REPO
 
 ANSI = re.compile(r"\033\[[0-9;]*m")
 
@@ -118,6 +121,37 @@ def test_cli_inspect_and_its_one_line_errors(out, capsys, tmp_path):
     assert "no record with doc_id" in err and len(err.splitlines()) == 1
     assert main(["inspect", str(tmp_path)]) == 2
     assert "manifest.json" in capsys.readouterr().err
+
+
+def test_a_record_is_found_by_its_file_and_row_in_any_checkout(out, capsys):
+    """``FILE:RECORD`` names the same record whatever the doc_ids are (they hash the input's path)."""
+    row = first_of(out, "near_dup")
+    relative = os.path.relpath(row["source"])
+    assert inspect(out, doc=f"{relative}:{row['record']}") == inspect(out, doc=row["doc_id"])
+    assert main(["inspect", str(out), "--doc", f"{relative}:99999"]) == 2
+    assert "no record 99999 of" in capsys.readouterr().err
+    assert main(["inspect", str(out), "--doc", "no/such/file.jsonl:0"]) == 2
+    assert "no/such/file.jsonl" in capsys.readouterr().err
+
+
+def test_a_short_prefix_is_told_how_long_a_prefix_must_be(out, capsys):
+    doc_id = first_of(out, "kept")["doc_id"]
+    assert main(["inspect", str(out), "--doc", doc_id[:inspect_corpus.MIN_PREFIX - 1]]) == 2
+    assert f"a prefix needs at least {inspect_corpus.MIN_PREFIX} characters" in capsys.readouterr().err
+    assert main(["inspect", str(out), "--doc", doc_id[:inspect_corpus.MIN_PREFIX]]) == 0
+
+
+@pytest.mark.parametrize("command", [["inspect", "--n", "50", "--color", "never"], ["inspect", "--doc"], ["verify"]])
+def test_a_reader_that_closes_the_pipe_early_stops_the_command_quietly(out, command):
+    """``... | head -1``: no traceback, the status a Unix tool stopped by the closed pipe reports."""
+    if command == ["inspect", "--doc"]:
+        command = [*command, first_of(out, "kept")["doc_id"]]
+    argv = [sys.executable, "-m", "pipeline", command[0], str(out), *command[1:]]
+    with subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        process.stdout.close()  # the reader is gone before the first line
+        stderr = process.stderr.read().decode()
+        status = process.wait(timeout=300)
+    assert stderr == "" and status == 141, (status, stderr)
 
 
 # ---- no Ray below ---------------------------------------------------------------------------

@@ -30,8 +30,8 @@ from transformers import BertTokenizerFast
 from manifests import snapshot
 from operators import read as read_op
 from operators import segment as segment_op
-from pipeline import inspect_corpus
-from pipeline.cli import main
+from pipeline import driver, inspect_corpus
+from pipeline.cli import main, refresh_line
 from pipeline.config import load_config
 from pipeline.driver import build_corpus
 from pipeline.verify import verify
@@ -85,11 +85,16 @@ def tables(out: Path) -> dict:
 
 
 class Spy:
-    """Counts calls of the read and segment stages' wrappers in this (driver) process."""
+    """Counts calls of the read and segment stages' wrappers, and of the driver's connection to Ray, in
+    this (driver) process."""
 
     def __init__(self, monkeypatch):
-        self.read, self.segment = 0, 0
-        real_read, real_segment = read_op.apply, segment_op.apply
+        self.read, self.segment, self.ray = 0, 0, 0
+        real_read, real_segment, real_connect = read_op.apply, segment_op.apply, driver.connect_ray
+
+        def connect_ray(num_cpus=None):
+            self.ray += 1
+            return real_connect(num_cpus)
 
         def read_apply(files, cfg):
             self.read += len(files)
@@ -101,6 +106,7 @@ class Spy:
 
         monkeypatch.setattr(read_op, "apply", read_apply)
         monkeypatch.setattr(segment_op, "apply", segment_apply)
+        monkeypatch.setattr(driver, "connect_ray", connect_ray)
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +126,8 @@ def sequence(ray_local, tmp_path_factory, legacy_model_dir, vocab_path):
         report = build_corpus(load_config(config))
         seconds[name] = round(time.perf_counter() - started, 1)
         steps[name] = {"report": report, "tables": tables(out), "manifest": snapshot.read_manifest(str(out)),
-                       "read": spy.read if spy else None, "segment": spy.segment if spy else None}
+                       "read": spy.read if spy else None, "segment": spy.segment if spy else None,
+                       "ray": spy.ray if spy else None}
 
     build("v1", base)
     with pytest.MonkeyPatch.context() as patch:
@@ -139,6 +146,9 @@ def sequence(ray_local, tmp_path_factory, legacy_model_dir, vocab_path):
     build_corpus(load_config(config_for(root, "fresh", fresh, model, vocab, **distributed)))
     seconds["full rebuild of v2's inputs"] = round(time.perf_counter() - started, 1)
     steps["fresh"] = {"tables": tables(fresh), "out": fresh}
+    default = root / "default"  # the same inputs, every setting as the refreshes have it
+    build_corpus(load_config(config_for(root, "default", default, model, vocab)))
+    steps["default"] = {"manifest": snapshot.read_manifest(str(default))}
 
     write_jsonl(root / "in" / "0early.jsonl", [P[4]])  # sorts before b.jsonl, whose P[4] is kept
     report_before = (out / "report.json").read_bytes()
@@ -178,6 +188,7 @@ def test_a_rerun_with_nothing_changed_reads_nothing_and_commits_nothing(sequence
     refresh = noop["report"]["refresh"]
     assert refresh["noop"] is True and refresh["files"]["hashed"] == 0 and refresh["records_read"] == 0
     assert noop["read"] == 0 and noop["segment"] == 0
+    assert noop["ray"] == 0, "nothing to do is found before Ray starts"
     assert noop["manifest"]["version"] == 1 and noop["manifest"] == v1["manifest"]
 
 
@@ -189,6 +200,15 @@ def test_add_change_and_remove_equal_a_full_rebuild(sequence):
         "new": 1, "changed": 1, "removed": 1, "unchanged": 1}
     assert v2["read"] == 2 + 1  # a.jsonl and e.jsonl, then b.jsonl again for the promoted copy
     assert refresh["records_read"] == 3 + 2 and refresh["files_reread"] == 1 and refresh["promoted"] == 1
+    assert refresh_line(refresh) == (
+        "refresh: 1 new, 1 changed, 1 removed, 1 unchanged files; 5 records read; 1 docs segmented, 4 from the cache; "
+        "1 duplicates kept in place of retracted documents (1 unchanged files read again)"
+    )
+    assert refresh["reason"] == "input files: 1 new, 1 changed, 1 removed"
+    for directory in ("docs", "fates", "dedup", "index", "shards"):  # no pile of small files
+        files = [[e for e in step["manifest"]["files"] if e["path"].startswith(f"{directory}/")]
+                 for step in (v2, sequence["steps"]["default"])]
+        assert 0 < len(files[0]) <= len(files[1]), (directory, files)
     for name in ("docs", "fates", "shards"):
         assert v2["tables"][name].equals(fresh["tables"][name]), name
     assert verify(str(fresh["out"])) == []
@@ -204,7 +224,7 @@ def test_a_retracted_keeper_gives_its_place_to_a_surviving_duplicate_with_words(
     assert fates[("e.jsonl", 1)]["fate"] == "near_dup" and fates[("e.jsonl", 1)]["detail"] == fates[("a.jsonl", 2)]["doc_id"]
     # texts already segmented (P[0], P[1], P[3], P[4]) came from the cache; only e.jsonl's P[7] ran LTP
     assert v2["report"]["refresh"]["docs"] == {"segmented": 1, "reused": 4}
-    assert v2["segment"] == 1
+    assert v2["segment"] == 1 and v2["ray"] == 1
 
 
 def test_a_new_copy_that_sorts_first_is_the_duplicate_of_the_kept_document(sequence):
@@ -220,6 +240,7 @@ def test_changing_max_seq_len_retokenizes_without_reading_or_segmenting(sequence
     v3, v4 = sequence["steps"]["v3"], sequence["steps"]["v4"]
     refresh = v4["report"]["refresh"]
     assert refresh["mode"] == "refresh" and refresh["changed_stages"] == ["tokenize"]
+    assert refresh["reason"] == "settings changed: tokenize"
     assert refresh["records_read"] == 0 and refresh["docs"]["segmented"] == 0 and v4["segment"] == 0 and v4["read"] == 0
     assert v4["tables"]["docs"].equals(v3["tables"]["docs"]) and v4["tables"]["fates"].equals(v3["tables"]["fates"])
     lengths = [len(ids) for ids in v4["tables"]["shards"].column("input_ids").to_pylist()]
@@ -289,7 +310,7 @@ def test_gc_keeps_the_newest_archived_versions_and_verify_still_passes(sequence,
     assert snapshot.archived_versions(str(out)) == archived[-1:]
     assert "removed" in capsys.readouterr().out
     assert verify(str(out)) == [] and verify(str(out), version=archived[-1]) == []
-    assert main(["verify", str(out), "--version", str(archived[0])]) == 1
+    assert main(["verify", str(out), "--version", str(archived[0])]) == 2  # nothing to check: not a problem found
 
 
 def test_a_second_writer_is_refused_with_one_line(sequence, capsys):

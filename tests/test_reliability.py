@@ -22,7 +22,7 @@ import pytest
 from pipeline.cli import main as cli_main
 from pipeline.config import load_config
 from pipeline.driver import build_corpus
-from pipeline.verify import verify
+from pipeline.verify import CannotCheck, verify
 from tests import processes
 from tests.bad_inputs import UNREADABLE, write_bad_files, write_large_files
 from tests.contracts import expected_records, read_shards, read_table
@@ -204,8 +204,15 @@ def test_verify_finds_corruption(built, tmp_path, corrupt, capsys):
     assert expected in capsys.readouterr().out
 
 
-def test_verify_fails_without_a_manifest(tmp_path):
-    assert verify(str(tmp_path)) == [f"{tmp_path}: no manifest.json (not a built corpus)"]
+def test_verify_cannot_check_without_a_manifest_or_a_version(built, tmp_path, capsys):
+    """Exit 2 when there is nothing to check; exit 1 is for problems found in a corpus."""
+    with pytest.raises(CannotCheck, match="no manifest.json"):
+        verify(str(tmp_path))
+    assert cli_main(["verify", str(tmp_path)]) == 2
+    assert "no manifest.json" in capsys.readouterr().err
+    assert cli_main(["verify", str(built["out"]), "--version", "99"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.splitlines()) == 1
 
 
 # -- memory --------------------------------------------------------------------------------------
