@@ -2,7 +2,7 @@
 
     python bench/refresh.py [--docs 2000] [--new 20] [--files 4]
 
-Input: the first ``--docs`` paragraphs of ../shared/data's CMRC2018 file (else the bundled
+Input: the first ``--docs`` paragraphs of ../shared/data's CMRC2018 and C3 files (else the bundled
 sample's records, repeated with a counter so that they stay distinct), spread over ``--files``
 JSONL files; then one more file of ``--new`` paragraphs that follow them. Segmenter and vocab as
 in bench/e2e.py. Each build is ``python -m pipeline build`` in a child process, start-up included:
@@ -28,14 +28,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.e2e import RAY_DATA_EXECUTION, child_env, measured  # noqa: E402
-from bench.shared_data import CMRC, SAMPLE, emit, legacy_model, vocab_file  # noqa: E402
+from bench.shared_data import C3, CMRC, SAMPLE, emit, legacy_model, vocab_file  # noqa: E402
 
 
 def paragraphs(count: int) -> list[str]:
-    """``count`` distinct paragraphs: CMRC2018's, else the bundled sample's with a counter."""
-    if CMRC.exists():
-        lines = CMRC.read_text(encoding="utf-8").splitlines()
-        texts = [json.loads(line)["text"] for line in lines if line.strip()]
+    """``count`` distinct paragraphs: CMRC2018's, then C3's, else the bundled sample's with a counter."""
+    if CMRC.exists() and C3.exists():
+        lines = [line for path in (CMRC, C3) for line in path.read_text(encoding="utf-8").splitlines()]
+        texts = list(dict.fromkeys(json.loads(line)["text"] for line in lines if line.strip()))
     else:
         records = [json.loads(line) for path in sorted(SAMPLE.glob("*.jsonl")) for line in path.read_text().splitlines()]
         base = [r["text"] for r in records if isinstance(r, dict) and isinstance(r.get("text"), str)]
