@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 
 import pyarrow as pa
 
+from operators.bert_words import with_bert_words
 from operators.columns import TAG_COLUMNS, TEXT, WORDS
 from operators.ltp_loading import (
     TASKS,
@@ -34,6 +35,7 @@ from operators.word_alignment import Tagged, align, align_words
 
 log = logging.getLogger(__name__)
 
+NO_MODEL = "none"  # no LTP: BERT's own words (operators.bert_words), for English and other space-delimited text
 MAX_PIECE_TOKENS = 510  # LTP encodes with max_length=512, and [CLS] + [SEP] take two.
 LEGACY_PIECE_CHARS = 1 << 15  # longer texts go to the legacy model in pieces (module doc)
 LEGACY_CALL_CHARS = 1 << 17  # characters per legacy LTP call
@@ -48,9 +50,9 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 class SegmentConfig:
     """LTP model, tasks and actor resources.
 
-    `model` is a hub id or a local dir (neural or legacy). `tasks` is `["cws"]` (words only), plus
-    `"pos"` and/or `"ner"` for per-word tags. `num_actors` is the pool size, or its minimum when
-    `max_actors` is set (Ray Data then scales the pool between the two). `user_words` is a file of
+    `model` is a hub id or a local dir (neural or legacy), or `none` for BERT's own words (no LTP).
+    `tasks` is `["cws"]` (words only), plus `"pos"` and/or `"ner"` for per-word tags. `num_actors` is
+    the pool size, or its minimum when `max_actors` is set (Ray Data then scales the pool between the two). `user_words` is a file of
     words, one a line, for LTP's `add_words` (LTP joins one only where it starts on a word start of
     the model). `threads_per_actor` is the CPUs Ray reserves per CPU actor (a GPU actor reserves
     none, so GPU nodes can offer Ray no CPUs and CPU stages never land on them), the legacy model's
@@ -69,6 +71,8 @@ class SegmentConfig:
     tasks: tuple[str, ...] = ("cws",)
 
     def __post_init__(self) -> None:
+        if self.model == NO_MODEL and (self.tasks != ("cws",) or self.user_words is not None):
+            raise ValueError("segment.model none gives BERT's words only: no tasks but cws, no user_words")
         for name in ("batch_size", "num_actors", "threads_per_actor"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -110,6 +114,8 @@ def stage_error(error: BaseException) -> SegmentModelError | None:
 
 def check_config(cfg: SegmentConfig) -> None:
     """What the driver checks before starting Ray: the model and its tasks, and the user-words file if any."""
+    if cfg.model == NO_MODEL:
+        return
     config = check_model(cfg.model)
     supported = config_tasks(config)
     missing = [task for task in cfg.tasks if task not in supported]
@@ -384,8 +390,12 @@ class SegmenterActor(LtpSegmenter):
 
 
 def apply(ds: Any, cfg: SegmentConfig) -> Any:
-    """The only code that touches ray.data: an actor pool (fixed, or autoscaled), GPUs and CPU threads per actor."""
+    """The only code that touches ray.data: an actor pool (fixed, or autoscaled), GPUs and CPU threads per actor;
+    with ``model: none``, plain tasks that cut BERT's words (no model, no actor)."""
     import ray.data
+
+    if cfg.model == NO_MODEL:
+        return ds.map_batches(with_bert_words, batch_size=cfg.batch_size, batch_format="pyarrow", udf_modifying_row_count=False)
 
     if cfg.max_actors is None:
         pool = ray.data.ActorPoolStrategy(size=cfg.num_actors)
