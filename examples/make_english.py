@@ -1,6 +1,6 @@
 """Write the English example, deterministically and offline: its input and its uncased vocabulary.
 
-* ``examples/english/python_docs.jsonl``: prose paragraphs of the Python reference documentation
+* ``examples/english/python_docs.jsonl``: prose paragraphs (200 to 1,500 characters, each once) of the Python reference documentation
   as CPython 3.11 ships it in ``pydoc_data.topics`` (PSF licence, like Python itself), one
   ``{"id", "text"}`` record a paragraph, plus records that are bad or duplicated on purpose: an
   exact copy, a near copy (a few words changed), a record too short to keep and a line that is not
@@ -20,16 +20,20 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import unicodedata
 from collections import Counter
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from tests.neardup_en import paragraphs as english_paragraphs  # noqa: E402
+
 INPUT = HERE / "english" / "python_docs.jsonl"
 VOCAB = HERE / "assets" / "vocab-en.txt"
 
 PARAGRAPHS = 160
-MIN_CHARS = 200
 MIN_COUNT = 4
 SPECIALS = ["[PAD]", *(f"[unused{i}]" for i in range(1, 100)), "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 SUFFIXES = ("s", "es", "ed", "ing", "ly", "er", "ers", "est", "ion", "ions", "tion", "able", "ment", "ness", "al", "ive")
@@ -37,16 +41,8 @@ _WORD = re.compile(r"[a-z]+|[0-9]+|[^\sa-z0-9]")
 
 
 def paragraphs() -> list[str]:
-    """Prose paragraphs of the reference topics, in topic order: no grammar rules, code or doctests."""
-    from pydoc_data.topics import topics
-
-    found = []
-    for key in sorted(topics):
-        for block in topics[key].split("\n\n"):
-            block = block.strip()
-            if len(block) > MIN_CHARS and not block.startswith(" ") and "::=" not in block and ">>>" not in block:
-                found.append(re.sub(r"\s*\n\s*", " ", block))
-    return found[:PARAGRAPHS]
+    """The reference topics' prose paragraphs, as the English near-duplicate test set takes them."""
+    return english_paragraphs()[:PARAGRAPHS]
 
 
 def records(texts: list[str]) -> list[str]:
