@@ -267,16 +267,18 @@ def _read_dedup_segment(
         write.write_dedup(report.tallied(deduped.audit, report.cluster_counters, tally), out, version)
         flagged = deduped.index  # materialized: every document, with whether it was kept
         write.write_table(flagged, out, INDEX_DIR, dedup.index_schema(cfg.dedup), version)
-    kept = flagged.filter(expr=col(dedup.INDEX_KEPT)).select_columns([DOC_ID, SOURCE, RECORD]).materialize()
+    kept_count = flagged.count() - duplicates.count()  # both materialized: counted from their blocks' metadata
 
     previous_docs = _read(out, previous, write.DOCS_DIR) if previous is not None and _listed(previous, write.DOCS_DIR) else None
     cache_docs = previous_docs if plan.reuse_segmentation else None
     # every kept document is in this build's records, and none comes from a cache: they keep the input order
-    in_order = pending is not None and not unchanged and cache_docs is None and kept.count() > 0
+    in_order = pending is not None and not unchanged and cache_docs is None and kept_count > 0
     with timer("kept texts"):
         if in_order:
             texts, promoted, reread = _kept_in_input_order(pending, flagged, deduped.index_in_order), 0, 0
+            kept = texts  # every kept document's doc_id, source and record, with its text
         else:
+            kept = flagged.filter(expr=col(dedup.INDEX_KEPT)).select_columns([DOC_ID, SOURCE, RECORD]).materialize()
             texts, promoted, reread = _texts(cfg, kept, pending, previous_docs, unchanged)
         unique = bool(previous and previous.get("config", {}).get("dedup", {}).get("exact"))  # one doc per text
         docs, segmented, reused = _segment(cfg, texts, cache_docs, unique, in_order)
