@@ -94,8 +94,8 @@ def build_corpus(cfg: BuildConfig, num_cpus: int | None = None) -> dict[str, Any
     segment.check_config(cfg.segment)
     vocab = tokenize.vocab_info(cfg.tokenize.tokenizer)
     started, timer = time.perf_counter(), report.StageTimer()
-    connected = snapshot.read_manifest(cfg.output) is None  # a first build: Ray's checks come before any write
-    if connected:
+    first_build = snapshot.read_manifest(cfg.output) is None
+    if first_build:  # Ray's checks (GPUs) come before anything is written
         _connect(cfg, num_cpus)
     holder = snapshot.acquire_lock(cfg.output)  # one writer per output: a second build stops here
     try:
@@ -108,7 +108,7 @@ def build_corpus(cfg: BuildConfig, num_cpus: int | None = None) -> dict[str, Any
                                 connect=lambda: connect_ray(num_cpus))
         if plan.mode == refresh.NOOP:
             return _up_to_date(cfg.output, previous, plan)
-        if not connected:
+        if not first_build:
             _connect(cfg, num_cpus)
         return _build(cfg, inputs, vocab, previous, prints, plan, started, timer)
     finally:
@@ -129,9 +129,10 @@ def write_examples(
     if tally is not None:
         tokenized = report.tallied(tokenized, report.doc_counters, tally)
     examples = pack.apply(tokenized, cfg.tokenize, vocab)
+    schema = pack.shard_schema_for(vocab, cfg.segment.model, cfg.tokenize)
     try:
-        write.write_shards(examples, out, pack.shard_schema_for(vocab, cfg.segment.model, cfg.tokenize), version, cfg.write)
-    except ray.exceptions.RayError as error:  # segmentation runs here, lazily: a model that fails to load, a piece out of GPU memory
+        write.write_shards(examples, out, schema, version, cfg.write)
+    except ray.exceptions.RayError as error:  # segmentation runs here: a model that will not load, a piece too big
         if (reason := segment.stage_error(error)) is None:
             raise
         raise reason from error
@@ -165,8 +166,7 @@ def _build(
         write_examples(docs, cfg, vocab, out, version, tally, docs_sources)
     written = [path for d in DATA_DIRS for path in write.version_files(out, d, version)]
     with timer("report"):
-        summary = report.summarize(ray.get(tally.total.remote()), _records_for_report(records), plan.to_read)
-        ray.kill(tally)
+        summary = report.summarize(report.finish_tally(tally), _records_for_report(records), plan.to_read)
     sources = dict(summary.sources)
     old_counts = {} if plan.previous_ledger is None else dict(
         zip(plan.previous_ledger[ledger.URI].to_pylist(), plan.previous_ledger[ledger.RECORDS].to_pylist())
@@ -212,11 +212,9 @@ def _build(
     if previous is not None:  # before the report files are replaced: the version being replaced stays whole
         snapshot.archive(out, previous)
     built["duplicate_pairs"] = summary.pairs
-    staged = report.write_report(out, built, files, suffix=snapshot.STAGED)
-    names = [name.removesuffix(snapshot.STAGED) for name in staged]
-    manifest = {**{k: built[k] for k in MANIFEST_KEYS}, "config": cfg.to_dict()}
-    manifest["files"] = files + [{**entry, "path": name} for entry, name in zip(snapshot.describe_files(out, staged), names)]
-    snapshot.commit(out, manifest, staged=names)
+    reports = report.stage_report(out, built, files)
+    manifest = {**{k: built[k] for k in MANIFEST_KEYS}, "config": cfg.to_dict(), "files": files + reports}
+    snapshot.commit(out, manifest, staged=[entry["path"] for entry in reports])
     snapshot.remove_unlisted(out, OUTPUT_DIRS, manifest)
     return built
 
@@ -293,7 +291,8 @@ def _read_dedup_segment(
             )
             parts.append(carried.select_columns(fate_columns))
         parts = [part.map_batches(refresh.conform, fn_kwargs={"schema": FATES_SCHEMA}, batch_format="pyarrow") for part in parts]
-        fates = report.tallied(write.in_record_order(parts[0].union(*parts[1:]), cfg.write), report.fate_counters, tally)
+        fates = write.in_record_order(parts[0].union(*parts[1:]), cfg.write)
+        fates = report.tallied(fates, report.fate_counters, tally)
         write.write_table(fates, out, write.FATES_DIR, FATES_SCHEMA, version)
     return records, docs, DocCounts(segmented, reused, promoted, reread)
 

@@ -70,8 +70,6 @@ def repack_corpus(output: str, overrides: list[str] | tuple[str, ...] = ()) -> d
 
 
 def _repack(output: str, overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    import ray
-
     from pipeline.driver import connect_ray, write_examples
 
     manifest = snapshot.read_manifest(output)
@@ -89,12 +87,13 @@ def _repack(output: str, overrides: list[str] | tuple[str, ...]) -> dict[str, An
 
     # the docs table's order: the build's packing
     tally = report.start_tally()
-    write_examples(write.read_in_order(output, docs_files, docs_schema(cfg.segment.tasks)), cfg, vocab, output, version, tally)
-    counts = ray.get(tally.total.remote())
-    ray.kill(tally)
+    docs = write.read_in_order(output, docs_files, docs_schema(cfg.segment.tasks))
+    write_examples(docs, cfg, vocab, output, version, tally)
+    counts = report.finish_tally(tally)
     shards = snapshot.describe_files(output, write.version_files(output, write.SHARDS_DIR, version))
 
-    kept = [e for e in manifest["files"] if not e["path"].startswith(f"{write.SHARDS_DIR}/") and e["path"] not in REPORTS]
+    kept = [e for e in manifest["files"]
+            if not e["path"].startswith(f"{write.SHARDS_DIR}/") and e["path"] not in REPORTS]
     totals = {
         "examples": sum(f.get("rows", 0) for f in shards),
         "tokens": sum(f.get("tokens", 0) for f in shards),
@@ -119,14 +118,12 @@ def _repack(output: str, overrides: list[str] | tuple[str, ...]) -> dict[str, An
         },
     )
     built = report.read_report(output)  # the build's report, its shards and token counts brought up to date
-    built.update(version=version, corpus=committed["corpus"], tokenizer=committed["tokenizer"], packed=committed["packed"],
-                 tokens_per_doc=report.histogram(counts, "tokens"))
-    staged = report.write_report(output, built, shards, suffix=snapshot.STAGED)
-    names = [name.removesuffix(snapshot.STAGED) for name in staged]
-    described = [{**entry, "path": name} for entry, name in zip(snapshot.describe_files(output, staged), names)]
-    committed["files"] = kept + shards + described
+    built.update(version=version, corpus=committed["corpus"], tokenizer=committed["tokenizer"],
+                 packed=committed["packed"], tokens_per_doc=report.histogram(counts, "tokens"))
+    reports = report.stage_report(output, built, shards)
+    committed["files"] = kept + shards + reports
     snapshot.archive(output, manifest)  # the version being replaced stays readable under versions/
-    snapshot.commit(output, committed, staged=names)
+    snapshot.commit(output, committed, staged=[entry["path"] for entry in reports])
     snapshot.remove_unlisted(output, (write.SHARDS_DIR,), committed)
     return committed
 

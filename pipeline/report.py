@@ -131,6 +131,15 @@ def start_tally():
     return ray.remote(num_cpus=0)(Tally).remote()
 
 
+def finish_tally(tally) -> Counter[str]:
+    """The tally's totals; the actor is ended."""
+    import ray
+
+    totals = ray.get(tally.total.remote())
+    ray.kill(tally)
+    return totals
+
+
 def tallied(ds, counters: Callable[[pa.Table], Counter[str]], tally) -> Any:
     """``ds`` unchanged, its batches counted into ``tally`` (``start_tally``) as they pass."""
     return ds.map_batches(_tally_block, fn_kwargs={"counters": counters, "tally": tally}, batch_format="pyarrow",
@@ -367,21 +376,20 @@ def read_report(output: str) -> dict[str, Any]:
         return json.loads(stream.read())
 
 
-def write_report(output: str, report: dict[str, Any], files: list[dict[str, Any]] | None = None, suffix: str = "") -> list[str]:
-    """report.json, report.txt and report.html; ``files`` (manifest entries) give examples per
-    shard; the report's ``duplicate_pairs`` are shown side by side. Returns the names written.
-
-    ``suffix``: written as ``report.json<suffix>`` ..., staged for ``snapshot.commit`` to move into
-    place, so that the committed version's report stays as it is until the commit."""
+def stage_report(output: str, report: dict[str, Any], files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """report.json, report.txt and report.html, written as ``<name>.staged`` for ``snapshot.commit`` to
+    move into place, so that the committed version's report stays as it is until the commit. ``files``
+    (manifest entries) give examples per shard; the report's ``duplicate_pairs`` are shown side by
+    side. Returns the three files' manifest entries, under the names the commit gives them."""
+    from manifests.snapshot import STAGED, describe_files, write_bytes
     from pipeline.report_html import render
 
     bodies = {
         REPORT_JSON: json.dumps(report, indent=2, ensure_ascii=False),
         REPORT_TEXT: human_report(report),
-        REPORT_HTML: render(report, files or [], report.get("duplicate_pairs", []), title=output),
+        REPORT_HTML: render(report, files, report.get("duplicate_pairs", []), title=output),
     }
-    from manifests.snapshot import write_bytes
-
     for name, body in bodies.items():
-        write_bytes(output, name + suffix, body.encode())  # a new file: a hard-linked archived copy keeps its bytes
-    return [name + suffix for name in bodies]
+        write_bytes(output, name + STAGED, body.encode())  # a new file: a hard-linked archived copy keeps its bytes
+    entries = describe_files(output, [name + STAGED for name in bodies])
+    return [{**entry, "path": name} for entry, name in zip(entries, bodies)]
