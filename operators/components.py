@@ -62,7 +62,8 @@ def _lookup(keys: pa.ChunkedArray, grouped: pa.Table, key: str, value: str) -> p
 
 
 def _distinct(hi: pa.Array, lo: pa.Array, changed: pa.Array) -> pa.Table:
-    grouped = pa.table({_HI: hi, _LO: lo, _CHANGED: changed}).group_by([_HI, _LO], use_threads=False).aggregate([(_CHANGED, "any")])
+    edges = pa.table({_HI: hi, _LO: lo, _CHANGED: changed})
+    grouped = edges.group_by([_HI, _LO], use_threads=False).aggregate([(_CHANGED, "any")])
     return pa.table({_HI: grouped[_HI], _LO: grouped[_LO], _CHANGED: grouped[f"{_CHANGED}_any"]})
 
 

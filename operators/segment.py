@@ -52,9 +52,9 @@ class SegmentConfig:
 
     `model` is a hub id or a local dir (neural or legacy), or `none` for BERT's own words (no LTP).
     `tasks` is `["cws"]` (words only), plus `"pos"` and/or `"ner"` for per-word tags. `num_actors` is
-    the pool size, or its minimum when `max_actors` is set (Ray Data then scales the pool between the two). `user_words` is a file of
-    words, one a line, for LTP's `add_words` (LTP joins one only where it starts on a word start of
-    the model). `threads_per_actor` is the CPUs Ray reserves per CPU actor (a GPU actor reserves
+    the pool size, or its minimum when `max_actors` is set (Ray Data then scales the pool between the
+    two). `user_words` is a file of words, one a line, for LTP's `add_words` (LTP joins one only
+    where it starts on a word start of the model). `threads_per_actor` is the CPUs Ray reserves per CPU actor (a GPU actor reserves
     none, so GPU nodes can offer Ray no CPUs and CPU stages never land on them), the legacy model's
     Rust thread pool (1 = no pool) and torch's CPU threads. `max_batch_tokens` bounds the padded tokens of
     one neural forward pass; after a CUDA out-of-memory error an actor halves it and retries.
@@ -395,7 +395,8 @@ def apply(ds: Any, cfg: SegmentConfig) -> Any:
     import ray.data
 
     if cfg.model == NO_MODEL:
-        return ds.map_batches(with_bert_words, batch_size=cfg.batch_size, batch_format="pyarrow", udf_modifying_row_count=False)
+        return ds.map_batches(with_bert_words, batch_size=cfg.batch_size, batch_format="pyarrow",
+                              udf_modifying_row_count=False)
 
     if cfg.max_actors is None:
         pool = ray.data.ActorPoolStrategy(size=cfg.num_actors)

@@ -143,7 +143,8 @@ def tee_docs(ds, output: str, version: int, schema: pa.Schema, sources: list[str
     rows = ds.map_batches(_select, fn_kwargs={"names": [*schema.names, RECORD]}, batch_format="pyarrow")
     return rows.repartition(target_num_rows_per_block=DOCS_FILE_ROWS, strict=True).map_batches(
         _write_docs_block,
-        fn_kwargs={"filesystem": filesystem, "root": root, "schema": schema, "version": version, "sources": sorted(sources)},
+        fn_kwargs={"filesystem": filesystem, "root": root, "schema": schema, "version": version,
+                   "sources": sorted(sources)},
         batch_format="pyarrow",
         batch_size=None,
         udf_modifying_row_count=False,
