@@ -1,6 +1,6 @@
 """End-to-end benchmark (issue #10): the pipeline against the sequential script a user would otherwise write.
 
-    python bench/e2e.py [--sizes 1 4 16] [--cpus N] [--keep DIR]
+    python bench/e2e.py [--sizes 1 4 16] [--cpus N] [--keep DIR] [--english]
 
 Input: ../shared/data's CMRC2018 + C3 (simplified) and DRCD (traditional) paragraphs when present,
 else the bundled sample's JSONL files. Legacy LTP model trained here on the SIGHAN PKU gold file
@@ -11,6 +11,11 @@ each input file, ``size - 1`` variants of each of its records (``grow``): near d
 and punctuation, the other script), a few exact copies, and, for most, fresh-looking "mosaics" (runs
 of sentences from the record and two others of the same file, lightly noised) that survive dedup.
 Seeded: the same sizes always give the same files.
+
+``--english`` (issue #25): Python's reference documentation instead (``english_inputs``: the English
+near-duplicate set's 551 prose paragraphs, in two files, and an uncased vocabulary built for them),
+grown with ``tests.neardup_en``'s edits; the pipeline runs with ``segment.model: none`` and no
+OpenCC, and the naive script takes its words from the fast tokenizer's word ids (``naive``).
 
 For each size, in this one process tree, one after the other on the same files:
 
@@ -76,25 +81,37 @@ def _texts(path: Path) -> list[tuple[str, str]]:
     return out
 
 
-def _mosaic(editor, text: str, others: list[str], traditional: bool) -> str:
+def _mosaic(rng: random.Random, noise, split, join: str, text: str, others: list[str]) -> str:
     """A fresh-looking document: a run of the text's sentences and runs of two other texts, shuffled, noised."""
-    from tests.neardup import SENTENCE_END
-
-    rng = editor.rng
     runs = []
     for source in [text, *others]:
-        sentences = [s for s in SENTENCE_END.split(source) if s]
+        sentences = [s for s in split(source) if s]
         length = max(1, round(len(sentences) * rng.uniform(0.25, 0.45)))
         start = rng.randrange(max(1, len(sentences) - length + 1))
-        runs.append("".join(sentences[start : start + length]))
+        runs.append(join.join(sentences[start : start + length]))
     rng.shuffle(runs)
-    return editor.noise("".join(runs), traditional)
+    return noise(join.join(runs))
 
 
-def grow(files: list[Path], scale: int, folder: Path, seed: int = 0) -> list[Path]:
+def _editing(rng: random.Random, texts: list[str], english: bool, traditional: bool):
+    """(edit, noise, sentence split, sentence joiner) for one file's texts: ``tests.neardup_en``'s
+    editor for English, ``tests.neardup``'s for Chinese."""
+    from tests import neardup, neardup_en
+
+    if english:
+        editor_en = neardup_en.Editor(rng, texts)
+        return (lambda text: editor_en.copy(text)[0]), editor_en.noise, neardup_en.SENTENCE_END.split, " "
+    editor = neardup.Editor(rng, texts)
+    return (
+        lambda text: editor.copy(text, traditional)[0],
+        lambda text: editor.noise(text, traditional),
+        neardup.SENTENCE_END.split,
+        "",
+    )
+
+
+def grow(files: list[Path], scale: int, folder: Path, seed: int = 0, english: bool = False) -> list[Path]:
     """Each file with ``scale - 1`` variants of each of its records appended (module doc); originals first."""
-    from tests.neardup import Editor
-
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     grown = []
@@ -102,7 +119,7 @@ def grow(files: list[Path], scale: int, folder: Path, seed: int = 0) -> list[Pat
         records = _texts(path)
         texts = [text for _, text in records]
         traditional = "traditional" in str(path) or "_tw" in path.name
-        editor = Editor(rng, texts)
+        edit, noise, split, join = _editing(rng, texts, english, traditional)
         lines = [path.read_text(encoding="utf-8").rstrip("\n")]
         for copy in range(1, scale):
             for record_id, text in records:
@@ -110,14 +127,32 @@ def grow(files: list[Path], scale: int, folder: Path, seed: int = 0) -> list[Pat
                 if roll < EXACT_SHARE:
                     variant = text
                 elif roll < EXACT_SHARE + NEAR_SHARE:
-                    variant = editor.copy(text, traditional)[0]
+                    variant = edit(text)
                 else:
-                    variant = _mosaic(editor, text, rng.sample(texts, min(2, len(texts))), traditional)
+                    variant = _mosaic(rng, noise, split, join, text, rng.sample(texts, min(2, len(texts))))
                 lines.append(json.dumps({"id": f"{record_id}#v{copy}", "text": variant}, ensure_ascii=False))
         out = folder / path.name
         out.write_text("\n".join(lines) + "\n", encoding="utf-8")
         grown.append(out)
     return grown
+
+
+def english_inputs(folder: Path) -> tuple[list[Path], Path]:
+    """The English near-duplicate set's source paragraphs (Python's reference docs, 551 of them with
+    CPython 3.11), halved into two JSONL files, and an uncased vocabulary built for them the way the
+    English example's is (``examples/make_english.py``)."""
+    from examples.make_english import vocab
+    from tests.neardup_en import paragraphs
+
+    texts = paragraphs()
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for half, part in enumerate((texts[: len(texts) // 2], texts[len(texts) // 2 :])):
+        files.append(folder / f"python_docs_{half}.jsonl")
+        files[-1].write_text("".join(json.dumps({"id": f"py-{half}-{i}", "text": t}) + "\n" for i, t in enumerate(part)))
+    vocab_path = folder / "vocab-en.txt"
+    vocab_path.write_text("".join(f"{token}\n" for token in vocab(texts)), encoding="utf-8")
+    return files, vocab_path
 
 
 # --- the naive sequential script ----------------------------------------------------------------
@@ -145,6 +180,11 @@ def naive(inputs: list[str], model: str, vocab: str, out: Path, max_seq_len: int
     LSH with the same bands (16 x 8 for 0.8 / 128), each candidate pair checked by its estimated
     Jaccard (at least ``verify_cut``, 0.729), connected components; the kept document of a group is
     the first by (source, record), which is the input order here.
+
+    With ``model == "none"`` (``--english``) there is no LTP and no OpenCC: a document's words come
+    from the fast tokenizer's own word ids (a token starts a word where its word id changes; the
+    words are the text cut at each word's character span), independently of the pipeline's
+    ``bert_words``.
     """
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
@@ -171,7 +211,8 @@ def naive(inputs: list[str], model: str, vocab: str, out: Path, max_seq_len: int
     from operators.tokenize import continuation_mask, id_type, word_starts
     from operators.word_alignment import align_words
 
-    ltp = load_legacy(model)
+    english = model == "none"  # segment.model: none; the words are the fast tokenizer's word ids
+    ltp = None if english else load_legacy(model)
     tokens = Path(vocab).read_text(encoding="utf-8").split("\n")
     tokens = tokens[:-1] if tokens[-1] == "" else tokens
     tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(tokens)}, do_lower_case=True)
@@ -192,7 +233,7 @@ def naive(inputs: list[str], model: str, vocab: str, out: Path, max_seq_len: int
                 records.append((source, number, doc_id_for(source, number, content), text if isinstance(text, str) else None))
     lap("read")
 
-    converter = opencc.OpenCC("t2s")
+    converter = None if english else opencc.OpenCC("t2s")
     min_chars = NormalizeConfig().min_chars
     fates = {}  # doc_id -> (fate, detail)
     docs = []  # (doc_id, text, fingerprint) of the records that go on to dedup, in input order
@@ -201,7 +242,7 @@ def naive(inputs: list[str], model: str, vocab: str, out: Path, max_seq_len: int
             fates[doc_id] = (REJECTED, "unreadable")
             continue
         text = clean(raw)
-        for _ in range(4):
+        for _ in range(0 if english else 4):
             converted = converter.convert(text)
             if converted == text:
                 break
@@ -256,7 +297,7 @@ def naive(inputs: list[str], model: str, vocab: str, out: Path, max_seq_len: int
 
     texts = [text for _, text in kept]
     words = []
-    for start in range(0, len(texts), LTP_BATCH):
+    for start in range(0, 0 if english else len(texts), LTP_BATCH):
         batch = texts[start : start + LTP_BATCH]
         words += [align_words(text, ws) for text, ws in zip(batch, ltp.pipeline(batch, tasks=["cws"]).cws)]
     lap("segment")
@@ -268,9 +309,17 @@ def naive(inputs: list[str], model: str, vocab: str, out: Path, max_seq_len: int
     for start in range(0, len(texts), TOKENIZER_BATCH):
         batch = texts[start : start + TOKENIZER_BATCH]
         out_ = tokenizer(batch, add_special_tokens=False, return_offsets_mapping=True, split_special_tokens=True)
-        for text, doc_words, ids, offsets in zip(batch, words[start:], out_["input_ids"], out_["offset_mapping"]):
-            ids, starts = np.array(ids, dtype=dtype), np.array(offsets, dtype=np.int64).reshape(-1, 2)[:, 0]
-            encoded.append((ids, word_starts(ids, starts, list(map(len, doc_words)), continuation)))
+        for i, (text, ids, offsets) in enumerate(zip(batch, out_["input_ids"], out_["offset_mapping"])):
+            ids = np.array(ids, dtype=dtype)
+            if english:  # a word starts where the word id changes; the words are the text cut at their spans
+                word_ids = out_.word_ids(i)
+                spans = [out_.word_to_chars(i, word) for word in dict.fromkeys(word_ids)]
+                cuts = sorted({0, len(text), *(offset for span in spans for offset in span)})
+                words.append([text[a:b] for a, b in zip(cuts, cuts[1:])])
+                encoded.append((ids, np.array([w != v for w, v in zip(word_ids, [None, *word_ids])], dtype=bool)))
+            else:
+                starts = np.array(offsets, dtype=np.int64).reshape(-1, 2)[:, 0]
+                encoded.append((ids, word_starts(ids, starts, list(map(len, words[start + i])), continuation)))
     lap("tokenize")
 
     packer = FullPacker(max_seq_len, tokenizer.cls_token_id, tokenizer.sep_token_id, ids_type)
@@ -425,7 +474,7 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def run_size(size: int, files: list[Path], model: Path, vocab: Path, cpus: int, workdir: Path) -> dict:
+def run_size(size: int, files: list[Path], model: Path | str, vocab: Path, cpus: int, workdir: Path) -> dict:
     from operators.tokenize import load_tokenizer
 
     naive_out, pipeline_out = workdir / f"naive-{size}x", workdir / f"pipeline-{size}x"
@@ -436,10 +485,12 @@ def run_size(size: int, files: list[Path], model: Path, vocab: Path, cpus: int, 
         workdir / f"naive-{size}x.log", child_env(),
     )
     config = workdir / f"pipeline-{size}x.json"  # JSON is YAML
-    config.write_text(json.dumps({
-        "inputs": inputs, "output": str(pipeline_out), "segment": {"model": str(model), "num_actors": cpus},
-        "tokenize": {"tokenizer": str(vocab), "max_seq_len": MAX_SEQ_LEN},
-    }))
+    settings = {"inputs": inputs, "output": str(pipeline_out), "tokenize": {"tokenizer": str(vocab), "max_seq_len": MAX_SEQ_LEN}}
+    if model == "none":
+        settings |= {"normalize": {"opencc": "none"}, "segment": {"model": "none"}}
+    else:
+        settings["segment"] = {"model": str(model), "num_actors": cpus}
+    config.write_text(json.dumps(settings))
     pipeline_run = measured(
         [sys.executable, "-m", "pipeline", "build", str(config), "--num-cpus", str(cpus)],
         workdir / f"pipeline-{size}x.log", child_env(),
@@ -482,17 +533,22 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="input sizes, as multiples of the input")
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1, help="Ray CPUs and segment actors (default: all)")
     parser.add_argument("--keep", type=Path, default=None, help="keep inputs and outputs in this folder")
+    parser.add_argument("--english", action="store_true",
+                        help="English: Python's reference docs, segment.model none, no OpenCC (module doc)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch:
         workdir = args.keep or Path(scratch)
         workdir.mkdir(parents=True, exist_ok=True)
-        inputs, model, vocab = inputs_or_sample([CMRC, C3, DRCD]), legacy_model(workdir), vocab_file()
-        emit({"bench": "e2e", "inputs": [p.name for p in inputs], "model": str(model), "vocab": vocab.name,
+        if args.english:
+            (inputs, vocab), model = english_inputs(workdir / "input-en"), "none"
+        else:
+            inputs, model, vocab = inputs_or_sample([CMRC, C3, DRCD]), legacy_model(workdir), vocab_file()
+        emit({"bench": "e2e-english" if args.english else "e2e", "inputs": [p.name for p in inputs], "model": str(model), "vocab": vocab.name,
               "cpus": args.cpus, "cores": os.cpu_count()})
         rows = []
         for size in args.sizes:
-            files = inputs if size == 1 else grow(inputs, size, workdir / f"input-{size}x")
+            files = inputs if size == 1 else grow(inputs, size, workdir / f"input-{size}x", english=args.english)
             rows.append(run_size(size, files, model, vocab, args.cpus, workdir))
             emit(rows[-1])
         base = rows[0]
