@@ -24,6 +24,7 @@ during each run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -40,6 +41,9 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 # Ray starts its workers at nice 15 (RAY_worker_niceness), below the direct loop's 0: on a machine shared with
 # other work the actors would then get a fraction of the CPU the direct loop gets. Same priority for both.
 os.environ.setdefault("RAY_worker_niceness", "0")
+# The tokenizer on the calling thread, as in a one-thread actor (RAYON_NUM_THREADS=1): its work is then host work
+# that HostClock sees, for LTP's loop and the fast path alike.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from bench.shared_data import PKU_TEST, SAMPLE, SHARED_VOCAB, legacy_model  # noqa: E402
 from operators.ltp_loading import load_ltp  # noqa: E402
@@ -115,6 +119,55 @@ class GpuUtilisation:
         return {} if self.mean is None else {"gpu_utilisation_pct": round(self.mean, 1)}
 
 
+class HostClock:
+    """The calling thread's CPU seconds outside the model's forward passes (from the backbone's start to
+    the cws head's end: hooks on the modules both LTP's loop and the fast path call). Both run all
+    their host work on the calling thread (the tokenizer too: ``TOKENIZERS_PARALLELISM=false`` here,
+    as ``RAYON_NUM_THREADS=1`` makes it in a one-thread actor), and the forward pass's other threads
+    count as forward pass, so this is the host work of a run and nothing else."""
+
+    def __init__(self, ltp):
+        self.forward = 0.0
+        self.host = 0.0  # of the last ``measuring`` block
+        self._started = 0.0
+        ltp.model.backbone.register_forward_pre_hook(self._start)
+        ltp.model.task_heads["cws"].register_forward_hook(self._stop)
+
+    def _start(self, *_) -> None:
+        self._started = time.thread_time()
+
+    def _stop(self, *_) -> None:
+        self.forward += time.thread_time() - self._started
+
+    @contextlib.contextmanager
+    def measuring(self):
+        forward, started = self.forward, time.thread_time()
+        yield self
+        self.host = time.thread_time() - started - (self.forward - forward)
+
+
+def per_1k(seconds: float, sentences: int) -> float:
+    return round(seconds / sentences * 1000, 3)
+
+
+def fast_stage_rate(model: Path, sentences: list[str], device: str, batch_size: int, max_batch_tokens: int):
+    """The segment stage's core (``LtpSegmenter``, words only: the fast path) in this process, fed
+    ``batch_size`` sentences a call as the actor is: (sentences/s, sentences per CPU s, host CPU s per
+    1,000 sentences outside the forward pass, GPU utilisation %)."""
+    from operators.segment import LtpSegmenter
+
+    segmenter = LtpSegmenter(SegmentConfig(model=str(model), num_gpus=1.0 if device == "cuda" else 0.0,
+                                           max_batch_tokens=max_batch_tokens))
+    clock = HostClock(segmenter._ltp)
+    segmenter.segment(sentences[:16])  # warm-up: the first passes (on CUDA, its start-up)
+    with GpuUtilisation(device) as busy, clock.measuring():
+        started, cpu_started = time.perf_counter(), time.process_time()
+        for i in range(0, len(sentences), batch_size):
+            segmenter.segment(sentences[i : i + batch_size])
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return len(sentences) / elapsed, len(sentences) / cpu, per_1k(clock.host, len(sentences)), busy.mean
+
+
 def direct_rate(ltp, sentences: list[str], batch_size: int, **kwargs) -> tuple[float, float, int]:
     """Sentences/s of the tight loop, sentences per CPU second (all its threads), and the number of words."""
     words = 0
@@ -159,6 +212,9 @@ def bench(name: str, model: Path, sentences: list[str], args, device: str) -> di
 
     ltp = load_ltp(str(model), device)
     legacy = not hasattr(ltp, "tokenizer")
+    clock = None if legacy else HostClock(ltp)
+    direct_host: dict[str, float] = {}  # host CPU s per 1,000 sentences of each batch size's best run (neural)
+    fast_best: tuple[float, float, float, float | None] = (0.0, 0.0, 0.0, None)
     modes = {"parallelism=False": {"parallelism": False}, "parallelism=True": {"parallelism": True}} if legacy else {
         "": {}
     }
@@ -185,15 +241,23 @@ def bench(name: str, model: Path, sentences: list[str], args, device: str) -> di
     for round_ in range(args.rounds):
         for mode, kwargs in modes.items():
             for batch_size in args.direct_batch_sizes:
-                with GpuUtilisation(device) as busy:
+                with GpuUtilisation(device) as busy, clock.measuring() if clock else contextlib.nullcontext():
                     rate, cpu_rate, words_direct = direct_rate(ltp, sentences, batch_size, **kwargs)
                 if rate > direct[mode].get(str(batch_size), 0.0):
                     direct[mode][str(batch_size)] = rate
                     direct_busy[mode][str(batch_size)] = busy.mean
+                    if clock:
+                        direct_host[str(batch_size)] = per_1k(clock.host, len(sentences))
                 direct_cpu[mode][str(batch_size)] = max(cpu_rate, direct_cpu[mode].get(str(batch_size), 0.0))
                 print(json.dumps({"model": name, "round": round_, "direct": mode or "neural", "batch_size": batch_size,
                                   "sentences_per_s": round(rate, 1), "sentences_per_cpu_s": round(cpu_rate, 1),
                                   **busy.figure()}), flush=True)
+        if not legacy:
+            fast = fast_stage_rate(model, sentences, device, pipeline_batch, args.max_batch_tokens)
+            fast_best = max(fast_best, fast, key=lambda run: run[0])
+            print(json.dumps({"model": name, "round": round_, "fast_stage": "in process", "sentences_per_s":
+                              round(fast[0], 1), "sentences_per_cpu_s": round(fast[1], 1), "host_s_per_1k": fast[2],
+                              **({"gpu_utilisation_pct": round(fast[3], 1)} if fast[3] is not None else {})}), flush=True)
         with GpuUtilisation(device) as busy:
             rate, cpu_rate, words_pipeline = pipeline_rate(sentences, cfg, block_rows)
         if rate > pipeline_best:
@@ -244,6 +308,15 @@ def bench(name: str, model: Path, sentences: list[str], args, device: str) -> di
         "ray_worker_niceness": int(os.environ["RAY_worker_niceness"]),
         "load_average": round(os.getloadavg()[0], 1),
     }
+    if not legacy:  # issue #24: the stage's fast path against LTP's own loop at its best batch size
+        result.update({
+            "ratio_fast_vs_ltp": round(fast_best[0] / best, 3),
+            "fast_sentences_per_s": round(fast_best[0], 1),
+            "ltp_sentences_per_s": round(best, 1),
+            "host_s_per_1k": {"ltp": direct_host[best_batch], "fast": fast_best[2]},
+            "fast_sentences_per_cpu_s": round(fast_best[1], 1),
+            **({"fast_gpu_utilisation_pct": round(fast_best[3], 1)} if fast_best[3] is not None else {}),
+        })
     if legacy:
         for mode in modes:
             result[f"ratio_vs_direct_{mode.replace('=', '_')}"] = round(pipeline_best / max(direct[mode].values()), 3)

@@ -6,6 +6,10 @@ sentence pieces, sorted by length. The legacy perceptron has no length limit, bu
 pieces of about that size cut after sentence ends, and each call takes at most ``LEGACY_CALL_CHARS``.
 LTP's words are then mapped back onto each text (``operators.word_alignment``). Optionally
 (``tasks``) each word also gets LTP's part-of-speech and named-entity tags, for LERT-style pretraining.
+
+Words only from a neural model go through ``operators.neural_cws``: the model's own modules with
+batch-wise encoding and decoding instead of ``ltp.pipeline``'s per-sentence Python (the same words);
+POS and NER, and models with user words, take ``ltp.pipeline``.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import pyarrow as pa
 
+from operators import neural_cws
 from operators.bert_words import with_bert_words
 from operators.columns import TAG_COLUMNS, TEXT, WORDS
 from operators.ltp_loading import (
@@ -31,6 +36,7 @@ from operators.ltp_loading import (
     one_line,
     read_user_words,
 )
+from operators.neural_cws import Piece
 from operators.word_alignment import Tagged, align, align_words
 
 log = logging.getLogger(__name__)
@@ -172,37 +178,42 @@ def char_groups(texts: list[str], max_chars: int) -> list[list[str]]:
     return groups
 
 
-def split_long_sentence(
-    sentence: str, offsets: Sequence[tuple[int, int]], word_ids: Sequence[int | None], max_tokens: int
-) -> list[tuple[str, int]]:
-    """Cut a tokenized sentence into (piece, token count) with at most `max_tokens` tokens each.
+def split_long_sentence(sentence: str, encoding: Any, max_tokens: int) -> list[Piece]:
+    """Cut a tokenized sentence (its ``tokenizers`` Encoding) into pieces of at most `max_tokens` tokens.
 
     Cuts fall before a token that starts a BERT word, so each piece re-tokenizes to the same tokens;
     the latest such cut after a comma or a space wins when it keeps at least half the window.
     """
-    pieces, first_token, first_char = [], 0, 0
-    while len(offsets) - first_token > max_tokens:
+    ids, offsets, word_ids = encoding.ids, encoding.offsets, encoding.word_ids
+    if len(ids) <= max_tokens:
+        return [Piece(sentence, ids, offsets)]
+    cuts = [0]
+    while len(offsets) - cuts[-1] > max_tokens:
+        first_token = cuts[-1]
         limit = first_token + max_tokens
         starts = [k for k in range(first_token + 1, limit + 1) if word_ids[k] != word_ids[k - 1]] or [limit]
         soft = [k for k in starts if _SOFT_BREAK.search(sentence, offsets[k - 1][0], offsets[k][0])]
-        cut = soft[-1] if soft and soft[-1] - first_token >= max_tokens // 2 else starts[-1]
-        pieces.append((sentence[first_char : offsets[cut][0]], cut - first_token))
-        first_token, first_char = cut, offsets[cut][0]
-    pieces.append((sentence[first_char:], len(offsets) - first_token))
+        cuts.append(soft[-1] if soft and soft[-1] - first_token >= max_tokens // 2 else starts[-1])
+    pieces = []
+    for first, end in zip(cuts, [*cuts[1:], len(ids)]):
+        first_char = offsets[first][0] if first else 0
+        end_char = offsets[end][0] if end < len(ids) else len(sentence)
+        spans = [(start - first_char, stop - first_char) for start, stop in offsets[first:end]]
+        pieces.append(Piece(sentence[first_char:end_char], ids[first:end], spans))
     return pieces
 
 
-def model_pieces(text: str, tokenizer: Any, max_tokens: int = MAX_PIECE_TOKENS) -> list[tuple[str, int]]:
-    """Pieces of `text` the neural model takes whole, with token counts from the model's own tokenizer."""
-    sentences = split_sentences(text)
-    if not sentences:
-        return []
-    encodings = tokenizer(sentences, add_special_tokens=False, verbose=False).encodings  # no too-long warning
-    return [
-        piece
-        for sentence, encoding in zip(sentences, encodings)
-        for piece in split_long_sentence(sentence, encoding.offsets, encoding.word_ids, max_tokens)
-    ]
+def model_pieces(texts: Sequence[str], tokenizer: Any, max_tokens: int = MAX_PIECE_TOKENS) -> list[list[Piece]]:
+    """The pieces of each text that the neural model takes whole, tokenized by the model's own tokenizer
+    in one call for all the texts' sentences."""
+    sentences = [split_sentences(text) for text in texts]
+    flat = [sentence for parts in sentences for sentence in parts]
+    backend = tokenizer.backend_tokenizer  # the Rust tokenizer itself: no Python object per encoding
+    backend.no_truncation()  # transformers sets truncation and padding for each call and leaves them set
+    backend.no_padding()
+    encodings = iter(backend.encode_batch(flat, add_special_tokens=False))
+    return [[piece for sentence in parts for piece in split_long_sentence(sentence, next(encodings), max_tokens)]
+            for parts in sentences]
 
 
 def length_batches(token_counts: Sequence[int], max_batch_tokens: int) -> list[list[int]]:
@@ -223,22 +234,29 @@ def padded_tokens(token_counts: Sequence[int]) -> int:
 def run_batches(
     token_counts: Sequence[int],
     max_batch_tokens: int,
-    run: Callable[[list[int]], list[Any]],
+    run: Callable[[list[list[int]]], Iterator[list[Any]]],
     retry_on: tuple[type[BaseException], ...],
     on_retry: Callable[[int, BaseException], None] = lambda budget, error: None,
 ) -> tuple[list[Any], int]:
-    """Run `run` over length-sorted batches; on a `retry_on` error, halve the budget and re-split that batch.
+    """Run length-sorted batches; on a `retry_on` error, halve the budget and re-split the batch that failed.
 
-    Returns (one result per index, the budget that worked). A batch of one piece that still fails
-    raises SegmentOutOfMemory: nothing smaller can be tried.
+    `run` takes the batches (lists of indices) and yields each one's outputs in order, so it may work
+    on several at once; an error raised after k yields is the (k+1)-th batch's. Returns (one result
+    per index, the budget that worked). A batch of one piece that still fails raises
+    SegmentOutOfMemory: nothing smaller can be tried.
     """
     results: list[Any] = [None] * len(token_counts)
-    pending = length_batches(token_counts, max_batch_tokens)[::-1]
+    pending = length_batches(token_counts, max_batch_tokens)
     while pending:
-        group = pending.pop()
+        done = 0
         try:
-            outputs = run(group)
+            for outputs in run(pending):
+                for index, output in zip(pending[done], outputs):
+                    results[index] = output
+                done += 1
+            pending = []
         except retry_on as error:
+            group, pending = pending[done], pending[done + 1 :]
             if len(group) == 1:
                 raise SegmentOutOfMemory(
                     f"segment: out of GPU memory on a single piece of {token_counts[group[0]]} tokens "
@@ -250,10 +268,7 @@ def run_batches(
             split = length_batches([token_counts[i] for i in group], max_batch_tokens)
             if len(split) == 1:  # the halved budget still fits them all: halve the batch itself
                 split = [split[0][: len(group) // 2], split[0][len(group) // 2 :]]
-            pending.extend([[group[k] for k in part] for part in split][::-1])
-            continue
-        for index, output in zip(group, outputs):
-            results[index] = output
+            pending = [[group[k] for k in part] for part in split] + pending
     return results, max_batch_tokens
 
 
@@ -285,6 +300,9 @@ class LtpSegmenter:
             self._oom_types = ()
         if cfg.user_words is not None:
             self._ltp.add_words(read_user_words(cfg.user_words))
+        # words only, from a model the fast path reproduces: LTP's modules without LTP's loop
+        words_only = self._neural and not self._tags and neural_cws.usable(self._ltp)
+        self._fast = neural_cws.NeuralCws(self._ltp, self.device) if words_only else None
 
     def segment(self, texts: list[str]) -> list[list[str]]:
         """One word list per text; the result for a text does not depend on the other texts."""
@@ -352,19 +370,26 @@ class LtpSegmenter:
         return [self._align(text, found.get(i)) for i, text in enumerate(texts)]
 
     def _tag_neural(self, texts: list[str]) -> list[Tagged]:
-        per_text = [model_pieces(text, self._ltp.tokenizer) for text in texts]
+        per_text = model_pieces(texts, self._ltp.tokenizer)
         flat = [piece for pieces in per_text for piece in pieces]
-        todo = [i for i, (_, count) in enumerate(flat) if count > 0]
+        todo = [i for i, piece in enumerate(flat) if piece.tokens > 0]
         outputs, self.max_batch_tokens = run_batches(
-            [flat[i][1] for i in todo], self.max_batch_tokens, lambda group: self._forward([flat[todo[g]][0] for g in group]),
+            [flat[i].tokens for i in todo], self.max_batch_tokens,
+            lambda groups: self._run_neural([[flat[todo[g]] for g in group] for group in groups]),
             self._oom_types, self._record_oom,
         )
         found = dict(zip(todo, outputs))
-        return self._joined(per_text, [self._align(piece, found.get(i)) for i, (piece, _) in enumerate(flat)])
+        return self._joined(per_text, [self._align(piece.text, found.get(i)) for i, piece in enumerate(flat)])
 
-    def _forward(self, pieces: list[str]) -> list[tuple[list[str], ...]]:
-        output = self._ltp.pipeline(pieces, tasks=self._run_tasks, raw_format=True)
-        return self._model_output(output)
+    def _run_neural(self, batches: list[list[Piece]]) -> Iterator[list[tuple[list[str], ...]]]:
+        """(words, *tags) per piece, batch by batch: the fast path for words only, else LTP's own."""
+        if self._fast is not None:
+            for words in self._fast.words(batches):
+                yield [(piece_words,) for piece_words in words]
+            return
+        for pieces in batches:
+            output = self._ltp.pipeline([piece.text for piece in pieces], tasks=self._run_tasks, raw_format=True)
+            yield self._model_output(output)
 
     def _record_oom(self, budget: int, error: BaseException) -> None:
         self.oom_retries += 1

@@ -160,13 +160,13 @@ def tiny_vocab() -> list[str]:
 
 def build_tiny_neural_model(
     directory: Path, seed: int = 3, tasks: tuple[str, ...] = ("cws",), vocab: list[str] | None = None,
-    backbone: dict | None = None,
+    backbone: dict | None = None, cws_crf: bool = False,
 ) -> Path:
     """Write a random-weight neural LTP model (BERT backbone, a token classifier per task); deterministic for a seed.
 
     `tasks` may add "pos" and "ner" (word-level heads, as LTP's own models have). `vocab` (default:
     `tiny_vocab()`) and `backbone` (a transformers config; default: one tiny BERT layer) let a bench
-    build a model of a real LTP model's size.
+    build a model of a real LTP model's size; `cws_crf` gives the cws head a CRF (random transitions).
     """
     import torch
 
@@ -203,6 +203,7 @@ def build_tiny_neural_model(
                 "_ltp_target_": "ltp_core.models.components.token.MLPTokenClassifier",
                 "input_size": backbone["hidden_size"],
                 "num_labels": len(labels[task]),
+                **({"use_crf": True} if task == "cws" and cws_crf else {}),
             }
             for task in tasks
         },

@@ -91,9 +91,9 @@ def test_neural_words_are_ltp_on_each_piece(neural_model_dir, pku_lines, long_do
     texts = [*pku_lines[::8], *long_docs]
     for text, words in zip(texts, segmenter.segment(texts)):
         assert "".join(words) == text
-        pieces = model_pieces(text, ltp.tokenizer)
-        assert all(count <= MAX_PIECE_TOKENS for _, count in pieces)
-        expected = [word for piece, _ in pieces for word in non_space(ltp.pipeline([piece], tasks=["cws"]).cws[0])]
+        [pieces] = model_pieces([text], ltp.tokenizer)
+        assert all(piece.tokens <= MAX_PIECE_TOKENS for piece in pieces)
+        expected = [word for piece in pieces for word in non_space(ltp.pipeline([piece.text], tasks=["cws"]).cws[0])]
         assert [word for word in words if not word.isspace()] == expected
     for doc in long_docs:  # what the stage avoids: LTP on a whole long document glues all after 510 tokens into one "word"
         assert len(ltp.tokenizer(doc, add_special_tokens=False).input_ids) > 512

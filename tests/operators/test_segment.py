@@ -100,19 +100,20 @@ def test_split_sentences_rejoins_and_keeps_closers():
 def test_model_pieces_fit_the_model_and_cut_between_bert_words(neural_ltp):
     tokenizer = neural_ltp.tokenizer
     assert len(tokenizer(LONG, add_special_tokens=False).input_ids) > 2 * MAX_PIECE_TOKENS
-    pieces = model_pieces(LONG, tokenizer)
-    assert "".join(piece for piece, _ in pieces) == LONG
+    [pieces] = model_pieces([LONG], tokenizer)
+    assert "".join(piece.text for piece in pieces) == LONG
     assert len(pieces) > len(split_sentences(LONG))
     whole = tokenizer(LONG, add_special_tokens=False).encodings[0]
     word_starts = {
         start for k, (start, _) in enumerate(whole.offsets) if k == 0 or whole.word_ids[k] != whole.word_ids[k - 1]
     }
     position = 0
-    for piece, count in pieces:
-        assert 0 < count <= MAX_PIECE_TOKENS
-        assert count == len(tokenizer(piece, add_special_tokens=False).input_ids)
+    for piece in pieces:
+        assert 0 < piece.tokens <= MAX_PIECE_TOKENS
+        alone = tokenizer(piece.text, add_special_tokens=False, return_offsets_mapping=True)
+        assert list(piece.ids) == alone.input_ids and [tuple(span) for span in piece.offsets] == alone.offset_mapping
         assert position in word_starts
-        position += len(piece)
+        position += len(piece.text)
 
 
 def test_length_batches_sort_and_respect_the_budget():
@@ -138,8 +139,8 @@ def test_words_rejoin_exactly(name, request):
 def test_neural_words_match_ltp_on_each_piece(neural, neural_ltp):
     for text, words in zip(TEXTS, neural.segment(TEXTS)):
         expected = []
-        for piece, count in model_pieces(text, neural_ltp.tokenizer):
-            expected += non_space(neural_ltp.pipeline([piece], tasks=["cws"]).cws[0]) if count else []
+        for piece in model_pieces([text], neural_ltp.tokenizer)[0]:
+            expected += non_space(neural_ltp.pipeline([piece.text], tasks=["cws"]).cws[0]) if piece.tokens else []
         assert [word for word in words if not word.isspace()] == expected
 
 
@@ -241,7 +242,7 @@ def test_pos_and_ner_match_ltp(model_fixture, request):
         assert all(tag is not None for word, tag in zip(tagged.words, tagged.pos) if word in ("。", "学习"))
         assert all(tag is None for word, tag in zip(tagged.words, tagged.pos) if word.isspace())
         expected_pairs, expected_entities = [], []
-        units = [piece for piece, count in model_pieces(text, ltp.tokenizer) if count] if neural else [text]
+        units = [piece.text for piece in model_pieces([text], ltp.tokenizer)[0] if piece.tokens] if neural else [text]
         for unit in units if text.strip() else []:
             pairs, found = ltp_tagged(ltp, unit)
             expected_pairs += pairs
@@ -265,11 +266,12 @@ def test_run_batches_halves_the_budget_on_out_of_memory():
     counts = [30, 5, 200, 60, 60, 7, 100, 400, 3]
     calls: list[list[int]] = []
 
-    def run(group):
-        calls.append(group)
-        if padded_tokens([counts[i] for i in group]) > 700:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return [f"piece {i}" for i in group]
+    def run(groups):  # as the fast path runs them: several in flight, outputs in order
+        for group in groups:
+            calls.append(group)
+            if padded_tokens([counts[i] for i in group]) > 700:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            yield [f"piece {i}" for i in group]
 
     retries = []
     results, budget = run_batches(counts, 4096, run, (torch.cuda.OutOfMemoryError,), lambda b, e: retries.append(b))
@@ -279,8 +281,9 @@ def test_run_batches_halves_the_budget_on_out_of_memory():
         range(len(counts))
     )
 
-    def always(group):
+    def always(groups):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        yield
 
     with pytest.raises(SegmentOutOfMemory) as caught:
         run_batches([500], 4096, always, (torch.cuda.OutOfMemoryError,))
@@ -291,24 +294,24 @@ def test_neural_out_of_memory_retries_smaller_then_fails_clearly(neural_model_di
     import torch
 
     segmenter = LtpSegmenter(SegmentConfig(model=str(neural_model_dir), max_batch_tokens=2048))
-    real = segmenter._ltp.pipeline
+    real = segmenter._fast.tags
     tried = []
 
-    def small_batches_only(pieces, **kwargs):  # a GPU that holds two pieces at a time
-        tried.append(len(pieces))
-        if len(pieces) > 2:
+    def small_batches_only(batch):  # a GPU that holds two pieces at a time
+        tried.append(len(batch.texts))
+        if len(batch.texts) > 2:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
-        return real(pieces, **kwargs)
+        return real(batch)
 
-    segmenter._ltp.pipeline = small_batches_only
+    segmenter._fast.tags = small_batches_only
     assert segmenter.segment(TEXTS) == neural.segment(TEXTS)
     assert segmenter.oom_retries > 0 and segmenter.max_batch_tokens < 2048
     assert max(tried) > 2 and len(tried) > segmenter.oom_retries
 
-    def no_memory(pieces, **kwargs):
+    def no_memory(batch):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
-    segmenter._ltp.pipeline = no_memory
+    segmenter._fast.tags = no_memory
     with pytest.raises(SegmentOutOfMemory) as caught:
         segmenter.segment(["一句话。"])
     assert "\n" not in str(caught.value) and "single piece" in str(caught.value)
