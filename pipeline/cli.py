@@ -7,7 +7,6 @@ that says what to fix.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from manifests.snapshot import VersionError, WriterLockError
@@ -15,6 +14,7 @@ from operators.read import InputError
 from operators.ltp_loading import SegmentModelError
 from operators.storage import CredentialsInUriError
 from operators.tokenize import TokenizerLoadError
+from pipeline import console
 from pipeline.cluster import ClusterResourceError
 from pipeline.config import ConfigError, load_config
 
@@ -37,12 +37,14 @@ def parser() -> argparse.ArgumentParser:
         "--num-cpus", type=int, default=None, metavar="N",
         help="CPUs of the local Ray instance the build starts (default: all); ignored when RAY_ADDRESS is set",
     )
+    build.add_argument("--verbose", action="store_true", help="also print Ray Data's per-execution log lines")
     repack = commands.add_parser("pack", help="re-pack a built corpus's docs into new shards (no segmentation)")
     repack.add_argument("output", help="the corpus directory or URI (holds manifest.json)")
     repack.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a tokenize.* or write.* key, e.g. --set tokenize.max_seq_len=512 (repeatable)",
     )
+    repack.add_argument("--verbose", action="store_true", help="also print Ray Data's per-execution log lines")
     inspect = commands.add_parser("inspect", help="print training examples with whole words marked, or one document's fate")
     inspect.add_argument("output", help="the corpus directory or URI (holds manifest.json)")
     inspect.add_argument("--n", type=int, default=5, help="training examples to print (default 5)")
@@ -62,7 +64,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    console.setup(verbose=getattr(args, "verbose", False), ray_data=args.command in ("build", "pack"))
     if args.command == "inspect":
         from pipeline.inspect_corpus import run as inspect_run
 
@@ -75,8 +77,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "gc":
         return gc_main(args.output, args.keep)
     if args.command == "pack":
-        from pipeline.repack import main as pack_main
-
         return pack_main(args.output, args.overrides)
     try:
         cfg = load_config(args.config, args.overrides)
@@ -115,6 +115,24 @@ def refresh_line(refresh: dict) -> str:
         parts.append(f"{refresh['promoted']:,} duplicates kept in place of retracted documents "
                      f"({refresh['files_reread']:,} unchanged files read again)")
     return "; ".join(parts)
+
+
+def pack_main(output: str, overrides: list[str]) -> int:
+    """The ``pack`` subcommand: 0 on success, 2 with one line on stderr on a usage problem."""
+    from pipeline.repack import RepackError, repack_corpus  # imports Ray
+
+    try:
+        committed = repack_corpus(output, overrides)
+    except (*USAGE_ERRORS, RepackError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    corpus, packed = committed["corpus"], committed["packed"]
+    print(
+        f"packed {corpus['examples']} examples, {corpus['tokens']} tokens in {corpus['shards']} shards "
+        f"(max_seq_len {packed['max_seq_len']}, packing {packed['packing']}) in {packed['seconds']} s"
+    )
+    print(f"wrote {output} (version {committed['version']})")
+    return 0
 
 
 def gc_main(output: str, keep: int) -> int:

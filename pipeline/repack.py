@@ -19,7 +19,6 @@ Only ``tokenize.*`` and ``write.*`` keys may change: anything else needs a full 
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from typing import Any
 
@@ -30,6 +29,7 @@ from operators import tokenize, write
 from operators.columns import docs_schema
 from pipeline import report
 from pipeline.config import BuildConfig, ConfigError, build
+from pipeline.driver import connect_ray, write_examples
 
 log = logging.getLogger("pipeline")
 
@@ -70,8 +70,6 @@ def repack_corpus(output: str, overrides: list[str] | tuple[str, ...] = ()) -> d
 
 
 def _repack(output: str, overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    from pipeline.driver import connect_ray, write_examples
-
     manifest = snapshot.read_manifest(output)
     if manifest is None:
         raise RepackError(f"{output}: no manifest.json there; build the corpus first")
@@ -126,21 +124,3 @@ def _repack(output: str, overrides: list[str] | tuple[str, ...]) -> dict[str, An
     snapshot.commit(output, committed, staged=[entry["path"] for entry in reports])
     snapshot.remove_unlisted(output, (write.SHARDS_DIR,), committed)
     return committed
-
-
-def main(output: str, overrides: list[str]) -> int:
-    """The ``pack`` subcommand: 0 on success, 2 with one line on stderr on a usage problem."""
-    from pipeline.cli import USAGE_ERRORS
-
-    try:
-        committed = repack_corpus(output, overrides)
-    except (*USAGE_ERRORS, RepackError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    corpus, packed = committed["corpus"], committed["packed"]
-    print(
-        f"packed {corpus['examples']} examples, {corpus['tokens']} tokens in {corpus['shards']} shards "
-        f"(max_seq_len {packed['max_seq_len']}, packing {packed['packing']}) in {packed['seconds']} s"
-    )
-    print(f"wrote {output} (version {committed['version']})")
-    return 0

@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from ray.data.expressions import col
@@ -45,6 +44,8 @@ from operators.columns import (
 from operators import storage
 from operators.normalize import OPENCC_CHANGED
 from operators.read import FILE_RECORD
+from pipeline import histograms
+from pipeline.report_html import render
 
 REPORT_JSON = "report.json"
 REPORT_TEXT = "report.txt"
@@ -57,11 +58,6 @@ PAIR_TEXT_CHARS = 6000
 COUNTER_BATCH_ROWS = 8192
 KEY_SEP = "\x00"  # between a counter key's parts: no source (order keys refuse NUL) or label holds one
 KEY_PARTS = {"fate": 1, "unreadable": 2, "pick": 5, "source": 1, "size": 1}  # parts after each kind's prefix
-
-# Histogram bins: 0, then ten per decade (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 times a power of ten,
-# whole numbers) up to 80 million; the last bin is open above. Fixed, so per-batch counts add up.
-HISTOGRAM_STEPS = (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8)
-HISTOGRAM_EDGES = (0, *sorted({int(m * 10**d) for d in range(8) for m in HISTOGRAM_STEPS}))
 
 log = logging.getLogger("pipeline")
 
@@ -185,34 +181,16 @@ def fate_counters(batch: pa.Table) -> Counter[str]:
 # ---- histograms -------------------------------------------------------------------------------
 
 
-def bin_counts(values: np.ndarray, edges: tuple[int, ...] = HISTOGRAM_EDGES) -> np.ndarray:
-    """Counts of non-negative values per bin ``[edges[i], edges[i + 1])``; the last bin is open."""
-    indexes = np.searchsorted(np.asarray(edges), np.asarray(values, dtype=np.int64), side="right") - 1
-    return np.bincount(indexes, minlength=len(edges))
-
-
 def _histogram_counters(name: str, values: pa.Array) -> dict[str, int]:
     numbers = values.drop_null().to_numpy(zero_copy_only=False)
-    counts = bin_counts(numbers)
+    counts = histograms.bin_counts(numbers)
     return {**{f"{name}.bin{i}": int(n) for i, n in enumerate(counts)}, f"{name}.sum": int(numbers.sum())}
 
 
 def histogram(totals: dict[str, int], name: str) -> dict[str, Any]:
-    """The summed counters of one histogram as JSON: bins trimmed to the non-empty range.
-
-    ``edges`` has one more entry than ``counts``: bin ``i`` holds values in
-    ``[edges[i], edges[i + 1])``; a last edge of ``None`` means the bin is open above.
-    """
-    counts = [totals[f"{name}.bin{i}"] for i in range(len(HISTOGRAM_EDGES))]
-    used = [i for i, n in enumerate(counts) if n]
-    first, last = (used[0], used[-1]) if used else (0, -1)
-    uppers = [*HISTOGRAM_EDGES[1:], None]
-    return {
-        "edges": [*HISTOGRAM_EDGES[first : last + 1], uppers[last]] if used else [],
-        "counts": counts[first : last + 1],
-        "total": sum(counts),
-        "sum": totals[f"{name}.sum"],
-    }
+    """The summed counters of one histogram as JSON (``histograms.as_json``)."""
+    counts = [totals[f"{name}.bin{i}"] for i in range(len(histograms.HISTOGRAM_EDGES))]
+    return histograms.as_json(counts, totals[f"{name}.sum"])
 
 
 def record_counters(batch: pa.Table) -> Counter[str]:
@@ -382,7 +360,6 @@ def stage_report(output: str, report: dict[str, Any], files: list[dict[str, Any]
     (manifest entries) give examples per shard; the report's ``duplicate_pairs`` are shown side by
     side. Returns the three files' manifest entries, under the names the commit gives them."""
     from manifests.snapshot import STAGED, describe_files, write_bytes
-    from pipeline.report_html import render
 
     bodies = {
         REPORT_JSON: json.dumps(report, indent=2, ensure_ascii=False),

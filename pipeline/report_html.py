@@ -13,10 +13,10 @@ import base64
 import difflib
 import html
 import io
-from collections.abc import Iterable
 from typing import Any
 
 from operators.columns import EXACT_DUP, FATES, FILTERED, KEPT, NEAR_DUP, RECORD, REJECTED, SOURCE, TEXT
+from pipeline import histograms
 
 FATE_COLOURS = {KEPT: "#2e7d32", EXACT_DUP: "#ef6c00", NEAR_DUP: "#f9a825", FILTERED: "#757575", REJECTED: "#c62828"}
 BEFORE_COLOUR, AFTER_COLOUR, ACCENT = "#b0bec5", "#1565c0", "#1565c0"
@@ -261,7 +261,7 @@ def _shards(shards: list[dict[str, Any]]) -> str:
             every=max(1, len(rows) // 20),
         )
     else:
-        plot = _plot_histograms([("examples", _local_histogram(rows), ACCENT)], "examples per shard", "shards")
+        plot = _plot_histograms([("examples", histograms.of_values(rows), ACCENT)], "examples per shard", "shards")
     lines = "".join(
         f"<tr><td class=n>{i}</td><td><code>{_e(name)}</code></td>{_num(f'shards.{name}.rows', n)}"
         f"{_num(f'shards.{name}.tokens', int(f.get('tokens', 0)))}"
@@ -445,22 +445,6 @@ def _plot_bars(
         axes.set_xlabel(xlabel)
         axes.set_ylabel(ylabel)
     return _img(figure, ylabel)
-
-
-def _local_histogram(values: Iterable[int]) -> dict[str, Any]:
-    """Histogram of a short list of numbers (shard sizes), in the report's bin format."""
-    from pipeline.report import HISTOGRAM_EDGES, bin_counts
-
-    values = list(values)
-    counts = [int(n) for n in bin_counts(values)]
-    used = [i for i, n in enumerate(counts) if n]
-    uppers = [*HISTOGRAM_EDGES[1:], None]
-    return {
-        "edges": [*HISTOGRAM_EDGES[used[0] : used[-1] + 1], uppers[used[-1]]],
-        "counts": counts[used[0] : used[-1] + 1],
-        "total": len(values),
-        "sum": sum(values),
-    }
 
 
 # ---- small helpers ----------------------------------------------------------------------------

@@ -15,7 +15,8 @@ import pyarrow as pa
 import pytest
 
 from operators.normalize import OPENCC_CHANGED, NormalizeConfig, Normalizer, changed_chars
-from pipeline.report import HISTOGRAM_EDGES, bin_counts, histogram, human_report
+from pipeline.histograms import HISTOGRAM_EDGES, bin_counts
+from pipeline.report import histogram, human_report
 from pipeline.report_html import render
 from tests.conftest import ASSETS
 from tests.contracts import check_manifest, read_shards, read_table
