@@ -71,7 +71,7 @@ def vocab_path(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def sample_corpus(tmp_path_factory) -> dict[str, Any]:
     """The bundled example built once per session with the README's command, plus a small shard
-    size so that it has several shards: ``{"out": the corpus, "stdout": what the command printed}``.
+    size so that it has several shards: ``{"out": the corpus, "stdout"/"stderr": what the command printed}``.
     Read-only: a test that changes a corpus works on a copy."""
     out = tmp_path_factory.mktemp("sample-corpus") / "sample"
     command = ["build", "examples/sample.yaml", "--set", f"output={out}", "--set", "write.shard_rows=40"]
@@ -79,4 +79,4 @@ def sample_corpus(tmp_path_factory) -> dict[str, Any]:
         [sys.executable, "-m", "pipeline", *command], cwd=REPO, capture_output=True, text=True, timeout=900
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return {"out": out, "stdout": result.stdout}
+    return {"out": out, "stdout": result.stdout, "stderr": result.stderr}

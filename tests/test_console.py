@@ -1,0 +1,36 @@
+"""What a build prints: its own stage lines and the summary, not Ray's logs (pipeline.console)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+RAY_LOG_LINE = re.compile(r"^\S+ \S+\t(INFO|WARNING|ERROR) ")  # Ray's Python log format
+CORE_LOG_LINE = re.compile(r"^\[\S+ \S+ ([IWEF]) \d+ \d+\] (\S+):\d+: (.*)$")  # Ray's C++ log format
+# Ray Data creates every actor pool's workers with arguments in the object store and restarts allowed, and
+# Ray's core worker logs an error for it (ray-project/ray#57733); nothing a build can change but restarts
+KNOWN_CORE_ERRORS = ("has constructor arguments in the object store and max_restarts > 0",)
+
+
+def test_a_build_prints_its_stages_and_no_ray_log_lines(sample_corpus):
+    lines = sample_corpus["stderr"].splitlines()
+    assert not [line for line in lines if RAY_LOG_LINE.match(line)]
+    core = [match for line in lines if (match := CORE_LOG_LINE.match(line))]
+    assert all(any(known in match[3] for known in KNOWN_CORE_ERRORS) for match in core), core
+    stage_lines = [line for line in lines if " pipeline stage " in line]
+    assert stage_lines and len(stage_lines) == 2 * len([line for line in stage_lines if line.endswith(": started")])
+    assert len(lines) < 40, lines
+    assert "records" in sample_corpus["stdout"] and "wrote " in sample_corpus["stdout"]
+
+
+def test_verbose_shows_ray_datas_execution_lines(sample_corpus, tmp_path):
+    corpus = tmp_path / "sample"
+    shutil.copytree(sample_corpus["out"], corpus)
+    result = subprocess.run([sys.executable, "-m", "pipeline", "pack", str(corpus), "--verbose"], cwd=REPO,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Starting execution of Dataset" in result.stderr
