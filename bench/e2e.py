@@ -61,7 +61,7 @@ SIZES = (1, 4, 16)
 MAX_SEQ_LEN = 512
 EXACT_SHARE, NEAR_SHARE = 0.02, 0.10  # of the variants; the rest are mosaics
 LTP_BATCH = 256  # documents per LTP call in the naive script
-RAY_DATA_EXECUTION = "Starting execution of Dataset"  # the line Ray Data logs once per execution
+RAY_DATA_EXECUTION = "Starting execution of Dataset"  # the line Ray Data logs once per execution (with --verbose)
 TOKENIZER_BATCH = 256  # documents per tokenizer call, and per packing batch (tokenize.batch_size's default)
 
 
@@ -492,7 +492,7 @@ def run_size(size: int, files: list[Path], model: Path | str, vocab: Path, cpus:
         settings["segment"] = {"model": str(model), "num_actors": cpus}
     config.write_text(json.dumps(settings))
     pipeline_run = measured(
-        [sys.executable, "-m", "pipeline", "build", str(config), "--num-cpus", str(cpus)],
+        [sys.executable, "-m", "pipeline", "build", str(config), "--num-cpus", str(cpus), "--verbose"],
         workdir / f"pipeline-{size}x.log", child_env(),
     )
     report = json.loads((pipeline_out / "report.json").read_text(encoding="utf-8"))

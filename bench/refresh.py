@@ -56,7 +56,7 @@ def build(workdir: Path, name: str, output: Path, model: Path, vocab: Path) -> d
         "segment": {"model": str(model)}, "tokenize": {"tokenizer": str(vocab)},
     }))
     log = workdir / f"{name}.log"
-    run = measured([sys.executable, "-m", "pipeline", "build", str(config)], log, child_env())
+    run = measured([sys.executable, "-m", "pipeline", "build", str(config), "--verbose"], log, child_env())
     run["ray_data_executions"] = log.read_text(encoding="utf-8", errors="replace").count(RAY_DATA_EXECUTION)
     return {key: run[key] for key in ("seconds", "cpu_s", "ray_data_executions")}
 
