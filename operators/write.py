@@ -165,13 +165,14 @@ def _write_docs_block(
     return block
 
 
-def in_record_order(ds, cfg: WriteConfig):
-    """Fates rows in (source, record) order, materialized: sorted in one task when they are few enough
-    (``cfg.local_sort_max_rows``; a shuffle's start-up costs seconds, sorting a million short rows
-    well under one), else by Ray Data's distributed sort. Both give the same rows in the same order."""
+def in_record_order(ds, cfg: WriteConfig, schema: pa.Schema = FATES_SCHEMA):
+    """Short rows of ``schema`` (fates rows by default) in (source, record) order, materialized: sorted in
+    one task when they are few enough (``cfg.local_sort_max_rows``; a shuffle's start-up costs seconds,
+    sorting a million short rows well under one), else by Ray Data's distributed sort. Both give the
+    same rows in the same order."""
     ds = ds.materialize()
     if ds.count() <= cfg.local_sort_max_rows:
-        return _sorted_in_one_task(ds, FATES_SCHEMA, [SOURCE, RECORD])
+        return _sorted_in_one_task(ds, schema, [SOURCE, RECORD])
     return ds.sort([SOURCE, RECORD])
 
 

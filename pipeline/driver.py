@@ -44,6 +44,7 @@ from pipeline.config import BuildConfig
 
 log = logging.getLogger("pipeline")
 
+KEPT_ROWS = pa.schema([(DOC_ID, pa.string()), (SOURCE, pa.string()), (RECORD, pa.int64())])  # a kept document's place
 FLAGGED_DOC_ID = "flagged_doc_id"  # a record's dedup flag's doc_id, beside the record's own (_kept_in_input_order)
 INDEX_DIR = "index"  # the dedup index: every deduplicated document's keys, for the next refresh
 DATA_DIRS = (write.DOCS_DIR, write.FATES_DIR, write.SHARDS_DIR, write.DEDUP_DIR, INDEX_DIR)
@@ -276,10 +277,17 @@ def _read_dedup_segment(
             texts, promoted, reread = _kept_in_input_order(pending, flagged, deduped.index_in_order), 0, 0
             kept = texts  # every kept document's doc_id, source and record, with its text
         else:
-            kept = flagged.filter(expr=col(dedup.INDEX_KEPT)).select_columns([DOC_ID, SOURCE, RECORD]).materialize()
-            texts, promoted, reread = _texts(cfg, kept, pending, previous_docs, unchanged)
-        unique = bool(previous and previous.get("config", {}).get("dedup", {}).get("exact"))  # one doc per text
-        docs, segmented, reused = _segment(cfg, texts, cache_docs, unique, in_order)
+            kept = flagged.filter(expr=col(dedup.INDEX_KEPT)).select_columns(KEPT_ROWS.names).materialize()
+        appended = None
+        if plan.only_appends and previous_docs is not None:
+            appended = _appended_docs(cfg, plan, previous_docs, pending, kept, flagged, existing, deduped.index_in_order)
+        if appended is not None:
+            (docs, segmented, reused), promoted, reread = appended, 0, 0
+        else:
+            if not in_order:
+                texts, promoted, reread = _texts(cfg, kept, pending, previous_docs, unchanged)
+            unique = bool(previous and previous.get("config", {}).get("dedup", {}).get("exact"))  # one doc per text
+            docs, segmented, reused = _segment(cfg, texts, cache_docs, unique, in_order)
     with timer("fates"):
         fate_columns = FATES_SCHEMA.names
         parts = [duplicates.select_columns(fate_columns), kept.map_batches(_mark_kept, batch_format="pyarrow")]
@@ -325,6 +333,45 @@ def _kept_texts(batch: pa.Table) -> pa.Table:
     if not pc.all(pc.equal(batch[DOC_ID], batch[FLAGGED_DOC_ID])).as_py():
         raise RuntimeError("records and their dedup flags are not in the same (source, record) order")
     return batch.filter(batch[dedup.INDEX_KEPT]).select([DOC_ID, SOURCE, RECORD, TEXT])
+
+
+def _appended_docs(cfg: BuildConfig, plan: refresh.Plan, previous_docs, pending, kept, flagged, existing,
+                   flags_in_order: bool) -> tuple[Any, int, int] | None:
+    """The docs table's rows for a refresh that only adds files (``plan.only_appends``), lazily, with no
+    join and no cache lookup: the unchanged files' documents as the previous docs table holds them
+    (it has no record column: their records come from the kept rows of the dedup index, which line up
+    with it once in (source, record) order), then the new files' kept documents, segmented. Sorted
+    only when a new file sorts before an unchanged one. Returns (docs, documents to segment,
+    documents carried), or None when a new document joined two groups of old ones, so that an old
+    kept document became a duplicate: the general path then runs."""
+    unchanged = plan.unchanged
+    old_kept = kept.filter(expr=col(SOURCE).is_in(unchanged)).select_columns(KEPT_ROWS.names)
+    carried_count = old_kept.count()
+    if carried_count != existing.filter(expr=col(dedup.INDEX_KEPT)).count():
+        return None
+    places = write.in_record_order(old_kept, cfg.write, KEPT_ROWS).select_columns([DOC_ID, RECORD])
+    with warnings.catch_warnings():  # zip: see _kept_in_input_order
+        warnings.filterwarnings("ignore", message=r"(?s).*`Dataset\.zip` is deprecated")
+        carried = previous_docs.filter(expr=col(SOURCE).is_in(unchanged)).zip(
+            places.rename_columns({DOC_ID: FLAGGED_DOC_ID}))
+    carried = carried.map_batches(_with_records, batch_format="pyarrow")
+    new = _kept_in_input_order(pending, flagged.filter(expr=col(SOURCE).is_in(plan.to_read)), flags_in_order)
+    segmented = new.count()
+    full = pa.schema([*docs_schema(cfg.segment.tasks), (RECORD, pa.int64())])
+    parts = [carried, *([segment.apply(new, cfg.segment)] if segmented else [])]
+    parts = [part.map_batches(refresh.conform, fn_kwargs={"schema": full}, batch_format="pyarrow") for part in parts]
+    docs = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+    if min(plan.to_read) < max(unchanged):  # a new file's documents go between the unchanged files'
+        docs = docs.sort([SOURCE, RECORD])
+    return docs, segmented, carried_count
+
+
+def _with_records(batch: pa.Table) -> pa.Table:
+    """Previous docs rows zipped with their records; a row paired with another document's record is a bug
+    that would misname and misorder the docs files, so it stops the build."""
+    if not pc.all(pc.equal(batch[DOC_ID], batch[FLAGGED_DOC_ID])).as_py():
+        raise RuntimeError("previous docs and their dedup index rows are not in the same (source, record) order")
+    return batch.drop_columns([FLAGGED_DOC_ID])
 
 
 def _texts(cfg: BuildConfig, kept, pending, previous_docs, unchanged: list[str]):

@@ -323,3 +323,60 @@ def test_a_second_writer_is_refused_with_one_line(sequence, capsys):
         lock.unlink()
     err = capsys.readouterr().err.strip()
     assert code == 2 and "another build" in err and len(err.splitlines()) == 1
+
+
+# ---- refreshes that only add files (pipeline.driver._appended_docs) ------------------------------------------
+
+BRIDGED = P[1] + P[3] + P[5] + P[7] + P[8]  # ~260 characters: five one-character edits move its 5-grams' Jaccard ~0.19
+
+
+def _edited(text: str, first: int, char: str) -> str:
+    chars = list(text)
+    for position in range(first, first + 100, 20):
+        chars[position] = char
+    return "".join(chars)
+
+
+def _append_then_compare(root: Path, model: Path, vocab: Path, monkeypatch, old: dict[str, list[str]],
+                         new: dict[str, list[str]]) -> tuple[dict, dict, int]:
+    """Build ``old``, add ``new`` and refresh; then a full build of all the files elsewhere. Returns the
+    refresh's tables and report, the full build's tables, and how often the general path's text join ran."""
+    (root / "in").mkdir()
+    for name, texts in old.items():
+        write_jsonl(root / "in" / name, texts)
+    out = root / "out"
+    build_corpus(load_config(config_for(root, "base", out, model, vocab)))
+    for name, texts in new.items():
+        write_jsonl(root / "in" / name, texts)
+    joins = []
+    real_texts = driver._texts
+    monkeypatch.setattr(driver, "_texts", lambda *args: joins.append(1) or real_texts(*args))
+    refreshed = build_corpus(load_config(config_for(root, "base", out, model, vocab)))
+    full = root / "full"
+    build_corpus(load_config(config_for(root, "full", full, model, vocab)))
+    return {"tables": tables(out), "report": refreshed}, tables(full), len(joins)
+
+
+def test_a_refresh_that_adds_a_file_carries_the_old_documents_without_a_join(
+    ray_local, tmp_path, legacy_model_dir, vocab_path, monkeypatch
+):
+    old = {"a.jsonl": [P[0], P[1], "太短"], "b.jsonl": [P[2], P[0], P[3]]}
+    new = {"z.jsonl": [P[4], NEAR_P3, P[5]]}  # sorts last: the docs keep their order with no sort
+    refreshed, full, joins = _append_then_compare(tmp_path, legacy_model_dir, vocab_path, monkeypatch, old, new)
+    assert joins == 0
+    assert refreshed["report"]["refresh"]["docs"] == {"segmented": 2, "reused": 4}
+    for name in ("docs", "fates", "shards"):
+        assert refreshed["tables"][name].equals(full[name]), name
+
+
+def test_an_added_file_that_joins_two_kept_documents_takes_the_general_path(
+    ray_local, tmp_path, legacy_model_dir, vocab_path, monkeypatch
+):
+    x, y = _edited(BRIDGED, 10, "鑫"), _edited(BRIDGED, 150, "淼")  # each near BRIDGED, not near each other
+    old, new = {"a.jsonl": [x, P[0]], "b.jsonl": [y]}, {"c.jsonl": [BRIDGED]}
+    refreshed, full, joins = _append_then_compare(tmp_path, legacy_model_dir, vocab_path, monkeypatch, old, new)
+    fates = {Path(r["source"]).name: r["fate"] for r in full["fates"].to_pylist() if r["record"] == 0}
+    assert fates == {"a.jsonl": "kept", "b.jsonl": "near_dup", "c.jsonl": "near_dup"}  # b's kept document left
+    assert joins == 1
+    for name in ("docs", "fates", "shards"):
+        assert refreshed["tables"][name].equals(full[name]), name
