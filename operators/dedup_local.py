@@ -30,7 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from operators import components
-from operators.dedup import (
+from operators.columns import EXACT_DUP, FATE, JACCARD, NEAR_DUP
+from operators.dedup_rules import (
     AUDIT_SCHEMA,
     BUCKETS,
     CONTENT,
@@ -48,7 +49,6 @@ from operators.dedup import (
     pair_positions,
     plain_order,
 )
-from operators.columns import EXACT_DUP, FATE, JACCARD, NEAR_DUP
 from operators.minhash import estimated_jaccard, sketch_values
 
 CHECK_CHUNK = 65_536  # pairs scored at once: two (pairs, num_perm) uint16 arrays, 32 MiB at 128 permutations

@@ -38,6 +38,7 @@ from operators.columns import (
     WORDS,
     docs_schema,
 )
+from operators.dedup_rules import INDEX_KEPT
 from operators.normalize import OPENCC_CHANGED
 from pipeline import cluster, refresh, report
 from pipeline.config import BuildConfig
@@ -277,7 +278,7 @@ def _read_dedup_segment(
             texts, promoted, reread = _kept_in_input_order(pending, flagged, deduped.index_in_order), 0, 0
             kept = texts  # every kept document's doc_id, source and record, with its text
         else:
-            kept = flagged.filter(expr=col(dedup.INDEX_KEPT)).select_columns(KEPT_ROWS.names).materialize()
+            kept = flagged.filter(expr=col(INDEX_KEPT)).select_columns(KEPT_ROWS.names).materialize()
         appended = None
         if plan.only_appends and previous_docs is not None:
             appended = _appended_docs(cfg, plan, previous_docs, pending, kept, flagged, existing, deduped.index_in_order)
@@ -319,8 +320,8 @@ def _kept_in_input_order(pending, flagged, flags_in_order: bool):
     ``preserve_order``, which every build sets; ``_kept_texts`` checks that each pair is one document.
     The project pins Ray 2.60; on a Ray without ``zip``, ``_texts`` and the join serve every build."""
     if not flags_in_order:
-        flagged = flagged.select_columns([SOURCE, RECORD, DOC_ID, dedup.INDEX_KEPT]).sort([SOURCE, RECORD])
-    flags = flagged.select_columns([DOC_ID, dedup.INDEX_KEPT]).rename_columns({DOC_ID: FLAGGED_DOC_ID})
+        flagged = flagged.select_columns([SOURCE, RECORD, DOC_ID, INDEX_KEPT]).sort([SOURCE, RECORD])
+    flags = flagged.select_columns([DOC_ID, INDEX_KEPT]).rename_columns({DOC_ID: FLAGGED_DOC_ID})
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"(?s).*`Dataset\.zip` is deprecated")
         zipped = pending.select_columns([DOC_ID, SOURCE, RECORD, TEXT]).zip(flags)
@@ -332,7 +333,7 @@ def _kept_texts(batch: pa.Table) -> pa.Table:
     is a bug that would keep the wrong documents, so it stops the build."""
     if not pc.all(pc.equal(batch[DOC_ID], batch[FLAGGED_DOC_ID])).as_py():
         raise RuntimeError("records and their dedup flags are not in the same (source, record) order")
-    return batch.filter(batch[dedup.INDEX_KEPT]).select([DOC_ID, SOURCE, RECORD, TEXT])
+    return batch.filter(batch[INDEX_KEPT]).select([DOC_ID, SOURCE, RECORD, TEXT])
 
 
 def _appended_docs(cfg: BuildConfig, plan: refresh.Plan, previous_docs, pending, kept, flagged, existing,
@@ -347,7 +348,7 @@ def _appended_docs(cfg: BuildConfig, plan: refresh.Plan, previous_docs, pending,
     unchanged = plan.unchanged
     old_kept = kept.filter(expr=col(SOURCE).is_in(unchanged)).select_columns(KEPT_ROWS.names)
     carried_count = old_kept.count()
-    if carried_count != existing.filter(expr=col(dedup.INDEX_KEPT)).count():
+    if carried_count != existing.filter(expr=col(INDEX_KEPT)).count():
         return None
     places = write.in_record_order(old_kept, cfg.write, KEPT_ROWS).select_columns([DOC_ID, RECORD])
     with warnings.catch_warnings():  # zip: see _kept_in_input_order

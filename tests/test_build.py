@@ -172,7 +172,7 @@ def test_records_zipped_with_another_documents_flags_stop_the_build():
     import pyarrow as pa
 
     from operators.columns import DOC_ID, RECORD, SOURCE, TEXT
-    from operators.dedup import INDEX_KEPT
+    from operators.dedup_rules import INDEX_KEPT
     from pipeline.driver import FLAGGED_DOC_ID, _kept_texts
 
     records = {DOC_ID: ["a", "b", "c"], SOURCE: ["s"] * 3, RECORD: [0, 1, 2], TEXT: ["x", "y", "z"]}

@@ -7,10 +7,10 @@ import pyarrow as pa
 import pytest
 import ray.data
 
-from operators import dedup
+from operators import dedup, dedup_rules
 from operators.columns import DETAIL, DOC_ID, EXACT_DUP, FATE, FINGERPRINT, NEAR_DUP, RECORD, SOURCE, TEXT
 from operators.columns import KEPT
-from operators.dedup import (
+from operators.dedup_rules import (
     AUDIT_SCHEMA,
     BUCKETS,
     CONTENT,
@@ -191,9 +191,9 @@ def test_small_buckets_give_all_their_pairs_each_pointing_to_the_earlier_documen
 
 def test_bucket_pairs_orient_by_source_and_record_whatever_the_refresh_rank():
     """A kept document's node carries the rank prefix; its pairs still point as a full build's do."""
-    partition = pa.table({"bucket": pa.array([5, 5], pa.int64()), NODE: [dedup.RANK_KEPT + "b", "a"]})
+    partition = pa.table({"bucket": pa.array([5, 5], pa.int64()), NODE: [dedup_rules.RANK_KEPT + "b", "a"]})
     pairs = dedup.bucket_pairs(partition, all_pairs_max=32)
-    assert list(zip(pairs[NODE].to_pylist(), pairs[KEEPER].to_pylist())) == [(dedup.RANK_KEPT + "b", "a")]
+    assert list(zip(pairs[NODE].to_pylist(), pairs[KEEPER].to_pylist())) == [(dedup_rules.RANK_KEPT + "b", "a")]
     assert dedup.bucket_pairs(partition.slice(0, 0), all_pairs_max=32).num_rows == 0
 
 

@@ -16,7 +16,7 @@ import ray.data
 
 from operators import dedup
 from operators.columns import DOC_ID, EXACT_DUP, FATE, NEAR_DUP
-from operators.dedup import INDEX_KEPT, DedupConfig, DedupKeyer, index_rows, index_schema
+from operators.dedup_rules import INDEX_KEPT, DedupConfig, DedupKeyer, index_rows, index_schema
 from operators.minhash import MinHashConfig
 from tests.operators.test_dedup import CORPUS, SCIENCE, TOWN, by_doc_id, documents, edit
 
