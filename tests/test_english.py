@@ -57,8 +57,8 @@ def build(root: Path, docs: list[str], model: str, vocab: Path) -> dict:
         "tokenize": {"tokenizer": str(vocab), "max_seq_len": 128, "packing": "none"},
     }
     (root / "config.yaml").write_text(json.dumps(config))
-    result = subprocess.run([sys.executable, "-m", "pipeline", "build", str(root / "config.yaml")], cwd=REPO,
-                            capture_output=True, text=True, timeout=900)
+    command = [sys.executable, "-m", "pipeline", "build", str(root / "config.yaml"), "--verbose"]  # execution plans
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     return {"out": root / "out", "log": result.stdout + result.stderr, "vocab": vocab}
 
