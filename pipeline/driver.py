@@ -281,7 +281,7 @@ def _read_dedup_segment(
             kept = flagged.filter(expr=col(INDEX_KEPT)).select_columns(KEPT_ROWS.names).materialize()
         appended = None
         if plan.only_appends and previous_docs is not None:
-            appended = _appended_docs(cfg, plan, previous_docs, pending, kept, flagged, existing, deduped.index_in_order)
+            appended = _appended_docs(cfg, plan, out, previous, pending, kept, flagged, existing, deduped.index_in_order)
         if appended is not None:
             (docs, segmented, reused), promoted, reread = appended, 0, 0
         else:
@@ -336,21 +336,22 @@ def _kept_texts(batch: pa.Table) -> pa.Table:
     return batch.filter(batch[INDEX_KEPT]).select([DOC_ID, SOURCE, RECORD, TEXT])
 
 
-def _appended_docs(cfg: BuildConfig, plan: refresh.Plan, previous_docs, pending, kept, flagged, existing,
-                   flags_in_order: bool) -> tuple[Any, int, int] | None:
+def _appended_docs(cfg: BuildConfig, plan: refresh.Plan, out: str, previous: dict[str, Any], pending, kept, flagged,
+                   existing, flags_in_order: bool) -> tuple[Any, int, int] | None:
     """The docs table's rows for a refresh that only adds files (``plan.only_appends``), lazily, with no
     join and no cache lookup: the unchanged files' documents as the previous docs table holds them
-    (it has no record column: their records come from the kept rows of the dedup index, which line up
-    with it once in (source, record) order), then the new files' kept documents, segmented. Sorted
-    only when a new file sorts before an unchanged one. Returns (docs, documents to segment,
-    documents carried), or None when a new document joined two groups of old ones, so that an old
-    kept document became a duplicate: the general path then runs."""
+    (read file by file in order; it has no record column: their records come from the kept rows of the
+    dedup index, which line up with it once in (source, record) order), then the new files' kept
+    documents, segmented, the two sorted together. Returns (docs, documents to segment, documents
+    carried), or None when a new document joined two groups of old ones, so that an old kept
+    document became a duplicate: the general path then runs."""
     unchanged = plan.unchanged
     old_kept = kept.filter(expr=col(SOURCE).is_in(unchanged)).select_columns(KEPT_ROWS.names)
     carried_count = old_kept.count()
     if carried_count != existing.filter(expr=col(INDEX_KEPT)).count():
         return None
     places = write.in_record_order(old_kept, cfg.write, KEPT_ROWS).select_columns([DOC_ID, RECORD])
+    previous_docs = write.read_in_order(out, _listed(previous, write.DOCS_DIR), docs_schema(cfg.segment.tasks))
     with warnings.catch_warnings():  # zip: see _kept_in_input_order
         warnings.filterwarnings("ignore", message=r"(?s).*`Dataset\.zip` is deprecated")
         carried = previous_docs.filter(expr=col(SOURCE).is_in(unchanged)).zip(
@@ -361,10 +362,10 @@ def _appended_docs(cfg: BuildConfig, plan: refresh.Plan, previous_docs, pending,
     full = pa.schema([*docs_schema(cfg.segment.tasks), (RECORD, pa.int64())])
     parts = [carried, *([segment.apply(new, cfg.segment)] if segmented else [])]
     parts = [part.map_batches(refresh.conform, fn_kwargs={"schema": full}, batch_format="pyarrow") for part in parts]
-    docs = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
-    if min(plan.to_read) < max(unchanged):  # a new file's documents go between the unchanged files'
-        docs = docs.sort([SOURCE, RECORD])
-    return docs, segmented, carried_count
+    if len(parts) == 1:
+        return parts[0], segmented, carried_count
+    # with preserve_order a union takes its inputs' blocks in turn: sorted, the new files' documents go to their place
+    return parts[0].union(*parts[1:]).sort([SOURCE, RECORD]), segmented, carried_count
 
 
 def _with_records(batch: pa.Table) -> pa.Table:

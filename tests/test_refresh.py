@@ -30,6 +30,7 @@ from transformers import BertTokenizerFast
 from manifests import snapshot
 from operators import read as read_op
 from operators import segment as segment_op
+from operators import write as write_op
 from pipeline import driver, inspect_corpus
 from pipeline.cli import main, refresh_line
 from pipeline.config import load_config
@@ -360,11 +361,13 @@ def _append_then_compare(root: Path, model: Path, vocab: Path, monkeypatch, old:
 def test_a_refresh_that_adds_a_file_carries_the_old_documents_without_a_join(
     ray_local, tmp_path, legacy_model_dir, vocab_path, monkeypatch
 ):
-    old = {"a.jsonl": [P[0], P[1], "太短"], "b.jsonl": [P[2], P[0], P[3]]}
-    new = {"z.jsonl": [P[4], NEAR_P3, P[5]]}  # sorts last: the docs keep their order with no sort
+    monkeypatch.setattr(write_op, "DOCS_FILE_ROWS", 2)  # several docs files, read back in their order
+    old = {"a.jsonl": [P[0], P[1], "太短"], "b.jsonl": [P[2], P[0], P[3], P[6], P[8]]}
+    new = {"z.jsonl": [P[4], NEAR_P3, P[5]]}
     refreshed, full, joins = _append_then_compare(tmp_path, legacy_model_dir, vocab_path, monkeypatch, old, new)
     assert joins == 0
-    assert refreshed["report"]["refresh"]["docs"] == {"segmented": 2, "reused": 4}
+    assert refreshed["report"]["refresh"]["docs"] == {"segmented": 2, "reused": 6}
+    assert len(list((tmp_path / "out" / "docs").glob("*.parquet"))) == 4
     for name in ("docs", "fates", "shards"):
         assert refreshed["tables"][name].equals(full[name]), name
 
