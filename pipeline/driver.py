@@ -11,11 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import time
-import warnings
 from typing import Any, NamedTuple
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import ray
 import ray.data
 from ray.data.expressions import col
@@ -26,7 +24,6 @@ from operators.columns import (
     DEDUP_SCHEMA,
     DETAIL,
     DOC_ID,
-    DOCS_SCHEMA,
     FATE,
     FATES_SCHEMA,
     FILTERED,
@@ -35,18 +32,15 @@ from operators.columns import (
     REJECTED,
     SOURCE,
     TEXT,
-    WORDS,
     docs_schema,
 )
 from operators.dedup_rules import INDEX_KEPT
 from operators.normalize import OPENCC_CHANGED
-from pipeline import cluster, refresh, report
+from pipeline import cluster, kept_docs, refresh, report
 from pipeline.config import BuildConfig
 
 log = logging.getLogger("pipeline")
 
-KEPT_ROWS = pa.schema([(DOC_ID, pa.string()), (SOURCE, pa.string()), (RECORD, pa.int64())])  # a kept document's place
-FLAGGED_DOC_ID = "flagged_doc_id"  # a record's dedup flag's doc_id, beside the record's own (_kept_in_input_order)
 INDEX_DIR = "index"  # the dedup index: every deduplicated document's keys, for the next refresh
 DATA_DIRS = (write.DOCS_DIR, write.FATES_DIR, write.SHARDS_DIR, write.DEDUP_DIR, INDEX_DIR)
 OUTPUT_DIRS = (*DATA_DIRS, ledger.LEDGER_DIR)
@@ -83,10 +77,6 @@ def _mark_kept(batch: pa.Table) -> pa.Table:
     )
 
 
-def _partitions(ds) -> int:
-    return max(1, ds.num_blocks())
-
-
 def build_corpus(cfg: BuildConfig, num_cpus: int | None = None) -> dict[str, Any]:
     """Build the corpus at ``cfg.output``, or refresh the one there; return the report that was written
     (for a build with nothing to do, the committed version's report with ``refresh.noop`` true).
@@ -106,7 +96,7 @@ def build_corpus(cfg: BuildConfig, num_cpus: int | None = None) -> dict[str, Any
             snapshot.restore_unversioned(cfg.output, previous)  # a build that died just before its commit
         prints = fingerprints.stage_fingerprints(cfg.to_dict(), vocab.sha256)
         with timer("ledger"):  # file sizes and times against the ledger: Ray is not needed to find nothing to do
-            plan = refresh.plan(previous, cfg.output, inputs, prints, _listed(previous, INDEX_DIR) != [],
+            plan = refresh.plan(previous, cfg.output, inputs, prints, refresh.listed(previous, INDEX_DIR) != [],
                                 connect=lambda: connect_ray(num_cpus))
         if plan.mode == refresh.NOOP:
             return _up_to_date(cfg.output, previous, plan)
@@ -234,7 +224,7 @@ def _carry(out: str, previous: dict[str, Any], version: int, tally) -> DocCounts
     """The previous version's docs, fates, dedup audit and index, linked into this version unchanged; the
     fates and audit tables' counters, read from them, go to ``tally``."""
     for directory in (write.DOCS_DIR, write.FATES_DIR, write.DEDUP_DIR, INDEX_DIR):
-        for path in _listed(previous, directory):
+        for path in refresh.listed(previous, directory):
             snapshot.link(out, path, write.renamed_for_version(path, version))
     for directory, schema, counters in ((write.FATES_DIR, FATES_SCHEMA, report.fate_counters),
                                         (write.DEDUP_DIR, DEDUP_SCHEMA, report.cluster_counters)):
@@ -260,7 +250,7 @@ def _read_dedup_segment(
     pending = records.filter(expr=col(FATE).is_null()) if records is not None else None
     existing = None
     if unchanged:  # the unchanged files' documents, as the previous version's dedup index holds them
-        existing = _read(out, previous, INDEX_DIR).filter(expr=col(SOURCE).is_in(unchanged))
+        existing = refresh.read_listed(out, previous, INDEX_DIR).filter(expr=col(SOURCE).is_in(unchanged))
     with timer("dedup"):
         deduped = dedup.graph(dedup.keys(records, cfg.dedup, existing), cfg.dedup)
         duplicates = deduped.duplicates  # materialized: every duplicate, old and new
@@ -269,33 +259,33 @@ def _read_dedup_segment(
         write.write_table(flagged, out, INDEX_DIR, dedup.index_schema(cfg.dedup), version)
     kept_count = flagged.count() - duplicates.count()  # both materialized: counted from their blocks' metadata
 
-    previous_docs = _read(out, previous, write.DOCS_DIR) if previous is not None and _listed(previous, write.DOCS_DIR) else None
+    previous_docs = refresh.read_listed(out, previous, write.DOCS_DIR) if previous is not None and refresh.listed(previous, write.DOCS_DIR) else None
     cache_docs = previous_docs if plan.reuse_segmentation else None
     # every kept document is in this build's records, and none comes from a cache: they keep the input order
     in_order = pending is not None and not unchanged and cache_docs is None and kept_count > 0
     with timer("kept texts"):
         if in_order:
-            texts, promoted, reread = _kept_in_input_order(pending, flagged, deduped.index_in_order), 0, 0
+            texts, promoted, reread = kept_docs.in_input_order(pending, flagged, deduped.index_in_order), 0, 0
             kept = texts  # every kept document's doc_id, source and record, with its text
         else:
-            kept = flagged.filter(expr=col(INDEX_KEPT)).select_columns(KEPT_ROWS.names).materialize()
+            kept = flagged.filter(expr=col(INDEX_KEPT)).select_columns(kept_docs.KEPT_ROWS.names).materialize()
         appended = None
         if plan.only_appends and previous_docs is not None:
-            appended = _appended_docs(cfg, plan, out, previous, pending, kept, flagged, existing, deduped.index_in_order)
+            appended = kept_docs.appended(cfg, plan, out, previous, pending, kept, flagged, existing, deduped.index_in_order)
         if appended is not None:
             (docs, segmented, reused), promoted, reread = appended, 0, 0
         else:
             if not in_order:
-                texts, promoted, reread = _texts(cfg, kept, pending, previous_docs, unchanged)
+                texts, promoted, reread = kept_docs.texts(cfg, kept, pending, previous_docs, unchanged)
             unique = bool(previous and previous.get("config", {}).get("dedup", {}).get("exact"))  # one doc per text
-            docs, segmented, reused = _segment(cfg, texts, cache_docs, unique, in_order)
+            docs, segmented, reused = kept_docs.segmented(cfg, texts, cache_docs, unique, in_order)
     with timer("fates"):
         fate_columns = FATES_SCHEMA.names
         parts = [duplicates.select_columns(fate_columns), kept.map_batches(_mark_kept, batch_format="pyarrow")]
         if records is not None:
             parts.append(records.filter(expr=~col(FATE).is_null()).select_columns(fate_columns))
         if unchanged:  # filtered and rejected records of unchanged files, as they were
-            carried = _read(out, previous, write.FATES_DIR).filter(
+            carried = refresh.read_listed(out, previous, write.FATES_DIR).filter(
                 expr=col(SOURCE).is_in(unchanged) & col(FATE).is_in([FILTERED, REJECTED])
             )
             parts.append(carried.select_columns(fate_columns))
@@ -306,141 +296,6 @@ def _read_dedup_segment(
     return records, docs, DocCounts(segmented, reused, promoted, reread)
 
 
-def _kept_in_input_order(pending, flagged, flags_in_order: bool):
-    """(doc_id, source, record, text) of every kept document, in input order, for a build whose kept
-    documents are all among its records: no join moves the texts, and no sort follows segmentation.
-
-    The dedup index lists the documents in the order they were signed when the graph ran in one task
-    (``dedup.DedupOutput.index_in_order``); the distributed join leaves them in no particular order,
-    and they are sorted by (source, record), narrow rows. Either way they line up with the records,
-    which are read in that order, and ``zip`` attaches the flags (at 16x bench/e2e.py's input a
-    join of the texts and a sort after segmentation made the segment stage 55 s instead of 41 s).
-
-    Ray 2.60 deprecates ``zip`` (removal planned for 2.64) because rows keep their order only with
-    ``preserve_order``, which every build sets; ``_kept_texts`` checks that each pair is one document.
-    The project pins Ray 2.60; on a Ray without ``zip``, ``_texts`` and the join serve every build."""
-    if not flags_in_order:
-        flagged = flagged.select_columns([SOURCE, RECORD, DOC_ID, INDEX_KEPT]).sort([SOURCE, RECORD])
-    flags = flagged.select_columns([DOC_ID, INDEX_KEPT]).rename_columns({DOC_ID: FLAGGED_DOC_ID})
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"(?s).*`Dataset\.zip` is deprecated")
-        zipped = pending.select_columns([DOC_ID, SOURCE, RECORD, TEXT]).zip(flags)
-    return zipped.map_batches(_kept_texts, batch_format="pyarrow").materialize()
-
-
-def _kept_texts(batch: pa.Table) -> pa.Table:
-    """Records zipped with their dedup flags to the kept ones' texts; a record paired with another's flag
-    is a bug that would keep the wrong documents, so it stops the build."""
-    if not pc.all(pc.equal(batch[DOC_ID], batch[FLAGGED_DOC_ID])).as_py():
-        raise RuntimeError("records and their dedup flags are not in the same (source, record) order")
-    return batch.filter(batch[INDEX_KEPT]).select([DOC_ID, SOURCE, RECORD, TEXT])
-
-
-def _appended_docs(cfg: BuildConfig, plan: refresh.Plan, out: str, previous: dict[str, Any], pending, kept, flagged,
-                   existing, flags_in_order: bool) -> tuple[Any, int, int] | None:
-    """The docs table's rows for a refresh that only adds files (``plan.only_appends``), lazily, with no
-    join and no cache lookup: the unchanged files' documents as the previous docs table holds them
-    (read file by file in order; it has no record column: their records come from the kept rows of the
-    dedup index, which line up with it once in (source, record) order), then the new files' kept
-    documents, segmented, the two sorted together. Returns (docs, documents to segment, documents
-    carried), or None when a new document joined two groups of old ones, so that an old kept
-    document became a duplicate: the general path then runs."""
-    unchanged = plan.unchanged
-    old_kept = kept.filter(expr=col(SOURCE).is_in(unchanged)).select_columns(KEPT_ROWS.names)
-    carried_count = old_kept.count()
-    if carried_count != existing.filter(expr=col(INDEX_KEPT)).count():
-        return None
-    places = write.in_record_order(old_kept, cfg.write, KEPT_ROWS).select_columns([DOC_ID, RECORD])
-    previous_docs = write.read_in_order(out, _listed(previous, write.DOCS_DIR), docs_schema(cfg.segment.tasks))
-    with warnings.catch_warnings():  # zip: see _kept_in_input_order
-        warnings.filterwarnings("ignore", message=r"(?s).*`Dataset\.zip` is deprecated")
-        carried = previous_docs.filter(expr=col(SOURCE).is_in(unchanged)).zip(
-            places.rename_columns({DOC_ID: FLAGGED_DOC_ID}))
-    carried = carried.map_batches(_with_records, batch_format="pyarrow")
-    new = _kept_in_input_order(pending, flagged.filter(expr=col(SOURCE).is_in(plan.to_read)), flags_in_order)
-    segmented = new.count()
-    full = pa.schema([*docs_schema(cfg.segment.tasks), (RECORD, pa.int64())])
-    parts = [carried, *([segment.apply(new, cfg.segment)] if segmented else [])]
-    parts = [part.map_batches(refresh.conform, fn_kwargs={"schema": full}, batch_format="pyarrow") for part in parts]
-    if len(parts) == 1:
-        return parts[0], segmented, carried_count
-    # with preserve_order a union takes its inputs' blocks in turn: sorted, the new files' documents go to their place
-    return parts[0].union(*parts[1:]).sort([SOURCE, RECORD]), segmented, carried_count
-
-
-def _with_records(batch: pa.Table) -> pa.Table:
-    """Previous docs rows zipped with their records; a row paired with another document's record is a bug
-    that would misname and misorder the docs files, so it stops the build."""
-    if not pc.all(pc.equal(batch[DOC_ID], batch[FLAGGED_DOC_ID])).as_py():
-        raise RuntimeError("previous docs and their dedup index rows are not in the same (source, record) order")
-    return batch.drop_columns([FLAGGED_DOC_ID])
-
-
-def _texts(cfg: BuildConfig, kept, pending, previous_docs, unchanged: list[str]):
-    """(doc_id, source, record, text) of every kept document, and (promoted, files re-read).
-
-    Texts come from this build's records, from the previous docs table (unchanged files' kept
-    documents), and for duplicates in unchanged files that take the place of a retracted keeper
-    (promoted: in neither), from their files, read and normalized again."""
-    sources = []
-    if pending is not None:
-        sources.append(pending.select_columns([DOC_ID, TEXT]))
-    if unchanged and previous_docs is not None:
-        sources.append(previous_docs.filter(expr=col(SOURCE).is_in(unchanged)).select_columns([DOC_ID, TEXT]))
-    text_schema = pa.schema([(DOC_ID, pa.string()), (SOURCE, pa.string()), (RECORD, pa.int64()), (TEXT, pa.string())])
-    if not kept.count():
-        return ray.data.from_arrow(text_schema.empty_table()), 0, 0
-    texts = sources[0].union(*sources[1:]) if len(sources) > 1 else sources[0] if sources else None
-    joined = kept if texts is None or not texts.count() else kept.join(texts, "left_outer", _partitions(kept), on=(DOC_ID,))
-    if TEXT not in joined.schema().names:
-        joined = joined.map_batches(lambda b: b.append_column(TEXT, pa.nulls(b.num_rows, pa.string())), batch_format="pyarrow")
-    joined = joined.materialize()
-    missing = joined.filter(expr=col(TEXT).is_null()).select_columns([DOC_ID, SOURCE, RECORD]).materialize()
-    found = joined.filter(expr=~col(TEXT).is_null())
-    promoted = missing.count()
-    files = sorted(missing.unique(SOURCE)) if promoted else []
-    if promoted:
-        log.info("re-reading %d unchanged file(s) for %d duplicate(s) kept in a retracted document's place", len(files), promoted)
-        again = normalize.apply(read.apply(files, cfg.read), cfg.normalize).filter(expr=col(FATE).is_null())
-        again = missing.join(again.select_columns([DOC_ID, TEXT]), "inner", _partitions(missing), on=(DOC_ID,))
-        found = found.union(again.map_batches(refresh.conform, fn_kwargs={"schema": text_schema}, batch_format="pyarrow"))
-    texts = found.map_batches(refresh.conform, fn_kwargs={"schema": text_schema}, batch_format="pyarrow")
-    return texts.materialize(), promoted, len(files)
-
-
-def _segment(cfg: BuildConfig, texts, cache_docs, unique: bool, in_order: bool) -> tuple[Any, int, int]:
-    """The docs table's rows, lazily: ``texts`` segmented (by LTP only where the cache lacks their words),
-    sorted by (source, record) unless they are ``in_order`` already. Also returns (documents to
-    segment, documents whose words come from the cache)."""
-    schema = docs_schema(cfg.segment.tasks)
-    tags = [name for name in schema.names if name not in DOCS_SCHEMA.names]
-    full = pa.schema([*schema, (RECORD, pa.int64())])
-    hits, misses = None, texts
-    if cache_docs is not None and texts.count():
-        keyed = texts.map_batches(refresh.with_text_hash, batch_format="pyarrow")
-        cache = cache_docs.select_columns([TEXT, WORDS, *tags]).map_batches(refresh.with_text_hash, batch_format="pyarrow")
-        cache = cache.select_columns([refresh.TEXT_HASH, WORDS, *tags])
-        if cache.count():
-            if not unique:
-                cache = cache.groupby(refresh.TEXT_HASH).map_groups(refresh.first_per_hash, batch_format="pyarrow")
-            joined = keyed.join(cache, "left_outer", _partitions(texts), on=(refresh.TEXT_HASH,)).materialize()
-            hits = joined.filter(expr=~col(WORDS).is_null())
-            misses = joined.filter(expr=col(WORDS).is_null()).select_columns([DOC_ID, SOURCE, RECORD, TEXT]).materialize()
-    parts = []
-    if hits is not None:
-        parts.append(hits)
-    segmented = misses.count()
-    if segmented:
-        parts.append(segment.apply(misses, cfg.segment))
-    parts = [part.map_batches(refresh.conform, fn_kwargs={"schema": full}, batch_format="pyarrow") for part in parts]
-    if not parts:
-        parts = [ray.data.from_arrow(full.empty_table())]
-    docs = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
-    if not in_order:
-        docs = docs.sort([SOURCE, RECORD])
-    return docs, segmented, texts.count() - segmented
-
-
 def _records_for_report(records):
     if records is not None:
         return records
@@ -448,17 +303,6 @@ def _records_for_report(records):
         pa.table({DOC_ID: pa.array([], pa.string()), SOURCE: pa.array([], pa.string()), RECORD: pa.array([], pa.int64()),
                   TEXT: pa.array([], pa.string()), OPENCC_CHANGED: pa.array([], pa.int64())})
     )
-
-
-def _listed(manifest: dict[str, Any] | None, directory: str) -> list[str]:
-    if not manifest:
-        return []
-    return [e["path"] for e in manifest.get("files", []) if e["path"].startswith(f"{directory}/")]
-
-
-def _read(out: str, manifest: dict[str, Any], directory: str):
-    """The Parquet table of ``directory`` as ``manifest`` lists it."""
-    return ray.data.read_parquet(_paths(out, _listed(manifest, directory)), filesystem=storage.filesystem(out))
 
 
 def _up_to_date(out: str, previous: dict[str, Any], plan: refresh.Plan) -> dict[str, Any]:
@@ -474,5 +318,3 @@ def _up_to_date(out: str, previous: dict[str, Any], plan: refresh.Plan) -> dict[
     return built
 
 
-def _paths(output: str, relatives: list[str]) -> list[str]:
-    return [storage.join(output, relative) for relative in relatives]

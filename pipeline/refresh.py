@@ -28,6 +28,7 @@ import pyarrow as pa
 import xxhash
 
 from manifests import fingerprints, ledger
+from operators import storage
 from operators.columns import TEXT
 
 TEXT_HASH = "text_hash"
@@ -116,3 +117,21 @@ def first_per_hash(group: pa.Table) -> pa.Table:
 def conform(batch: pa.Table, schema: pa.Schema) -> pa.Table:
     """The batch's columns of ``schema``, in its order and types (so that unions line up)."""
     return batch.select(schema.names).cast(schema)
+
+
+def listed(manifest: dict[str, Any] | None, directory: str) -> list[str]:
+    """The files of ``directory`` that ``manifest`` (a previous version's) lists, relative to the output."""
+    if not manifest:
+        return []
+    return [e["path"] for e in manifest.get("files", []) if e["path"].startswith(f"{directory}/")]
+
+
+def read_listed(out: str, manifest: dict[str, Any], directory: str):
+    """The Parquet table of ``directory`` as ``manifest`` lists it."""
+    import ray.data
+
+    return ray.data.read_parquet(_paths(out, listed(manifest, directory)), filesystem=storage.filesystem(out))
+
+
+def _paths(output: str, relatives: list[str]) -> list[str]:
+    return [storage.join(output, relative) for relative in relatives]

@@ -173,11 +173,11 @@ def test_records_zipped_with_another_documents_flags_stop_the_build():
 
     from operators.columns import DOC_ID, RECORD, SOURCE, TEXT
     from operators.dedup_rules import INDEX_KEPT
-    from pipeline.driver import FLAGGED_DOC_ID, _kept_texts
+    from pipeline.kept_docs import FLAGGED_DOC_ID, kept_texts
 
     records = {DOC_ID: ["a", "b", "c"], SOURCE: ["s"] * 3, RECORD: [0, 1, 2], TEXT: ["x", "y", "z"]}
     aligned = pa.table({**records, FLAGGED_DOC_ID: ["a", "b", "c"], INDEX_KEPT: [True, False, True]})
-    assert _kept_texts(aligned).to_pydict() == {DOC_ID: ["a", "c"], SOURCE: ["s", "s"], RECORD: [0, 2], TEXT: ["x", "z"]}
+    assert kept_texts(aligned).to_pydict() == {DOC_ID: ["a", "c"], SOURCE: ["s", "s"], RECORD: [0, 2], TEXT: ["x", "z"]}
     shifted = pa.table({**records, FLAGGED_DOC_ID: ["b", "c", "a"], INDEX_KEPT: [True, False, True]})
     with pytest.raises(RuntimeError, match="same \\(source, record\\) order"):
-        _kept_texts(shifted)
+        kept_texts(shifted)

@@ -31,7 +31,7 @@ from manifests import snapshot
 from operators import read as read_op
 from operators import segment as segment_op
 from operators import write as write_op
-from pipeline import driver, inspect_corpus
+from pipeline import driver, inspect_corpus, kept_docs
 from pipeline.cli import main, refresh_line
 from pipeline.config import load_config
 from pipeline.driver import build_corpus
@@ -350,8 +350,8 @@ def _append_then_compare(root: Path, model: Path, vocab: Path, monkeypatch, old:
     for name, texts in new.items():
         write_jsonl(root / "in" / name, texts)
     joins = []
-    real_texts = driver._texts
-    monkeypatch.setattr(driver, "_texts", lambda *args: joins.append(1) or real_texts(*args))
+    real_texts = kept_docs.texts
+    monkeypatch.setattr(kept_docs, "texts", lambda *args: joins.append(1) or real_texts(*args))
     refreshed = build_corpus(load_config(config_for(root, "base", out, model, vocab)))
     full = root / "full"
     build_corpus(load_config(config_for(root, "full", full, model, vocab)))
