@@ -259,7 +259,8 @@ def _read_dedup_segment(
         write.write_table(flagged, out, INDEX_DIR, dedup.index_schema(cfg.dedup), version)
     kept_count = flagged.count() - duplicates.count()  # both materialized: counted from their blocks' metadata
 
-    previous_docs = refresh.read_listed(out, previous, write.DOCS_DIR) if previous is not None and refresh.listed(previous, write.DOCS_DIR) else None
+    has_docs = bool(refresh.listed(previous, write.DOCS_DIR))
+    previous_docs = refresh.read_listed(out, previous, write.DOCS_DIR) if has_docs else None
     cache_docs = previous_docs if plan.reuse_segmentation else None
     # every kept document is in this build's records, and none comes from a cache: they keep the input order
     in_order = pending is not None and not unchanged and cache_docs is None and kept_count > 0

@@ -35,6 +35,11 @@ KEPT_ROWS = pa.schema([(DOC_ID, pa.string()), (SOURCE, pa.string()), (RECORD, pa
 FLAGGED_DOC_ID = "flagged_doc_id"  # a record's dedup flag's doc_id, beside the record's own (in_input_order)
 
 
+def _docs_rows(cfg: BuildConfig) -> pa.Schema:
+    """A docs row as pass 2 takes it: the docs table's columns and the record (for the docs files' names)."""
+    return pa.schema([*docs_schema(cfg.segment.tasks), (RECORD, pa.int64())])
+
+
 def _partitions(ds) -> int:
     return max(1, ds.num_blocks())
 
@@ -54,23 +59,33 @@ def in_input_order(pending, flagged, flags_in_order: bool):
     The project pins Ray 2.60; on a Ray without ``zip``, ``texts`` and the join serve every build."""
     if not flags_in_order:
         flagged = flagged.select_columns([SOURCE, RECORD, DOC_ID, INDEX_KEPT]).sort([SOURCE, RECORD])
-    flags = flagged.select_columns([DOC_ID, INDEX_KEPT]).rename_columns({DOC_ID: FLAGGED_DOC_ID})
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"(?s).*`Dataset\.zip` is deprecated")
-        zipped = pending.select_columns([DOC_ID, SOURCE, RECORD, TEXT]).zip(flags)
+    zipped = _zipped(pending.select_columns([DOC_ID, SOURCE, RECORD, TEXT]), flagged.select_columns([DOC_ID, INDEX_KEPT]))
     return zipped.map_batches(kept_texts, batch_format="pyarrow").materialize()
 
 
 def kept_texts(batch: pa.Table) -> pa.Table:
     """Records zipped with their dedup flags to the kept ones' texts; a record paired with another's flag
-    is a bug that would keep the wrong documents, so it stops the build."""
-    if not pc.all(pc.equal(batch[DOC_ID], batch[FLAGGED_DOC_ID])).as_py():
-        raise RuntimeError("records and their dedup flags are not in the same (source, record) order")
+    would keep the wrong documents."""
+    _check_pairs(batch, "records and their dedup flags")
     return batch.filter(batch[INDEX_KEPT]).select([DOC_ID, SOURCE, RECORD, TEXT])
 
 
+def _zipped(rows, flags):
+    """``rows`` zipped with ``flags``, one row each in the same order; the flags' doc_id becomes
+    ``FLAGGED_DOC_ID``, for ``_check_pairs``."""
+    with warnings.catch_warnings():  # Ray 2.60 deprecates zip: see in_input_order
+        warnings.filterwarnings("ignore", message=r"(?s).*`Dataset\.zip` is deprecated")
+        return rows.zip(flags.rename_columns({DOC_ID: FLAGGED_DOC_ID}))
+
+
+def _check_pairs(batch: pa.Table, what: str) -> None:
+    """Stops the build when a zipped row pairs two documents: a bug that would misplace or drop them."""
+    if not pc.all(pc.equal(batch[DOC_ID], batch[FLAGGED_DOC_ID])).as_py():
+        raise RuntimeError(f"{what} are not in the same (source, record) order")
+
+
 def appended(cfg: BuildConfig, plan: refresh.Plan, out: str, previous: dict[str, Any], pending, kept, flagged,
-                   existing, flags_in_order: bool) -> tuple[Any, int, int] | None:
+             existing, flags_in_order: bool) -> tuple[Any, int, int] | None:
     """The docs table's rows for a refresh that only adds files (``plan.only_appends``), lazily, with no
     join and no cache lookup: the unchanged files' documents as the previous docs table holds them
     (read file by file in order; it has no record column: their records come from the kept rows of the
@@ -85,14 +100,11 @@ def appended(cfg: BuildConfig, plan: refresh.Plan, out: str, previous: dict[str,
         return None
     places = write.in_record_order(old_kept, cfg.write, KEPT_ROWS).select_columns([DOC_ID, RECORD])
     previous_docs = write.read_in_order(out, refresh.listed(previous, write.DOCS_DIR), docs_schema(cfg.segment.tasks))
-    with warnings.catch_warnings():  # zip: see in_input_order
-        warnings.filterwarnings("ignore", message=r"(?s).*`Dataset\.zip` is deprecated")
-        carried = previous_docs.filter(expr=col(SOURCE).is_in(unchanged)).zip(
-            places.rename_columns({DOC_ID: FLAGGED_DOC_ID}))
+    carried = _zipped(previous_docs.filter(expr=col(SOURCE).is_in(unchanged)), places)
     carried = carried.map_batches(_with_records, batch_format="pyarrow")
     new = in_input_order(pending, flagged.filter(expr=col(SOURCE).is_in(plan.to_read)), flags_in_order)
     segmented = new.count()
-    full = pa.schema([*docs_schema(cfg.segment.tasks), (RECORD, pa.int64())])
+    full = _docs_rows(cfg)
     parts = [carried, *([segment.apply(new, cfg.segment)] if segmented else [])]
     parts = [part.map_batches(refresh.conform, fn_kwargs={"schema": full}, batch_format="pyarrow") for part in parts]
     if len(parts) == 1:
@@ -102,10 +114,9 @@ def appended(cfg: BuildConfig, plan: refresh.Plan, out: str, previous: dict[str,
 
 
 def _with_records(batch: pa.Table) -> pa.Table:
-    """Previous docs rows zipped with their records; a row paired with another document's record is a bug
-    that would misname and misorder the docs files, so it stops the build."""
-    if not pc.all(pc.equal(batch[DOC_ID], batch[FLAGGED_DOC_ID])).as_py():
-        raise RuntimeError("previous docs and their dedup index rows are not in the same (source, record) order")
+    """Previous docs rows zipped with their records; a row paired with another document's record would
+    misname and misorder the docs files."""
+    _check_pairs(batch, "previous docs and their dedup index rows")
     return batch.drop_columns([FLAGGED_DOC_ID])
 
 
@@ -123,8 +134,8 @@ def texts(cfg: BuildConfig, kept, pending, previous_docs, unchanged: list[str]):
     text_schema = pa.schema([(DOC_ID, pa.string()), (SOURCE, pa.string()), (RECORD, pa.int64()), (TEXT, pa.string())])
     if not kept.count():
         return ray.data.from_arrow(text_schema.empty_table()), 0, 0
-    texts = sources[0].union(*sources[1:]) if len(sources) > 1 else sources[0] if sources else None
-    joined = kept if texts is None or not texts.count() else kept.join(texts, "left_outer", _partitions(kept), on=(DOC_ID,))
+    known = sources[0].union(*sources[1:]) if len(sources) > 1 else sources[0] if sources else None
+    joined = kept if known is None or not known.count() else kept.join(known, "left_outer", _partitions(kept), on=(DOC_ID,))
     if TEXT not in joined.schema().names:
         joined = joined.map_batches(lambda b: b.append_column(TEXT, pa.nulls(b.num_rows, pa.string())), batch_format="pyarrow")
     joined = joined.materialize()
@@ -137,17 +148,16 @@ def texts(cfg: BuildConfig, kept, pending, previous_docs, unchanged: list[str]):
         again = normalize.apply(read.apply(files, cfg.read), cfg.normalize).filter(expr=col(FATE).is_null())
         again = missing.join(again.select_columns([DOC_ID, TEXT]), "inner", _partitions(missing), on=(DOC_ID,))
         found = found.union(again.map_batches(refresh.conform, fn_kwargs={"schema": text_schema}, batch_format="pyarrow"))
-    texts = found.map_batches(refresh.conform, fn_kwargs={"schema": text_schema}, batch_format="pyarrow")
-    return texts.materialize(), promoted, len(files)
+    found = found.map_batches(refresh.conform, fn_kwargs={"schema": text_schema}, batch_format="pyarrow")
+    return found.materialize(), promoted, len(files)
 
 
 def segmented(cfg: BuildConfig, texts, cache_docs, unique: bool, in_order: bool) -> tuple[Any, int, int]:
     """The docs table's rows, lazily: ``texts`` segmented (by LTP only where the cache lacks their words),
     sorted by (source, record) unless they are ``in_order`` already. Also returns (documents to
     segment, documents whose words come from the cache)."""
-    schema = docs_schema(cfg.segment.tasks)
-    tags = [name for name in schema.names if name not in DOCS_SCHEMA.names]
-    full = pa.schema([*schema, (RECORD, pa.int64())])
+    full = _docs_rows(cfg)
+    tags = [name for name in full.names if name not in (*DOCS_SCHEMA.names, RECORD)]
     hits, misses = None, texts
     if cache_docs is not None and texts.count():
         keyed = texts.map_batches(refresh.with_text_hash, batch_format="pyarrow")
@@ -162,8 +172,8 @@ def segmented(cfg: BuildConfig, texts, cache_docs, unique: bool, in_order: bool)
     parts = []
     if hits is not None:
         parts.append(hits)
-    segmented = misses.count()
-    if segmented:
+    to_segment = misses.count()
+    if to_segment:
         parts.append(segment.apply(misses, cfg.segment))
     parts = [part.map_batches(refresh.conform, fn_kwargs={"schema": full}, batch_format="pyarrow") for part in parts]
     if not parts:
@@ -171,4 +181,4 @@ def segmented(cfg: BuildConfig, texts, cache_docs, unique: bool, in_order: bool)
     docs = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     if not in_order:
         docs = docs.sort([SOURCE, RECORD])
-    return docs, segmented, texts.count() - segmented
+    return docs, to_segment, texts.count() - to_segment
