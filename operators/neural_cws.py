@@ -115,7 +115,7 @@ class NeuralCws:
 
     def tags(self, batch: Encoded) -> tuple[Any, Any]:
         """The forward pass and the tag of each token: a (batch, tokens) host tensor and, on CUDA, the
-        event after which the non-blocking copy into it has landed (``_ready`` waits for it)."""
+        event after which the non-blocking copy into it has landed (``_decoded`` waits for it)."""
         import torch
 
         with torch.inference_mode():
@@ -147,12 +147,9 @@ class NeuralCws:
         before_end = ~np.logical_or.accumulate((starts == 0) & (ends == 0), axis=1)
         positions = np.flatnonzero((before_end & (starts != ends)).ravel())
         rows, flat_starts, flat_ends = positions // starts.shape[1], starts.ravel()[positions], ends.ravel()[positions]
-        first = np.ones(len(positions), dtype=bool)
-        first[1:] = (rows[1:] != rows[:-1]) | (flat_starts[1:] != flat_starts[:-1]) | (flat_ends[1:] != flat_ends[:-1])
+        first = _run_starts(rows, flat_starts, flat_ends)
         rows, positions, flat_starts = rows[first], positions[first], flat_starts[first]
-        row_first = np.ones(len(rows), dtype=bool)
-        row_first[1:] = rows[1:] != rows[:-1]
-        word_start = row_first | (tags.ravel()[positions] == self.begin)
+        word_start = _run_starts(rows) | (tags.ravel()[positions] == self.begin)
         rows, cuts = rows[word_start], flat_starts[word_start].tolist()
         bounds = np.searchsorted(rows, np.arange(len(batch.texts) + 1)).tolist()
         words = []
@@ -173,17 +170,27 @@ class NeuralCws:
                 launched = (encoded, self.tags(encoded))
             except BaseException:
                 if pending is not None:
-                    yield self.decode(pending[0], self._ready(pending[1]))
+                    yield self._decoded(*pending)
                 raise
             if pending is not None:
-                yield self.decode(pending[0], self._ready(pending[1]))
+                yield self._decoded(*pending)
             pending = launched
         if pending is not None:
-            yield self.decode(pending[0], self._ready(pending[1]))
+            yield self._decoded(*pending)
 
-    @staticmethod
-    def _ready(tags: tuple[Any, Any]) -> np.ndarray:
+    def _decoded(self, batch: Encoded, tags: tuple[Any, Any]) -> list[list[str]]:
+        """``decode`` once the batch's tags have landed on the host."""
         host, landed = tags
         if landed is not None:
             landed.synchronize()
-        return host.numpy()
+        return self.decode(batch, host.numpy())
+
+
+def _run_starts(*columns: np.ndarray) -> np.ndarray:
+    """Where a run of equal rows (all ``columns`` equal to the row before) starts: the first row and every
+    row that differs from the one before."""
+    starts = np.zeros(len(columns[0]), dtype=bool)
+    starts[:1] = True
+    for column in columns:
+        starts[1:] |= column[1:] != column[:-1]
+    return starts
