@@ -1,7 +1,10 @@
 """Dedup: exact duplicates by content hash, then near-duplicates by MinHash, LSH, a check, and connected components.
 
-``apply`` returns two datasets (``DedupOutput``):
+``apply`` returns four datasets (``DedupOutput``):
 
+- ``fates``: one fates row per keyed row (``fate_rows``): the documents kept or duplicated, and the
+  records that came with a fate (filtered, rejected), in the order they were signed when the graph
+  ran in one task (``in_order``);
 - ``duplicates``: one fates row per duplicate: ``source``, ``record``, ``doc_id``, ``fate``
   (``exact_dup`` or ``near_dup``) and ``detail``, the doc_id of the document that was kept;
 - ``audit``: one row per member of every duplicate cluster, its kept document included
@@ -38,8 +41,10 @@ The flow; every step runs where the data is, and the driver holds only counts:
    so ``detail`` always names a kept document.
 7. Audit: every duplicate's Jaccard with its keeper, by the same sketch lookup, whose second
    shuffle is by keeper: there each cluster's pairs are scored, counted and given their kept row.
-8. Index: every document's identity and keys, and whether it was kept (a join of the keys with
-   the duplicates), for the next refresh.
+8. Index and fates: every document's identity and keys, and whether it was kept (a join of the
+   keys with the duplicates), for the next refresh; and a fates row for every keyed row, the
+   records filtered or rejected before dedup included (they carry their fate and a node, but no
+   keys, and stay out of the graph), so that a build lays its fates out from them alone.
 
 Steps 2-8 are the distributed executor. Up to ``local_max_docs`` documents, the same rules run in
 one task on the whole key table instead (``operators.dedup_local``), with no shuffle.
@@ -97,12 +102,14 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from operators import components, dedup_local
-from operators.columns import DOC_ID, EXACT_DUP, FATE, JACCARD, NEAR_DUP
+from operators.columns import DETAIL, DOC_ID, EXACT_DUP, FATE, JACCARD, NEAR_DUP
 from operators.dedup_rules import (
     AUDIT_SCHEMA,
     BUCKET,
     BUCKETS,
     CONTENT,
+    FOUND_DETAIL,
+    FOUND_FATE,
     KEEPER,
     LOOKUP_KEY,
     NODE,
@@ -119,7 +126,9 @@ from operators.dedup_rules import (
     band_rows,
     bucket_pairs,
     duplicate_rows,
+    documents_of,
     duplicates,
+    fate_rows,
     flag_kept,
     identities,
     index_rows,
@@ -133,6 +142,7 @@ from operators.dedup_rules import (
     resolve_keepers,
     signed,
     survivors,
+    with_decisions,
     with_fate,
 )
 
@@ -151,9 +161,10 @@ class DedupOutput:
     duplicates: Dataset  # fates rows (OUTPUT_SCHEMA)
     audit: Dataset  # AUDIT_SCHEMA rows
     index: Dataset  # index rows (index_schema): every document's identity, whether it was kept, its keys
-    # whether ``index`` lists the documents in the order they were signed (the one-task path keeps it; the
-    # distributed join does not, and sorting there would cost the shuffle only some callers need)
-    index_in_order: bool = False
+    fates: Dataset  # fates rows of every keyed row: documents kept or duplicates, records with the fate they came with
+    # whether ``index`` and ``fates`` list their rows in the order they were signed (the one-task path keeps
+    # it; the distributed join does not, and sorting there would cost the shuffle only some callers need)
+    in_order: bool = False
 
 
 def partition_count(rows: int, cfg: DedupConfig, cpus: int) -> int:
@@ -228,22 +239,27 @@ def _empty(schema: pa.Schema) -> Dataset:
 
 def _decided_in_one_task(keyed: Dataset, cfg: DedupConfig) -> DedupOutput:
     """The whole graph in one Ray task over the keyed blocks (``operators.dedup_local``): the driver
-    passes block references and gets three back (duplicates, audit, index), never the keys."""
+    passes block references and gets four back (duplicates, audit, index, fates), never the keys."""
     import ray
     import ray.data
 
-    outputs = ray.remote(num_returns=3)(dedup_local.decide_blocks).remote(cfg, *keyed.to_arrow_refs())
-    return DedupOutput(*(ray.data.from_arrow_refs([table]) for table in outputs), index_in_order=True)
+    outputs = ray.remote(num_returns=4)(dedup_local.decide_blocks).remote(cfg, *keyed.to_arrow_refs())
+    return DedupOutput(*(ray.data.from_arrow_refs([table]) for table in outputs), in_order=True)
 
 
-def _index(keyed: Dataset, duplicates: Dataset | None, cfg: DedupConfig) -> Dataset:
-    """Index rows of the keyed documents, each kept unless it is among the ``duplicates``; materialized."""
-    flagged = keyed.map_batches(identities, batch_format="pyarrow")
-    if duplicates is not None and duplicates.count():  # Ray's join fails on a right side that is all empty
-        found = duplicates.select_columns([DOC_ID, FATE])
-        flagged = flagged.join(found, "left_outer", max(1, keyed.num_blocks()), on=(DOC_ID,))
-    flagged = flagged.map_batches(flag_kept, batch_format="pyarrow")
-    return _map(flagged, index_rows, schema=index_schema(cfg)).materialize()
+def _decided(keyed: Dataset, duplicates: Dataset, audit: Dataset, cfg: DedupConfig) -> DedupOutput:
+    """The output, with the index and fates rows of the keyed rows, each document kept unless it is among
+    the ``duplicates`` (a join by doc_id); the index materialized."""
+    decided = keyed.map_batches(identities, batch_format="pyarrow")
+    if duplicates.count():  # Ray's join fails on a right side that is all empty
+        found = duplicates.select_columns([DOC_ID, FATE, DETAIL]).rename_columns({FATE: FOUND_FATE, DETAIL: FOUND_DETAIL})
+        decided = decided.join(found, "left_outer", max(1, keyed.num_blocks()), on=(DOC_ID,))
+    else:
+        decided = _map(decided, with_decisions, duplicates=OUTPUT_SCHEMA.empty_table())
+    decided = decided.materialize()
+    documents = _map(_map(decided, documents_of), flag_kept)
+    index = _map(documents, index_rows, schema=index_schema(cfg)).materialize()
+    return DedupOutput(duplicates, audit, index, _map(decided, fate_rows))
 
 
 def apply(ds: Dataset | None, cfg: DedupConfig, existing: Dataset | None = None) -> DedupOutput:
@@ -257,8 +273,8 @@ def apply(ds: Dataset | None, cfg: DedupConfig, existing: Dataset | None = None)
     cover old and new documents alike, as a full build would, and ``index`` holds every
     document's keys and whether it was kept (the next refresh's ``existing``).
 
-    Reads ``ds`` once. ``duplicates`` and ``index`` come back materialized (the caller reads them
-    for the fates and the kept documents); ``audit`` may be lazy, computed when it is written.
+    Reads ``ds`` once. ``duplicates`` and ``index`` come back materialized (the caller counts them
+    and reads the kept documents); ``audit`` and ``fates`` may be lazy, computed when they are read.
     """
     return graph(keys(sign(ds, cfg) if ds is not None else None, cfg, existing), cfg)
 
@@ -288,15 +304,16 @@ def keys(signed_rows: Dataset | None, cfg: DedupConfig, existing: Dataset | None
 def graph(keyed: Dataset, cfg: DedupConfig) -> DedupOutput:
     """The materialized ``keys`` to the duplicates and the audit table: in one task up to
     ``local_max_docs`` documents (``operators.dedup_local``), by shuffles above."""
-    count = keyed.count()
+    count = keyed.count()  # the records with a fate are few: counted as documents, in the bound too
     if not (count and (cfg.exact or cfg.minhash.enabled)):
-        return DedupOutput(_empty(OUTPUT_SCHEMA), _empty(AUDIT_SCHEMA), _index(keyed, None, cfg))
+        return _decided(keyed, _empty(OUTPUT_SCHEMA), _empty(AUDIT_SCHEMA), cfg)
     if count <= cfg.local_max_docs:
         return _decided_in_one_task(keyed, cfg)
-    docs = keyed.select_columns([NODE, CONTENT, BUCKETS])
+    documents = _map(keyed, documents_of)
+    docs = documents.select_columns([NODE, CONTENT, BUCKETS])
     sketched = sketch = None
     if cfg.minhash.enabled:
-        sketched = keyed.select_columns([NODE, SKETCH])
+        sketched = documents.select_columns([NODE, SKETCH])
         sketch = pa.binary(2 * cfg.minhash.num_perm)  # minhash.sketches: 16 bits per permutation
     found: list[Dataset] = []
     exact = None
@@ -314,7 +331,7 @@ def graph(keyed: Dataset, cfg: DedupConfig) -> DedupOutput:
         found.append(_map(exact, with_fate, fate=EXACT_DUP))
     marked = (found[0].union(*found[1:]) if len(found) > 1 else found[0]).materialize()
     if not marked.count():
-        return DedupOutput(_empty(OUTPUT_SCHEMA), _empty(AUDIT_SCHEMA), _index(keyed, None, cfg))
+        return _decided(keyed, _empty(OUTPUT_SCHEMA), _empty(AUDIT_SCHEMA), cfg)
     if sketched is None:
         members = _partitions(marked.count() * EDGE_ROW_WEIGHT, cfg)
         audit = _whole(marked.repartition(members, keys=[KEEPER]), audit_rows)
@@ -322,5 +339,4 @@ def graph(keyed: Dataset, cfg: DedupConfig) -> DedupOutput:
         pairs = marked.rename_columns({NODE: PAIR_U, KEEPER: PAIR_V})
         lookups = _lookup_partitions(marked.count(), sketched.count(), cfg)
         audit = _whole(_answered(pairs, sketched, sketch, lookups, by=PAIR_V), scored_audit_rows)
-    found = _map(marked, duplicate_rows).materialize()
-    return DedupOutput(found, audit, _index(keyed, found, cfg))
+    return _decided(keyed, _map(marked, duplicate_rows).materialize(), audit, cfg)

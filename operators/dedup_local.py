@@ -16,8 +16,9 @@ Same rules, same decisions, bit for bit (the tests force corpora through both ex
 - the check by ``minhash.estimated_jaccard`` against ``verify_cut``, as ``dedup.at_least`` cuts;
 - components by ``components.smallest_in_component`` (one array pass, no star rounds: the
   labelling of a component by its smallest node does not depend on how it is found);
-- fates rows, audit rows and index rows by ``dedup.duplicate_rows``, ``dedup.audit_rows`` and
-  ``dedup.index_rows``.
+- duplicates, audit rows, index rows and fates rows by ``dedup.duplicate_rows``, ``dedup.audit_rows``,
+  ``dedup.index_rows`` and ``dedup.fate_rows``, the decisions attached by doc_id (``with_decisions``)
+  where the distributed executor joins them.
 
 Memory: the key table, plus scratch (one band's rows and pairs at a time, ``CHECK_CHUNK`` pairs
 scored at a time); measured figures in the README's "Deduplication".
@@ -35,33 +36,46 @@ from operators.dedup_rules import (
     AUDIT_SCHEMA,
     BUCKETS,
     CONTENT,
-    INDEX_KEPT,
     KEEPER,
     NODE,
     OUTPUT_SCHEMA,
     SKETCH,
     DedupConfig,
     audit_rows,
+    documents_of,
     duplicate_rows,
+    fate_rows,
+    flag_kept,
     index_rows,
     index_schema,
     keep_first,
     pair_positions,
     plain_order,
+    with_decisions,
 )
 from operators.minhash import estimated_jaccard, sketch_values
 
 CHECK_CHUNK = 65_536  # pairs scored at once: two (pairs, num_perm) uint16 arrays, 32 MiB at 128 permutations
 
 
-def decide_blocks(cfg: DedupConfig, *blocks: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table]:
+def decide_blocks(cfg: DedupConfig, *blocks: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table, pa.Table]:
     """``decide`` over the keyed blocks of a dataset, as a Ray task gets them (an empty block may have no
     columns at all: it is left out; the caller sends at least one row)."""
     return decide(pa.concat_tables([block for block in blocks if block.num_rows]), cfg)
 
 
-def decide(keyed: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table, pa.Table]:
-    """Keyed rows (node, content, buckets[, sketch]) to (duplicates as fates rows, audit rows, index rows)."""
+def decide(keyed: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table, pa.Table, pa.Table]:
+    """Keyed rows (node, content, buckets[, sketch], fate, detail) to (duplicates as fates rows, audit
+    rows, index rows, fates rows): the index and the fates in the order of ``keyed``."""
+    documents = documents_of(keyed)
+    none = OUTPUT_SCHEMA.empty_table(), AUDIT_SCHEMA.empty_table()
+    duplicates, audit = _duplicates(documents, cfg) if documents.num_rows else none
+    index = index_rows(flag_kept(with_decisions(documents, duplicates)), index_schema(cfg))
+    return duplicates, audit, index, fate_rows(with_decisions(keyed, duplicates))
+
+
+def _duplicates(keyed: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table]:
+    """Documents' keyed rows to their duplicates (fates rows) and audit rows."""
     row = pc.sort_indices(keyed[NODE]).to_numpy()  # a document's id is its rank: row[id] is where it is
     nodes = keyed[NODE].take(row).combine_chunks()
     ids = np.arange(len(nodes))
@@ -79,16 +93,13 @@ def decide(keyed: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table, pa.Ta
         root = components.smallest_in_component(u, v, len(nodes))
     duplicate = np.flatnonzero(~survivor | (root != ids))
     keeper = root[exact_keeper[duplicate]]  # an exact copy's keeper may itself be a near duplicate
-    kept = np.ones(len(nodes), dtype=bool)
-    kept[row[duplicate]] = False
-    index = index_rows(keyed.append_column(INDEX_KEPT, pa.array(kept)), index_schema(cfg))
     fate = np.where(survivor[duplicate], NEAR_DUP, EXACT_DUP)
     marked = pa.table({NODE: nodes.take(duplicate), KEEPER: nodes.take(keeper), FATE: pa.array(fate, pa.string())})
     if not marked.num_rows:
-        return OUTPUT_SCHEMA.empty_table(), AUDIT_SCHEMA.empty_table(), index
+        return OUTPUT_SCHEMA.empty_table(), AUDIT_SCHEMA.empty_table()
     if sketches is not None:
         marked = marked.append_column(JACCARD, pa.array(_jaccard(sketches, duplicate, keeper), pa.float64()))
-    return duplicate_rows(marked), audit_rows(marked), index
+    return duplicate_rows(marked), audit_rows(marked)
 
 
 def _ids(keys: pa.ChunkedArray | pa.Array, nodes: pa.Array) -> np.ndarray:

@@ -18,6 +18,7 @@ from operators import components
 from operators.columns import (
     CLUSTER,
     DEDUP_SCHEMA,
+    DETAIL,
     DOC_ID,
     FATE,
     FATES_SCHEMA,
@@ -42,6 +43,8 @@ RANK_KEPT = "\x01"
 _RANK_PATTERN = "^\x01"
 _RECORD_DIGITS = 19  # every non-negative int64
 LOOKUP_KEY, PAIR_U, PAIR_V, LOOKUP_SIDE = "key", "u", "v", "side"  # sketch lookups: the node looked up, the pair, which end it is
+# a keyed row's dedup decision, beside the fate it came with: a duplicate's fate and its keeper's doc_id (null: kept)
+FOUND_FATE, FOUND_DETAIL = "found_fate", "found_detail"
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,12 @@ def order_keys(source: pa.Array, record: pa.Array, doc_id: pa.Array) -> pa.Array
     )
 
 
+def record_names(source: pa.Array, record: pa.Array, doc_id: pa.Array) -> pa.Array:
+    """``source NUL record NUL doc_id``, the record unpadded: names a record that has no place in the graph
+    (a file-level row's record is -1), for ``split_order_keys``."""
+    return pc.binary_join_element_wise(pc.cast(source, pa.string()), pc.cast(record, pa.string()), pc.cast(doc_id, pa.string()), _SEP)
+
+
 def split_order_keys(keys: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
     """(source, record, doc_id) back from order keys (ranked ones included, see ``ranked``)."""
     keys = pc.replace_substring_regex(keys, _RANK_PATTERN, "")
@@ -110,21 +119,36 @@ class DedupKeyer:
 
 
 def signed(batch: pa.Table, keyer: DedupKeyer) -> pa.Table:
-    """Rows with their keys appended; a row that already has a fate (filtered, rejected) gets null keys."""
+    """Rows with their keys appended. A row that already has a fate (filtered, rejected) gets its node
+    (its name, so that its fate is laid out with the others') and null keys."""
     if FATE not in batch.column_names:
         keys = keyer(batch)
     else:
         pending = pc.is_null(batch[FATE])
         position = pc.subtract(pc.cumulative_sum(pc.cast(pending, pa.int64())), 1)
         keys = keyer(batch.filter(pending)).take(pc.if_else(pending, position, pa.scalar(None, pa.int64())))
+        keys = keys.set_column(0, NODE, pc.coalesce(keys[NODE], record_names(batch[SOURCE], batch[RECORD], batch[DOC_ID])))
     for name in keys.column_names:
         batch = batch.append_column(name, keys[name])
     return batch
 
 
 def key_rows(batch: pa.Table, names: list[str]) -> pa.Table:
-    """The keys of the signed rows of a batch (rows with a fate have none)."""
-    return batch.filter(pc.is_valid(batch[NODE])).select(names)
+    """Every signed row's keys and the fate it came with, null where it has none (``documents_of``)."""
+    return with_fate_columns(batch.select(names), batch)
+
+
+def with_fate_columns(keys: pa.Table, rows: pa.Table) -> pa.Table:
+    """``keys`` with the fate and detail of ``rows`` (the same rows), null where ``rows`` has no such column."""
+    for name in (FATE, DETAIL):
+        values = rows[name] if name in rows.column_names else pa.nulls(rows.num_rows)
+        keys = keys.append_column(name, values.cast(pa.string()))
+    return keys
+
+
+def documents_of(keyed: pa.Table) -> pa.Table:
+    """The keyed rows that are documents of the graph: not the records filtered or rejected before dedup."""
+    return keyed.filter(pc.is_null(keyed[FATE]))
 
 
 def keep_first(partition: pa.Table, key: str) -> pa.Table:
@@ -329,10 +353,25 @@ def index_rows(batch: pa.Table, schema: pa.Schema) -> pa.Table:
 
 
 def flag_kept(batch: pa.Table) -> pa.Table:
-    """Keyed rows, left-joined with the duplicates' fates (or without them: none), to keyed rows with ``kept``."""
-    kept = pc.is_null(batch[FATE]) if FATE in batch.column_names else pa.repeat(pa.scalar(True), batch.num_rows)
-    names = [n for n in batch.column_names if n != FATE]
-    return batch.select(names).append_column(INDEX_KEPT, kept)
+    """Keyed rows with their decisions (``with_decisions``) to keyed rows with ``kept``."""
+    return batch.append_column(INDEX_KEPT, pc.is_null(batch[FOUND_FATE]))
+
+
+def with_decisions(batch: pa.Table, duplicates: pa.Table) -> pa.Table:
+    """Keyed rows with their decision among ``duplicates`` (fates rows, a hash lookup by doc_id): the
+    distributed executor gets the same columns from a join."""
+    position = pc.index_in(split_order_keys(batch[NODE])[2], value_set=duplicates[DOC_ID].combine_chunks())
+    found = duplicates.select([FATE, DETAIL]).combine_chunks()
+    return batch.append_column(FOUND_FATE, found[FATE].take(position)).append_column(FOUND_DETAIL, found[DETAIL].take(position))
+
+
+def fate_rows(batch: pa.Table) -> pa.Table:
+    """Keyed rows with their decisions to fates rows: the fate a row came with, else its dedup
+    decision (a duplicate and its keeper), else kept."""
+    source, record, doc_id = split_order_keys(batch[NODE])
+    fate = pc.coalesce(batch[FATE], batch[FOUND_FATE], pa.scalar(KEPT, pa.string()))
+    detail = pc.if_else(pc.is_valid(batch[FATE]), batch[DETAIL], batch[FOUND_DETAIL])
+    return pa.table([source, record, doc_id, fate, detail], names=FATES_SCHEMA.names).cast(FATES_SCHEMA)
 
 
 def identities(batch: pa.Table) -> pa.Table:
@@ -350,7 +389,7 @@ def ranked(batch: pa.Table) -> pa.Table:
     columns = {NODE: node, CONTENT: batch[CONTENT], BUCKETS: batch[BUCKETS]}
     if SKETCH in batch.column_names:
         columns[SKETCH] = batch[SKETCH]
-    return pa.table(columns)
+    return with_fate_columns(pa.table(columns), batch)
 
 
 # --- the Ray wrapper ---------------------------------------------------------------------------

@@ -22,12 +22,10 @@ from manifests import fingerprints, ledger, snapshot
 from operators import dedup, normalize, pack, read, segment, storage, tokenize, write
 from operators.columns import (
     DEDUP_SCHEMA,
-    DETAIL,
     DOC_ID,
     FATE,
     FATES_SCHEMA,
     FILTERED,
-    KEPT,
     RECORD,
     REJECTED,
     SOURCE,
@@ -68,13 +66,6 @@ def input_bytes(files: list[str]) -> int:
         filesystem, inner = storage.resolve(path)
         total += filesystem.get_file_info(inner).size or 0
     return total
-
-
-def _mark_kept(batch: pa.Table) -> pa.Table:
-    rows = batch.num_rows
-    return batch.select([SOURCE, RECORD, DOC_ID]).append_column(FATE, pa.array([KEPT] * rows, pa.string())).append_column(
-        DETAIL, pa.nulls(rows, pa.string())
-    )
 
 
 def build_corpus(cfg: BuildConfig, num_cpus: int | None = None) -> dict[str, Any]:
@@ -253,11 +244,10 @@ def _read_dedup_segment(
         existing = refresh.read_listed(out, previous, INDEX_DIR).filter(expr=col(SOURCE).is_in(unchanged))
     with timer("dedup"):
         deduped = dedup.graph(dedup.keys(records, cfg.dedup, existing), cfg.dedup)
-        duplicates = deduped.duplicates  # materialized: every duplicate, old and new
         write.write_dedup(report.tallied(deduped.audit, report.cluster_counters, tally), out, version)
         flagged = deduped.index  # materialized: every document, with whether it was kept
         write.write_table(flagged, out, INDEX_DIR, dedup.index_schema(cfg.dedup), version)
-    kept_count = flagged.count() - duplicates.count()  # both materialized: counted from their blocks' metadata
+    kept_count = flagged.count() - deduped.duplicates.count()  # both materialized: counted from their blocks' metadata
 
     has_docs = bool(refresh.listed(previous, write.DOCS_DIR))
     previous_docs = refresh.read_listed(out, previous, write.DOCS_DIR) if has_docs else None
@@ -266,13 +256,13 @@ def _read_dedup_segment(
     in_order = pending is not None and not unchanged and cache_docs is None and kept_count > 0
     with timer("kept texts"):
         if in_order:
-            texts, promoted, reread = kept_docs.in_input_order(pending, flagged, deduped.index_in_order), 0, 0
+            texts, promoted, reread = kept_docs.in_input_order(pending, flagged, deduped.in_order), 0, 0
             kept = texts  # every kept document's doc_id, source and record, with its text
         else:
             kept = flagged.filter(expr=col(INDEX_KEPT)).select_columns(kept_docs.KEPT_ROWS.names).materialize()
         appended = None
         if plan.only_appends and previous_docs is not None:
-            appended = kept_docs.appended(cfg, plan, out, previous, pending, kept, flagged, existing, deduped.index_in_order)
+            appended = kept_docs.appended(cfg, plan, out, previous, pending, kept, flagged, existing, deduped.in_order)
         if appended is not None:
             (docs, segmented, reused), promoted, reread = appended, 0, 0
         else:
@@ -281,17 +271,14 @@ def _read_dedup_segment(
             unique = bool(previous and previous.get("config", {}).get("dedup", {}).get("exact"))  # one doc per text
             docs, segmented, reused = kept_docs.segmented(cfg, texts, cache_docs, unique, in_order)
     with timer("fates"):
-        fate_columns = FATES_SCHEMA.names
-        parts = [duplicates.select_columns(fate_columns), kept.map_batches(_mark_kept, batch_format="pyarrow")]
-        if records is not None:
-            parts.append(records.filter(expr=~col(FATE).is_null()).select_columns(fate_columns))
+        parts = [deduped.fates]  # this build's records and the unchanged files' documents
         if unchanged:  # filtered and rejected records of unchanged files, as they were
             carried = refresh.read_listed(out, previous, write.FATES_DIR).filter(
                 expr=col(SOURCE).is_in(unchanged) & col(FATE).is_in([FILTERED, REJECTED])
             )
-            parts.append(carried.select_columns(fate_columns))
+            parts.append(carried.select_columns(FATES_SCHEMA.names))
         parts = [part.map_batches(refresh.conform, fn_kwargs={"schema": FATES_SCHEMA}, batch_format="pyarrow") for part in parts]
-        fates = write.in_record_order(parts[0].union(*parts[1:]), cfg.write)
+        fates = write.in_record_order(parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0], cfg.write)
         fates = report.tallied(fates, report.fate_counters, tally)
         write.write_table(fates, out, write.FATES_DIR, FATES_SCHEMA, version)
     return records, docs, DocCounts(segmented, reused, promoted, reread)

@@ -49,7 +49,7 @@ def in_input_order(pending, flagged, flags_in_order: bool):
     documents are all among its records: no join moves the texts, and no sort follows segmentation.
 
     The dedup index lists the documents in the order they were signed when the graph ran in one task
-    (``dedup.DedupOutput.index_in_order``); the distributed join leaves them in no particular order,
+    (``dedup.DedupOutput.in_order``); the distributed join leaves them in no particular order,
     and they are sorted by (source, record), narrow rows. Either way they line up with the records,
     which are read in that order, and ``zip`` attaches the flags (at 16x bench/e2e.py's input a
     join of the texts and a sort after segmentation made the segment stage 55 s instead of 41 s).

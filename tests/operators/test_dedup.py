@@ -4,6 +4,7 @@ through both executors: the graph in one task and the distributed shuffles."""
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 import ray.data
 
@@ -151,9 +152,12 @@ def test_signed_rows_carry_their_keys_and_marked_rows_none():
     keyer = DedupKeyer(DedupConfig())
     signed = dedup.signed(batch, keyer)
     assert signed.column_names == batch.column_names + [NODE, CONTENT, BUCKETS, SKETCH]
-    assert signed[NODE][1].as_py() is None and signed[SKETCH][1].as_py() is None
-    expected = keyer(batch.take([0, 2]))
-    assert dedup.key_rows(signed, expected.column_names).equals(expected)
+    assert [part[1].as_py() for part in split_order_keys(signed[NODE])] == ["a", 1, "a-1"]
+    assert signed[CONTENT][1].as_py() is None and signed[SKETCH][1].as_py() is None
+    keys = dedup.key_rows(signed, keyer(batch).column_names)
+    assert keys.column_names == [NODE, CONTENT, BUCKETS, SKETCH, FATE, DETAIL]
+    assert keys.filter(pc.is_null(keys[FATE])).drop_columns([FATE, DETAIL]).equals(keyer(batch.take([0, 2])))
+    assert keys[FATE].to_pylist() == [None, "filtered", None]
 
 
 def test_keep_first_takes_the_smallest_node_per_key():

@@ -1,7 +1,7 @@
 """The dedup graph in one task against the distributed shuffles: the same decisions, bit for bit.
 
 Every corpus goes through ``dedup.apply`` twice, once under ``dedup.local_max_docs`` and once
-with it at 0, and the duplicates, audit rows and index rows must be equal row for row (order
+with it at 0, and the duplicates, audit rows, index rows and fates rows must be equal row for row (order
 aside: the writers sort). Settings that change which rules apply (the check off, a bucket larger than
 ``all_pairs_max``, exact off, MinHash off) and a refresh's index rows are each forced through both.
 """
@@ -15,7 +15,7 @@ import pytest
 import ray.data
 
 from operators import dedup
-from operators.columns import DOC_ID, EXACT_DUP, FATE, NEAR_DUP
+from operators.columns import DETAIL, DOC_ID, EXACT_DUP, FATE, FILTERED, KEPT, NEAR_DUP
 from operators.dedup_rules import INDEX_KEPT, DedupConfig, DedupKeyer, index_rows, index_schema
 from operators.minhash import MinHashConfig
 from tests.operators.test_dedup import CORPUS, SCIENCE, TOWN, by_doc_id, documents, edit
@@ -32,15 +32,15 @@ SETTINGS = {
 
 
 def both_paths(ds_rows: list[dict], cfg: DedupConfig, existing: pa.Table | None = None) -> list[tuple[list, list]]:
-    """(duplicates, audit, index) rows of each executor, sorted."""
+    """(duplicates, audit, index, fates) rows of each executor, sorted."""
     results = []
     for local_max_docs in (cfg.local_max_docs, 0):
         chosen = dataclasses.replace(cfg, local_max_docs=local_max_docs)
         new = ray.data.from_items(ds_rows) if ds_rows else None
         old = ray.data.from_arrow(existing) if existing is not None else None
         output = dedup.apply(new, chosen, old)
-        results.append(tuple(sorted(tuple(sorted(row.items())) for row in part.take_all())
-                             for part in (output.duplicates, output.audit, output.index)))
+        results.append(tuple(sorted((tuple(sorted(row.items())) for row in part.take_all()), key=repr)
+                             for part in (output.duplicates, output.audit, output.index, output.fates)))
     return results
 
 
@@ -55,7 +55,7 @@ def test_both_executors_decide_alike(ray_local, setting):
 
 def test_a_bucket_over_all_pairs_max_is_a_star_in_both(ray_local):
     cfg = SETTINGS["star buckets"]
-    (found, _, _), _ = both_paths(documents(COPIES), cfg)
+    (found, _, _, _), _ = both_paths(documents(COPIES), cfg)
     kept = {dict(row)["detail"] for row in found}
     assert kept == {"d-0"} and len(found) == 4
 
@@ -99,6 +99,19 @@ def test_the_one_task_index_keeps_the_order_the_documents_were_signed_in(ray_loc
     """A build then attaches the kept flags to its records by position (``zip``), with no join or sort."""
     rows = documents(CORPUS + COPIES)
     output = dedup.apply(ray.data.from_items(rows, override_num_blocks=3), DedupConfig())
-    assert output.index_in_order
+    assert output.in_order
     assert [row[DOC_ID] for row in output.index.take_all()] == [row[DOC_ID] for row in rows]
-    assert not dedup.apply(ray.data.from_items(rows), DedupConfig(local_max_docs=0)).index_in_order
+    assert [row[DOC_ID] for row in output.fates.take_all()] == [row[DOC_ID] for row in rows]
+    assert not dedup.apply(ray.data.from_items(rows), DedupConfig(local_max_docs=0)).in_order
+
+
+def test_records_with_a_fate_keep_it_and_stay_out_of_the_graph(ray_local):
+    """A filtered copy of a kept text is no duplicate, and no document's keeper: its fates row is the one it came
+    with, in its place among the documents' (so a build lays out every record's fate from dedup's output)."""
+    rows = [{**row, FATE: None, DETAIL: None} for row in documents([("a", 0, TOWN), ("a", 1, TOWN), ("a", 2, TOWN)])]
+    rows[0].update({FATE: FILTERED, DETAIL: "too_short"})  # the copy that would have been kept
+    for local_max_docs in (1_000_000, 0):
+        output = dedup.apply(ray.data.from_items(rows), DedupConfig(local_max_docs=local_max_docs))
+        fates = sorted((row[DOC_ID], row[FATE], row[DETAIL]) for row in output.fates.take_all())
+        assert fates == [("a-0", FILTERED, "too_short"), ("a-1", KEPT, None), ("a-2", EXACT_DUP, "a-1")]
+        assert sorted(row[DOC_ID] for row in output.index.take_all()) == ["a-1", "a-2"]
