@@ -135,14 +135,27 @@ def tee_docs(ds, output: str, version: int, schema: pa.Schema, sources: list[str
     is named by its first row's place in that order (``part-v00001-000012-0000000042.parquet``: the
     13th input file, its record 42), so the names sort in the table's order, and a retried task
     rewrites its own file."""
-    filesystem, root = storage.resolve(storage.join(output, DOCS_DIR))
-    filesystem.create_dir(root, recursive=True)
     # The docs columns (and the record, for the names) only. Also a map between a refresh's sort and the
     # repartition: right after a sort, Ray Data runs the repartition inside each sort partition's task,
     # which cuts every partition into files of its own.
     rows = ds.map_batches(_select, fn_kwargs={"names": [*schema.names, RECORD]}, batch_format="pyarrow")
-    return rows.repartition(target_num_rows_per_block=DOCS_FILE_ROWS, strict=True).map_batches(
-        _write_docs_block,
+    rows = rows.repartition(target_num_rows_per_block=DOCS_FILE_ROWS, strict=True)
+    return _tee_placed(rows, output, DOCS_DIR, schema, version, sources)
+
+
+def tee_fates(ds, output: str, version: int, sources: list[str]):
+    """``ds``, every record in (source, record) order with its fate, passed on unchanged (text and all)
+    and its fates rows written to the fates table as they pass: one file per block, named by its
+    first row's place as the docs files are (``tee_docs``), so a build's second pass writes the fates
+    while it segments the kept documents."""
+    return _tee_placed(ds, output, FATES_DIR, FATES_SCHEMA, version, sources)
+
+
+def _tee_placed(ds, output: str, directory: str, schema: pa.Schema, version: int, sources: list[str]):
+    filesystem, root = storage.resolve(storage.join(output, directory))
+    filesystem.create_dir(root, recursive=True)
+    return ds.map_batches(
+        _write_placed_block,
         fn_kwargs={"filesystem": filesystem, "root": root, "schema": schema, "version": version,
                    "sources": sorted(sources)},
         batch_format="pyarrow",
@@ -155,7 +168,7 @@ def _select(batch: pa.Table, names: list[str]) -> pa.Table:
     return batch.select(names)
 
 
-def _write_docs_block(
+def _write_placed_block(
     block: pa.Table, filesystem: pafs.FileSystem, root: str, schema: pa.Schema, version: int, sources: list[str]
 ) -> pa.Table:
     if block.num_rows:

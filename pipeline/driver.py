@@ -229,16 +229,16 @@ def _read_dedup_segment(
     timer: report.StageTimer, tally,
 ) -> tuple[Any, Any, DocCounts]:
     """Read and normalize the inputs the plan names, dedup them against the unchanged ones and write the
-    fates, dedup audit and index tables. Returns the records read (None when no file was read), the
-    docs table's rows still to be segmented where the cache lacks their words (lazy: ``write_examples``
-    runs segmentation in its pass) and the document counts. The records', fates' and audit's counters
-    go to ``tally`` as they pass."""
+    dedup audit and index tables, and the fates table (or have pass 2 write it, as it takes a full
+    build's kept documents from its records). Returns the records read (None when no file was read),
+    the docs table's rows still to be segmented where the cache lacks their words (lazy:
+    ``write_examples`` runs segmentation in its pass) and the document counts. The records', fates'
+    and audit's counters go to ``tally`` as they pass."""
     records, unchanged = None, plan.unchanged
     if plan.to_read:
         with timer("read+normalize+sign"):  # one execution: the dedup keys are signed as the records stream by
             normalized = normalize.apply(read.apply(plan.to_read, cfg.read), cfg.normalize)
             records = report.tallied(dedup.sign(normalized, cfg.dedup), report.record_counters, tally).materialize()
-    pending = records.filter(expr=col(FATE).is_null()) if records is not None else None
     existing = None
     if unchanged:  # the unchanged files' documents, as the previous version's dedup index holds them
         existing = refresh.read_listed(out, previous, INDEX_DIR).filter(expr=col(SOURCE).is_in(unchanged))
@@ -252,24 +252,24 @@ def _read_dedup_segment(
     has_docs = bool(refresh.listed(previous, write.DOCS_DIR))
     previous_docs = refresh.read_listed(out, previous, write.DOCS_DIR) if has_docs else None
     cache_docs = previous_docs if plan.reuse_segmentation else None
-    # every kept document is in this build's records, and none comes from a cache: they keep the input order
-    in_order = pending is not None and not unchanged and cache_docs is None and kept_count > 0
+    if records is not None and not unchanged and cache_docs is None and kept_count > 0:
+        # every record and kept document is this build's, and none comes from a cache: in input order, pass 2
+        # takes the kept documents from the records with their fates, and writes the fates as they pass
+        decided = kept_docs.with_fates(records, deduped.fates, deduped.in_order, cfg)
+        decided = write.tee_fates(report.tallied(decided, report.fate_counters, tally), out, version, plan.to_read)
+        return records, kept_docs.segment_docs(cfg, kept_docs.kept_of(decided)), DocCounts(segmented=kept_count)
     with timer("kept texts"):
-        if in_order:
-            texts, promoted, reread = kept_docs.in_input_order(pending, flagged, deduped.in_order), 0, 0
-            kept = texts  # every kept document's doc_id, source and record, with its text
-        else:
-            kept = flagged.filter(expr=col(INDEX_KEPT)).select_columns(kept_docs.KEPT_ROWS.names).materialize()
+        kept = flagged.filter(expr=col(INDEX_KEPT)).select_columns(kept_docs.KEPT_ROWS.names).materialize()
         appended = None
         if plan.only_appends and previous_docs is not None:
-            appended = kept_docs.appended(cfg, plan, out, previous, pending, kept, flagged, existing, deduped.in_order)
+            appended = kept_docs.appended(cfg, plan, out, previous, records, kept, deduped.fates, existing, deduped.in_order)
         if appended is not None:
             (docs, segmented, reused), promoted, reread = appended, 0, 0
         else:
-            if not in_order:
-                texts, promoted, reread = kept_docs.texts(cfg, kept, pending, previous_docs, unchanged)
+            pending = records.filter(expr=col(FATE).is_null()) if records is not None else None
+            texts, promoted, reread = kept_docs.texts(cfg, kept, pending, previous_docs, unchanged)
             unique = bool(previous and previous.get("config", {}).get("dedup", {}).get("exact"))  # one doc per text
-            docs, segmented, reused = kept_docs.segmented(cfg, texts, cache_docs, unique, in_order)
+            docs, segmented, reused = kept_docs.segmented(cfg, texts, cache_docs, unique)
     with timer("fates"):
         parts = [deduped.fates]  # this build's records and the unchanged files' documents
         if unchanged:  # filtered and rejected records of unchanged files, as they were

@@ -1,7 +1,7 @@
 """The kept documents' texts and words, for pass 2: where a build finds them.
 
-- A full build: in its own records, in input order (``in_input_order``: the records zipped with
-  their dedup flags, no join, no sort after segmentation).
+- A full build: in its own records, in input order (``with_fates``: the records zipped with their
+  fates rows, no join, no sort after segmentation; ``kept_of`` and ``segment_docs``).
 - A refresh that only adds files: the previous docs rows of the unchanged files and the new files'
   kept documents, segmented (``appended``, no join).
 - Any other refresh: by joins of the kept documents with this build's records, the previous docs
@@ -24,7 +24,7 @@ import ray
 from ray.data.expressions import col
 
 from operators import normalize, read, segment, write
-from operators.columns import DOC_ID, DOCS_SCHEMA, FATE, RECORD, SOURCE, TEXT, WORDS, docs_schema
+from operators.columns import DETAIL, DOC_ID, DOCS_SCHEMA, FATE, KEPT, RECORD, SOURCE, TEXT, WORDS, docs_schema
 from operators.dedup_rules import INDEX_KEPT
 from pipeline import refresh
 from pipeline.config import BuildConfig
@@ -32,7 +32,8 @@ from pipeline.config import BuildConfig
 log = logging.getLogger("pipeline")
 
 KEPT_ROWS = pa.schema([(DOC_ID, pa.string()), (SOURCE, pa.string()), (RECORD, pa.int64())])  # a kept document's place
-FLAGGED_DOC_ID = "flagged_doc_id"  # a record's dedup flag's doc_id, beside the record's own (in_input_order)
+KEPT_TEXTS = pa.schema([*KEPT_ROWS, (TEXT, pa.string())])  # and its text
+FLAGGED_DOC_ID = "flagged_doc_id"  # a fates row's doc_id, beside the record's own (with_fates)
 
 
 def _docs_rows(cfg: BuildConfig) -> pa.Schema:
@@ -44,36 +45,47 @@ def _partitions(ds) -> int:
     return max(1, ds.num_blocks())
 
 
-def in_input_order(pending, flagged, flags_in_order: bool):
-    """(doc_id, source, record, text) of every kept document, in input order, for a build whose kept
-    documents are all among its records: no join moves the texts, and no sort follows segmentation.
+def with_fates(records, fates, fates_in_order: bool, cfg: BuildConfig):
+    """(doc_id, source, record, text, fate, detail) of every record, in input order, lazily: dedup's fates
+    rows attached to the records they name, with no join, for a build whose fates rows all name its
+    records (a full build, or a refresh's new files).
 
-    The dedup index lists the documents in the order they were signed when the graph ran in one task
-    (``dedup.DedupOutput.in_order``); the distributed join leaves them in no particular order,
-    and they are sorted by (source, record), narrow rows. Either way they line up with the records,
-    which are read in that order, and ``zip`` attaches the flags (at 16x bench/e2e.py's input a
-    join of the texts and a sort after segmentation made the segment stage 55 s instead of 41 s).
+    The one-task dedup graph lists the fates in the order the records were signed
+    (``dedup.DedupOutput.in_order``); the distributed join leaves them in no particular order, and
+    they are sorted by (source, record), narrow rows. Either way they line up with the records, which
+    are read in that order, and ``zip`` attaches them (at 16x bench/e2e.py's input a join of the texts
+    and a sort after segmentation made the segment stage 55 s instead of 41 s).
 
     Ray 2.60 deprecates ``zip`` (removal planned for 2.64) because rows keep their order only with
-    ``preserve_order``, which every build sets; ``kept_texts`` checks that each pair is one document.
+    ``preserve_order``, which every build sets; ``paired`` checks that each pair is one record.
     The project pins Ray 2.60; on a Ray without ``zip``, ``texts`` and the join serve every build."""
-    if not flags_in_order:
-        flagged = flagged.select_columns([SOURCE, RECORD, DOC_ID, INDEX_KEPT]).sort([SOURCE, RECORD])
-    zipped = _zipped(pending.select_columns([DOC_ID, SOURCE, RECORD, TEXT]), flagged.select_columns([DOC_ID, INDEX_KEPT]))
-    return zipped.map_batches(kept_texts, batch_format="pyarrow").materialize()
+    if not fates_in_order:
+        fates = write.in_record_order(fates, cfg.write)
+    zipped = _zipped(records.select_columns([DOC_ID, SOURCE, RECORD, TEXT]), fates.select_columns([DOC_ID, FATE, DETAIL]))
+    return zipped.map_batches(paired, batch_format="pyarrow", batch_size=None, udf_modifying_row_count=False)
 
 
-def kept_texts(batch: pa.Table) -> pa.Table:
-    """Records zipped with their dedup flags to the kept ones' texts; a record paired with another's flag
-    would keep the wrong documents."""
-    _check_pairs(batch, "records and their dedup flags")
-    return batch.filter(batch[INDEX_KEPT]).select([DOC_ID, SOURCE, RECORD, TEXT])
+def paired(batch: pa.Table) -> pa.Table:
+    """Records zipped with their fates rows; a record paired with another's fate would keep the wrong documents."""
+    _check_pairs(batch, "records and their fates")
+    return batch.drop_columns([FLAGGED_DOC_ID])
+
+
+def kept_of(records):
+    """(doc_id, source, record, text) of the kept documents among records with their fates (``with_fates``)."""
+    return records.filter(expr=col(FATE) == KEPT).select_columns(KEPT_TEXTS.names)
+
+
+def segment_docs(cfg: BuildConfig, texts):
+    """``texts`` (``KEPT_TEXTS``) segmented into docs rows, lazily: pass 2 runs the segmentation."""
+    segmented = segment.apply(texts, cfg.segment)
+    return segmented.map_batches(refresh.conform, fn_kwargs={"schema": _docs_rows(cfg)}, batch_format="pyarrow")
 
 
 def _zipped(rows, flags):
     """``rows`` zipped with ``flags``, one row each in the same order; the flags' doc_id becomes
     ``FLAGGED_DOC_ID``, for ``_check_pairs``."""
-    with warnings.catch_warnings():  # Ray 2.60 deprecates zip: see in_input_order
+    with warnings.catch_warnings():  # Ray 2.60 deprecates zip: see with_fates
         warnings.filterwarnings("ignore", message=r"(?s).*`Dataset\.zip` is deprecated")
         return rows.zip(flags.rename_columns({DOC_ID: FLAGGED_DOC_ID}))
 
@@ -84,8 +96,8 @@ def _check_pairs(batch: pa.Table, what: str) -> None:
         raise RuntimeError(f"{what} are not in the same (source, record) order")
 
 
-def appended(cfg: BuildConfig, plan: refresh.Plan, out: str, previous: dict[str, Any], pending, kept, flagged,
-             existing, flags_in_order: bool) -> tuple[Any, int, int] | None:
+def appended(cfg: BuildConfig, plan: refresh.Plan, out: str, previous: dict[str, Any], records, kept, fates,
+             existing, fates_in_order: bool) -> tuple[Any, int, int] | None:
     """The docs table's rows for a refresh that only adds files (``plan.only_appends``), lazily, with no
     join and no cache lookup: the unchanged files' documents as the previous docs table holds them
     (read file by file in order; it has no record column: their records come from the kept rows of the
@@ -102,11 +114,13 @@ def appended(cfg: BuildConfig, plan: refresh.Plan, out: str, previous: dict[str,
     previous_docs = write.read_in_order(out, refresh.listed(previous, write.DOCS_DIR), docs_schema(cfg.segment.tasks))
     carried = _zipped(previous_docs.filter(expr=col(SOURCE).is_in(unchanged)), places)
     carried = carried.map_batches(_with_records, batch_format="pyarrow")
-    new = in_input_order(pending, flagged.filter(expr=col(SOURCE).is_in(plan.to_read)), flags_in_order)
+    new_fates = fates.filter(expr=col(SOURCE).is_in(plan.to_read))
+    new = kept_of(with_fates(records, new_fates, fates_in_order, cfg)).materialize()
     segmented = new.count()
     full = _docs_rows(cfg)
-    parts = [carried, *([segment.apply(new, cfg.segment)] if segmented else [])]
-    parts = [part.map_batches(refresh.conform, fn_kwargs={"schema": full}, batch_format="pyarrow") for part in parts]
+    parts = [carried.map_batches(refresh.conform, fn_kwargs={"schema": full}, batch_format="pyarrow")]
+    if segmented:
+        parts.append(segment_docs(cfg, new))
     if len(parts) == 1:
         return parts[0], segmented, carried_count
     # with preserve_order a union takes its inputs' blocks in turn: sorted, the new files' documents go to their place
@@ -131,9 +145,8 @@ def texts(cfg: BuildConfig, kept, pending, previous_docs, unchanged: list[str]):
         sources.append(pending.select_columns([DOC_ID, TEXT]))
     if unchanged and previous_docs is not None:
         sources.append(previous_docs.filter(expr=col(SOURCE).is_in(unchanged)).select_columns([DOC_ID, TEXT]))
-    text_schema = pa.schema([(DOC_ID, pa.string()), (SOURCE, pa.string()), (RECORD, pa.int64()), (TEXT, pa.string())])
     if not kept.count():
-        return ray.data.from_arrow(text_schema.empty_table()), 0, 0
+        return ray.data.from_arrow(KEPT_TEXTS.empty_table()), 0, 0
     known = sources[0].union(*sources[1:]) if len(sources) > 1 else sources[0] if sources else None
     joined = kept if known is None or not known.count() else kept.join(known, "left_outer", _partitions(kept), on=(DOC_ID,))
     if TEXT not in joined.schema().names:
@@ -147,15 +160,15 @@ def texts(cfg: BuildConfig, kept, pending, previous_docs, unchanged: list[str]):
         log.info("re-reading %d unchanged file(s) for %d duplicate(s) kept in a retracted document's place", len(files), promoted)
         again = normalize.apply(read.apply(files, cfg.read), cfg.normalize).filter(expr=col(FATE).is_null())
         again = missing.join(again.select_columns([DOC_ID, TEXT]), "inner", _partitions(missing), on=(DOC_ID,))
-        found = found.union(again.map_batches(refresh.conform, fn_kwargs={"schema": text_schema}, batch_format="pyarrow"))
-    found = found.map_batches(refresh.conform, fn_kwargs={"schema": text_schema}, batch_format="pyarrow")
+        found = found.union(again.map_batches(refresh.conform, fn_kwargs={"schema": KEPT_TEXTS}, batch_format="pyarrow"))
+    found = found.map_batches(refresh.conform, fn_kwargs={"schema": KEPT_TEXTS}, batch_format="pyarrow")
     return found.materialize(), promoted, len(files)
 
 
-def segmented(cfg: BuildConfig, texts, cache_docs, unique: bool, in_order: bool) -> tuple[Any, int, int]:
+def segmented(cfg: BuildConfig, texts, cache_docs, unique: bool) -> tuple[Any, int, int]:
     """The docs table's rows, lazily: ``texts`` segmented (by LTP only where the cache lacks their words),
-    sorted by (source, record) unless they are ``in_order`` already. Also returns (documents to
-    segment, documents whose words come from the cache)."""
+    sorted by (source, record). Also returns (documents to segment, documents whose words come from the
+    cache)."""
     full = _docs_rows(cfg)
     tags = [name for name in full.names if name not in (*DOCS_SCHEMA.names, RECORD)]
     hits, misses = None, texts
@@ -172,13 +185,11 @@ def segmented(cfg: BuildConfig, texts, cache_docs, unique: bool, in_order: bool)
     parts = []
     if hits is not None:
         parts.append(hits)
+    parts = [part.map_batches(refresh.conform, fn_kwargs={"schema": full}, batch_format="pyarrow") for part in parts]
     to_segment = misses.count()
     if to_segment:
-        parts.append(segment.apply(misses, cfg.segment))
-    parts = [part.map_batches(refresh.conform, fn_kwargs={"schema": full}, batch_format="pyarrow") for part in parts]
+        parts.append(segment_docs(cfg, misses))
     if not parts:
         parts = [ray.data.from_arrow(full.empty_table())]
     docs = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
-    if not in_order:
-        docs = docs.sort([SOURCE, RECORD])
-    return docs, to_segment, texts.count() - to_segment
+    return docs.sort([SOURCE, RECORD]), to_segment, texts.count() - to_segment

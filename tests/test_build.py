@@ -166,18 +166,18 @@ def test_cli_fails_with_one_line(overrides, message, capsys):
     assert message in err and len(err.splitlines()) == 1, err
 
 
-def test_records_zipped_with_another_documents_flags_stop_the_build():
-    """A fresh build pairs its records with their dedup flags by position: a pair that is not one
-    document would keep the wrong texts, so it must fail, not filter."""
+def test_records_zipped_with_another_documents_fates_stop_the_build():
+    """A fresh build pairs its records with their fates rows by position: a pair that is not one
+    record would keep the wrong texts, so it must fail, not filter."""
     import pyarrow as pa
 
-    from operators.columns import DOC_ID, RECORD, SOURCE, TEXT
-    from operators.dedup_rules import INDEX_KEPT
-    from pipeline.kept_docs import FLAGGED_DOC_ID, kept_texts
+    from operators.columns import DETAIL, DOC_ID, FATE, RECORD, SOURCE, TEXT
+    from pipeline.kept_docs import FLAGGED_DOC_ID, paired
 
     records = {DOC_ID: ["a", "b", "c"], SOURCE: ["s"] * 3, RECORD: [0, 1, 2], TEXT: ["x", "y", "z"]}
-    aligned = pa.table({**records, FLAGGED_DOC_ID: ["a", "b", "c"], INDEX_KEPT: [True, False, True]})
-    assert kept_texts(aligned).to_pydict() == {DOC_ID: ["a", "c"], SOURCE: ["s", "s"], RECORD: [0, 2], TEXT: ["x", "z"]}
-    shifted = pa.table({**records, FLAGGED_DOC_ID: ["b", "c", "a"], INDEX_KEPT: [True, False, True]})
+    fates = {FATE: ["kept", "exact_dup", "kept"], DETAIL: [None, "a", None]}
+    aligned = pa.table({**records, FLAGGED_DOC_ID: ["a", "b", "c"], **fates})
+    assert paired(aligned).to_pydict() == {**records, **fates}
+    shifted = pa.table({**records, FLAGGED_DOC_ID: ["b", "c", "a"], **fates})
     with pytest.raises(RuntimeError, match="same \\(source, record\\) order"):
-        kept_texts(shifted)
+        paired(shifted)
