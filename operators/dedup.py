@@ -1,12 +1,14 @@
 """Dedup: exact duplicates by content hash, then near-duplicates by MinHash, LSH, a check, and connected components.
 
-``apply`` returns four datasets (``DedupOutput``):
+``apply`` returns five datasets (``DedupOutput``):
 
 - ``fates``: one fates row per keyed row (``fate_rows``): the documents kept or duplicated, and the
   records that came with a fate (filtered, rejected), in the order they were signed when the graph
   ran in one task (``in_order``);
 - ``duplicates``: one fates row per duplicate: ``source``, ``record``, ``doc_id``, ``fate``
   (``exact_dup`` or ``near_dup``) and ``detail``, the doc_id of the document that was kept;
+- ``retracted``: the duplicates that a refresh's existing documents held as kept (``ranked``): a
+  new document joined their group with another that ranks first;
 - ``audit``: one row per member of every duplicate cluster, its kept document included
   (``AUDIT_SCHEMA``): ``cluster`` (an id, xxh3-64 of the kept doc_id), ``size``,
   ``kept_doc_id``, ``doc_id``, ``source``, ``record``, ``fate`` (``kept``, ``exact_dup``,
@@ -138,6 +140,7 @@ from operators.dedup_rules import (
     lookup_requests,
     lookup_table,
     pair_jaccard,
+    previously_kept,
     ranked,
     resolve_keepers,
     signed,
@@ -162,6 +165,7 @@ class DedupOutput:
     audit: Dataset  # AUDIT_SCHEMA rows
     index: Dataset  # index rows (index_schema): every document's identity, whether it was kept, its keys
     fates: Dataset  # fates rows of every keyed row: documents kept or duplicates, records with the fate they came with
+    retracted: Dataset  # fates rows of the duplicates that the previous version kept (a refresh's existing documents)
     # whether ``index`` and ``fates`` list their rows in the order they were signed (the one-task path keeps
     # it; the distributed join does not, and sorting there would cost the shuffle only some callers need)
     in_order: bool = False
@@ -239,15 +243,15 @@ def _empty(schema: pa.Schema) -> Dataset:
 
 def _decided_in_one_task(keyed: Dataset, cfg: DedupConfig) -> DedupOutput:
     """The whole graph in one Ray task over the keyed blocks (``operators.dedup_local``): the driver
-    passes block references and gets four back (duplicates, audit, index, fates), never the keys."""
+    passes block references and gets tables back (``DedupOutput``'s), never the keys."""
     import ray
     import ray.data
 
-    outputs = ray.remote(num_returns=4)(dedup_local.decide_blocks).remote(cfg, *keyed.to_arrow_refs())
+    outputs = ray.remote(num_returns=5)(dedup_local.decide_blocks).remote(cfg, *keyed.to_arrow_refs())
     return DedupOutput(*(ray.data.from_arrow_refs([table]) for table in outputs), in_order=True)
 
 
-def _decided(keyed: Dataset, duplicates: Dataset, audit: Dataset, cfg: DedupConfig) -> DedupOutput:
+def _decided(keyed: Dataset, duplicates: Dataset, audit: Dataset, retracted: Dataset, cfg: DedupConfig) -> DedupOutput:
     """The output, with the index and fates rows of the keyed rows, each document kept unless it is among
     the ``duplicates`` (a join by doc_id); the index materialized."""
     decided = keyed.map_batches(identities, batch_format="pyarrow")
@@ -259,7 +263,7 @@ def _decided(keyed: Dataset, duplicates: Dataset, audit: Dataset, cfg: DedupConf
     decided = decided.materialize()
     documents = _map(_map(decided, documents_of), flag_kept)
     index = _map(documents, index_rows, schema=index_schema(cfg)).materialize()
-    return DedupOutput(duplicates, audit, index, _map(decided, fate_rows))
+    return DedupOutput(duplicates, audit, index, _map(decided, fate_rows), retracted)
 
 
 def apply(ds: Dataset | None, cfg: DedupConfig, existing: Dataset | None = None) -> DedupOutput:
@@ -306,7 +310,7 @@ def graph(keyed: Dataset, cfg: DedupConfig) -> DedupOutput:
     ``local_max_docs`` documents (``operators.dedup_local``), by shuffles above."""
     count = keyed.count()  # the records with a fate are few: counted as documents, in the bound too
     if not (count and (cfg.exact or cfg.minhash.enabled)):
-        return _decided(keyed, _empty(OUTPUT_SCHEMA), _empty(AUDIT_SCHEMA), cfg)
+        return _decided(keyed, _empty(OUTPUT_SCHEMA), _empty(AUDIT_SCHEMA), _empty(OUTPUT_SCHEMA), cfg)
     if count <= cfg.local_max_docs:
         return _decided_in_one_task(keyed, cfg)
     documents = _map(keyed, documents_of)
@@ -331,7 +335,7 @@ def graph(keyed: Dataset, cfg: DedupConfig) -> DedupOutput:
         found.append(_map(exact, with_fate, fate=EXACT_DUP))
     marked = (found[0].union(*found[1:]) if len(found) > 1 else found[0]).materialize()
     if not marked.count():
-        return _decided(keyed, _empty(OUTPUT_SCHEMA), _empty(AUDIT_SCHEMA), cfg)
+        return _decided(keyed, _empty(OUTPUT_SCHEMA), _empty(AUDIT_SCHEMA), _empty(OUTPUT_SCHEMA), cfg)
     if sketched is None:
         members = _partitions(marked.count() * EDGE_ROW_WEIGHT, cfg)
         audit = _whole(marked.repartition(members, keys=[KEEPER]), audit_rows)
@@ -339,4 +343,5 @@ def graph(keyed: Dataset, cfg: DedupConfig) -> DedupOutput:
         pairs = marked.rename_columns({NODE: PAIR_U, KEEPER: PAIR_V})
         lookups = _lookup_partitions(marked.count(), sketched.count(), cfg)
         audit = _whole(_answered(pairs, sketched, sketch, lookups, by=PAIR_V), scored_audit_rows)
-    return _decided(keyed, _map(marked, duplicate_rows).materialize(), audit, cfg)
+    retracted = _map(_map(marked, previously_kept), duplicate_rows)
+    return _decided(keyed, _map(marked, duplicate_rows).materialize(), audit, retracted, cfg)

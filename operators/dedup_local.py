@@ -51,6 +51,7 @@ from operators.dedup_rules import (
     keep_first,
     pair_positions,
     plain_order,
+    previously_kept,
     with_decisions,
 )
 from operators.minhash import estimated_jaccard, sketch_values
@@ -58,24 +59,26 @@ from operators.minhash import estimated_jaccard, sketch_values
 CHECK_CHUNK = 65_536  # pairs scored at once: two (pairs, num_perm) uint16 arrays, 32 MiB at 128 permutations
 
 
-def decide_blocks(cfg: DedupConfig, *blocks: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table, pa.Table]:
+def decide_blocks(cfg: DedupConfig, *blocks: pa.Table) -> tuple[pa.Table, ...]:
     """``decide`` over the keyed blocks of a dataset, as a Ray task gets them (an empty block may have no
     columns at all: it is left out; the caller sends at least one row)."""
     return decide(pa.concat_tables([block for block in blocks if block.num_rows]), cfg)
 
 
-def decide(keyed: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table, pa.Table, pa.Table]:
+def decide(keyed: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, ...]:
     """Keyed rows (node, content, buckets[, sketch], fate, detail) to (duplicates as fates rows, audit
-    rows, index rows, fates rows): the index and the fates in the order of ``keyed``."""
+    rows, index rows, fates rows, the duplicates the previous version kept): the index and the fates
+    in the order of ``keyed``."""
     documents = documents_of(keyed)
-    none = OUTPUT_SCHEMA.empty_table(), AUDIT_SCHEMA.empty_table()
-    duplicates, audit = _duplicates(documents, cfg) if documents.num_rows else none
+    none = OUTPUT_SCHEMA.empty_table(), AUDIT_SCHEMA.empty_table(), OUTPUT_SCHEMA.empty_table()
+    duplicates, audit, retracted = _duplicates(documents, cfg) if documents.num_rows else none
     index = index_rows(flag_kept(with_decisions(documents, duplicates)), index_schema(cfg))
-    return duplicates, audit, index, fate_rows(with_decisions(keyed, duplicates))
+    return duplicates, audit, index, fate_rows(with_decisions(keyed, duplicates)), retracted
 
 
-def _duplicates(keyed: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table]:
-    """Documents' keyed rows to their duplicates (fates rows) and audit rows."""
+def _duplicates(keyed: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """Documents' keyed rows to their duplicates (fates rows), audit rows and the duplicates the previous
+    version kept."""
     row = pc.sort_indices(keyed[NODE]).to_numpy()  # a document's id is its rank: row[id] is where it is
     nodes = keyed[NODE].take(row).combine_chunks()
     ids = np.arange(len(nodes))
@@ -96,10 +99,10 @@ def _duplicates(keyed: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table]:
     fate = np.where(survivor[duplicate], NEAR_DUP, EXACT_DUP)
     marked = pa.table({NODE: nodes.take(duplicate), KEEPER: nodes.take(keeper), FATE: pa.array(fate, pa.string())})
     if not marked.num_rows:
-        return OUTPUT_SCHEMA.empty_table(), AUDIT_SCHEMA.empty_table()
+        return OUTPUT_SCHEMA.empty_table(), AUDIT_SCHEMA.empty_table(), OUTPUT_SCHEMA.empty_table()
     if sketches is not None:
         marked = marked.append_column(JACCARD, pa.array(_jaccard(sketches, duplicate, keeper), pa.float64()))
-    return duplicate_rows(marked), audit_rows(marked)
+    return duplicate_rows(marked), audit_rows(marked), duplicate_rows(previously_kept(marked))
 
 
 def _ids(keys: pa.ChunkedArray | pa.Array, nodes: pa.Array) -> np.ndarray:

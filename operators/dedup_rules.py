@@ -291,6 +291,12 @@ def with_fate(batch: pa.Table, fate: str) -> pa.Table:
     return batch.select([NODE, KEEPER]).append_column(FATE, pa.repeat(pa.scalar(fate, pa.string()), batch.num_rows))
 
 
+def previously_kept(batch: pa.Table) -> pa.Table:
+    """(node, keeper, fate) rows of the duplicates that the previous version kept (``ranked``): a new
+    document joined their group with another that ranks first, so a refresh retracts them."""
+    return batch.filter(pc.starts_with(batch[NODE], RANK_KEPT))
+
+
 def duplicate_rows(batch: pa.Table) -> pa.Table:
     """(node, keeper, fate) to the output rows: the duplicate's own columns, its fate, and the keeper's doc_id."""
     source, record, doc_id = split_order_keys(batch[NODE])

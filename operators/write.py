@@ -13,6 +13,7 @@ import bisect
 import re
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -140,22 +141,24 @@ def tee_docs(ds, output: str, version: int, schema: pa.Schema, sources: list[str
     # which cuts every partition into files of its own.
     rows = ds.map_batches(_select, fn_kwargs={"names": [*schema.names, RECORD]}, batch_format="pyarrow")
     rows = rows.repartition(target_num_rows_per_block=DOCS_FILE_ROWS, strict=True)
-    return _tee_placed(rows, output, DOCS_DIR, schema, version, sources)
+    return _tee_placed(rows, output, DOCS_DIR, schema, version, sources, _write_docs_block)
 
 
 def tee_fates(ds, output: str, version: int, sources: list[str]):
-    """``ds``, every record in (source, record) order with its fate, passed on unchanged (text and all)
-    and its fates rows written to the fates table as they pass: one file per block, named by its
-    first row's place as the docs files are (``tee_docs``), so a build's second pass writes the fates
-    while it segments the kept documents."""
-    return _tee_placed(ds, output, FATES_DIR, FATES_SCHEMA, version, sources)
+    """``ds``, every record in input order with its fate, passed on unchanged (text and all) and its fates
+    rows written to the fates table as they pass, so a build's second pass writes the fates while it
+    segments the kept documents. Each block's rows go to files named by their first row's place as the
+    docs files are (``tee_docs``), one per source, sorted, and a file-level row (record -1: a file
+    that failed part-way, after its records) in a file of its own: the names sort in (source, record)
+    order, the order in which a refresh writes the table."""
+    return _tee_placed(ds, output, FATES_DIR, FATES_SCHEMA, version, sources, _write_fates_block)
 
 
-def _tee_placed(ds, output: str, directory: str, schema: pa.Schema, version: int, sources: list[str]):
+def _tee_placed(ds, output: str, directory: str, schema: pa.Schema, version: int, sources: list[str], writer):
     filesystem, root = storage.resolve(storage.join(output, directory))
     filesystem.create_dir(root, recursive=True)
     return ds.map_batches(
-        _write_placed_block,
+        writer,
         fn_kwargs={"filesystem": filesystem, "root": root, "schema": schema, "version": version,
                    "sources": sorted(sources)},
         batch_format="pyarrow",
@@ -168,14 +171,30 @@ def _select(batch: pa.Table, names: list[str]) -> pa.Table:
     return batch.select(names)
 
 
-def _write_placed_block(
-    block: pa.Table, filesystem: pafs.FileSystem, root: str, schema: pa.Schema, version: int, sources: list[str]
-) -> pa.Table:
+def _write_docs_block(block: pa.Table, **where) -> pa.Table:
     if block.num_rows:
-        place = bisect.bisect_left(sources, block[SOURCE][0].as_py()), block[RECORD][0].as_py()
-        name = f"{version_prefix(version)}{place[0]:06d}-{place[1]:010d}.parquet"
-        pq.write_table(block.select(schema.names).cast(schema), f"{root}/{name}", filesystem=filesystem)
+        _write_placed(block, **where)
     return block
+
+
+def _write_fates_block(block: pa.Table, **where) -> pa.Table:
+    if block.num_rows:
+        ordered = block.select(FATES_SCHEMA.names).sort_by([(SOURCE, "ascending"), (RECORD, "ascending")])
+        source = ordered[SOURCE].to_numpy(zero_copy_only=False)
+        file_level = ordered[RECORD].to_numpy() < 0
+        cuts = np.flatnonzero((source[1:] != source[:-1]) | (file_level[1:] != file_level[:-1])) + 1
+        for start, end in zip([0, *cuts], [*cuts, ordered.num_rows]):
+            _write_placed(ordered.slice(start, end - start), **where)
+    return block
+
+
+def _write_placed(
+    rows: pa.Table, filesystem: pafs.FileSystem, root: str, schema: pa.Schema, version: int, sources: list[str]
+) -> None:
+    """``rows`` as one file named by its first row's place: the index of its source among ``sources``, its record."""
+    place = bisect.bisect_left(sources, rows[SOURCE][0].as_py()), rows[RECORD][0].as_py()
+    name = f"{version_prefix(version)}{place[0]:06d}-{place[1]:010d}.parquet"
+    pq.write_table(rows.select(schema.names).cast(schema), f"{root}/{name}", filesystem=filesystem)
 
 
 def in_record_order(ds, cfg: WriteConfig, schema: pa.Schema = FATES_SCHEMA):

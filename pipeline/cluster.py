@@ -2,7 +2,8 @@
 
 Ray waits forever for an actor no node can hold: a segmentation pool that asks for GPUs on a
 cluster without any would hang the build silently. ``check_gpus`` fails fast instead, unless an
-autoscaler might still add a node that has them. The decision (``gpu_shortfall``) is plain
+autoscaler might still add a node that has them; ``cpus_beside_segmentation`` tells the driver
+whether tasks can run beside the pool's actors in one execution. The decision (``gpu_shortfall``) is plain
 Python over what Ray reports, so tests can call it without a cluster.
 """
 
@@ -13,6 +14,8 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from operators.segment import NO_MODEL, SegmentConfig
 
 log = logging.getLogger("pipeline")
 
@@ -101,6 +104,16 @@ def _scaling_v1_autoscaler(status: Mapping[str, Any] | None) -> bool:
     """True when the v1 monitor runs with a real cluster config (node types named by the config)."""
     mapping = ((status or {}).get("autoscaler_report") or {}).get("node_type_mapping") or {}
     return any(node_type != f"{READONLY_NODE_TYPE_PREFIX}{node}" for node, node_type in mapping.items())
+
+
+def cpus_beside_segmentation(cfg: SegmentConfig) -> float:
+    """The CPUs of the connected cluster that the segmentation pool leaves to plain tasks (a CPU actor holds
+    ``threads_per_actor``, a GPU actor none). With none left, a task upstream of the pool in the same
+    execution would wait forever for the CPU that the pool's actors hold while they wait for its output."""
+    import ray
+
+    held = 0 if cfg.num_gpus or cfg.model == NO_MODEL else cfg.num_actors * cfg.threads_per_actor
+    return ray.cluster_resources().get("CPU", 0.0) - held
 
 
 def check_gpus(num_gpus: float) -> None:

@@ -259,13 +259,13 @@ def _read_dedup_segment(
         decided = write.tee_fates(report.tallied(decided, report.fate_counters, tally), out, version, plan.to_read)
         return records, kept_docs.segment_docs(cfg, kept_docs.kept_of(decided)), DocCounts(segmented=kept_count)
     with timer("kept texts"):
-        kept = flagged.filter(expr=col(INDEX_KEPT)).select_columns(kept_docs.KEPT_ROWS.names).materialize()
         appended = None
         if plan.only_appends and previous_docs is not None:
-            appended = kept_docs.appended(cfg, plan, out, previous, records, kept, deduped.fates, existing, deduped.in_order)
+            appended = kept_docs.appended(cfg, plan, out, previous, records, deduped, kept_count)
         if appended is not None:
             (docs, segmented, reused), promoted, reread = appended, 0, 0
         else:
+            kept = flagged.filter(expr=col(INDEX_KEPT)).select_columns(kept_docs.KEPT_ROWS.names).materialize()
             pending = records.filter(expr=col(FATE).is_null()) if records is not None else None
             texts, promoted, reread = kept_docs.texts(cfg, kept, pending, previous_docs, unchanged)
             unique = bool(previous and previous.get("config", {}).get("dedup", {}).get("exact"))  # one doc per text

@@ -24,9 +24,9 @@ import ray
 from ray.data.expressions import col
 
 from operators import normalize, read, segment, write
+from operators.dedup import DedupOutput
 from operators.columns import DETAIL, DOC_ID, DOCS_SCHEMA, FATE, KEPT, RECORD, SOURCE, TEXT, WORDS, docs_schema
-from operators.dedup_rules import INDEX_KEPT
-from pipeline import refresh
+from pipeline import cluster, refresh
 from pipeline.config import BuildConfig
 
 log = logging.getLogger("pipeline")
@@ -77,7 +77,11 @@ def kept_of(records):
 
 
 def segment_docs(cfg: BuildConfig, texts):
-    """``texts`` (``KEPT_TEXTS``) segmented into docs rows, lazily: pass 2 runs the segmentation."""
+    """``texts`` (``KEPT_TEXTS``) segmented into docs rows, lazily: pass 2 runs the segmentation. Where the
+    segmentation pool would hold every CPU of the cluster, ``texts`` are materialized first: the tasks
+    that make them in pass 2 would wait forever for a CPU."""
+    if cluster.cpus_beside_segmentation(cfg.segment) < 1:
+        texts = texts.materialize()
     segmented = segment.apply(texts, cfg.segment)
     return segmented.map_batches(refresh.conform, fn_kwargs={"schema": _docs_rows(cfg)}, batch_format="pyarrow")
 
@@ -96,31 +100,30 @@ def _check_pairs(batch: pa.Table, what: str) -> None:
         raise RuntimeError(f"{what} are not in the same (source, record) order")
 
 
-def appended(cfg: BuildConfig, plan: refresh.Plan, out: str, previous: dict[str, Any], records, kept, fates,
-             existing, fates_in_order: bool) -> tuple[Any, int, int] | None:
+def appended(cfg: BuildConfig, plan: refresh.Plan, out: str, previous: dict[str, Any], records, deduped: DedupOutput,
+             kept_count: int) -> tuple[Any, int, int] | None:
     """The docs table's rows for a refresh that only adds files (``plan.only_appends``), lazily, with no
     join and no cache lookup: the unchanged files' documents as the previous docs table holds them
-    (read file by file in order; it has no record column: their records come from the kept rows of the
-    dedup index, which line up with it once in (source, record) order), then the new files' kept
-    documents, segmented, the two sorted together. Returns (docs, documents to segment, documents
-    carried), or None when a new document joined two groups of old ones, so that an old kept
-    document became a duplicate: the general path then runs."""
-    unchanged = plan.unchanged
-    old_kept = kept.filter(expr=col(SOURCE).is_in(unchanged)).select_columns(KEPT_ROWS.names)
-    carried_count = old_kept.count()
-    if carried_count != existing.filter(expr=col(INDEX_KEPT)).count():
+    (read file by file in order; it has no record column: their records come from their kept fates
+    rows, which line up with it once in (source, record) order), then the new files' kept documents
+    (``with_fates``), segmented, the two sorted together. Returns (docs, documents to segment,
+    documents carried), or None when a new document joined two groups of old ones, so that an old
+    kept document became a duplicate (``deduped.retracted``): the general path then runs."""
+    if deduped.retracted.count():
         return None
-    places = write.in_record_order(old_kept, cfg.write, KEPT_ROWS).select_columns([DOC_ID, RECORD])
+    unchanged = plan.unchanged
+    old_kept = deduped.fates.filter(expr=col(SOURCE).is_in(unchanged) & (col(FATE) == KEPT))
+    places = write.in_record_order(old_kept.select_columns(KEPT_ROWS.names), cfg.write, KEPT_ROWS)
+    carried_count = places.count()  # materialized: from its blocks' metadata
     previous_docs = write.read_in_order(out, refresh.listed(previous, write.DOCS_DIR), docs_schema(cfg.segment.tasks))
-    carried = _zipped(previous_docs.filter(expr=col(SOURCE).is_in(unchanged)), places)
-    carried = carried.map_batches(_with_records, batch_format="pyarrow")
-    new_fates = fates.filter(expr=col(SOURCE).is_in(plan.to_read))
-    new = kept_of(with_fates(records, new_fates, fates_in_order, cfg)).materialize()
-    segmented = new.count()
+    carried = _zipped(previous_docs.filter(expr=col(SOURCE).is_in(unchanged)), places.select_columns([DOC_ID, RECORD]))
     full = _docs_rows(cfg)
-    parts = [carried.map_batches(refresh.conform, fn_kwargs={"schema": full}, batch_format="pyarrow")]
+    parts = [carried.map_batches(_with_records, batch_format="pyarrow").map_batches(
+        refresh.conform, fn_kwargs={"schema": full}, batch_format="pyarrow")]
+    segmented = kept_count - carried_count
     if segmented:
-        parts.append(segment_docs(cfg, new))
+        new_fates = deduped.fates.filter(expr=col(SOURCE).is_in(plan.to_read))
+        parts.append(segment_docs(cfg, kept_of(with_fates(records, new_fates, deduped.in_order, cfg))))
     if len(parts) == 1:
         return parts[0], segmented, carried_count
     # with preserve_order a union takes its inputs' blocks in turn: sorted, the new files' documents go to their place

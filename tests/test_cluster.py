@@ -202,6 +202,17 @@ def test_job_runtime_env_excludes_big_folders():
 # --- the GPU check (pure) ----------------------------------------------------------------------
 
 
+def test_cpus_beside_segmentation_count_what_the_pool_holds(ray_local):
+    """Pass 2 streams the records into the pool only where a task can run beside its actors (else a 1-CPU
+    build would hang: the one actor holds the CPU that the tasks feeding it wait for)."""
+    cpus = ray_local.cluster_resources()["CPU"]
+    assert cluster.cpus_beside_segmentation(segment.SegmentConfig(num_actors=1)) == cpus - 1
+    assert cluster.cpus_beside_segmentation(segment.SegmentConfig(num_actors=int(cpus))) == 0
+    assert cluster.cpus_beside_segmentation(segment.SegmentConfig(num_actors=1, threads_per_actor=int(cpus))) == 0
+    assert cluster.cpus_beside_segmentation(segment.SegmentConfig(num_gpus=1, num_actors=4)) == cpus  # GPU actors: no CPU
+    assert cluster.cpus_beside_segmentation(segment.SegmentConfig(model="none")) == cpus  # plain tasks, no pool
+
+
 def test_gpu_shortfall_without_any_gpu_and_no_autoscaler():
     reason = cluster.gpu_shortfall(1, [0, 0])
     assert reason and "\n" not in reason

@@ -18,7 +18,7 @@ from operators import dedup
 from operators.columns import DETAIL, DOC_ID, EXACT_DUP, FATE, FILTERED, KEPT, NEAR_DUP
 from operators.dedup_rules import INDEX_KEPT, DedupConfig, DedupKeyer, index_rows, index_schema
 from operators.minhash import MinHashConfig
-from tests.operators.test_dedup import CORPUS, SCIENCE, TOWN, by_doc_id, documents, edit
+from tests.operators.test_dedup import CORPUS, LIBRARY, SCIENCE, TOWN, by_doc_id, documents, edit
 
 # five copies of one text, each two characters apart: one bucket of six in most bands
 COPIES = [("d", i, edit(SCIENCE, [10 + 7 * i, 90 + 11 * i], "某")) for i in range(5)]
@@ -32,7 +32,7 @@ SETTINGS = {
 
 
 def both_paths(ds_rows: list[dict], cfg: DedupConfig, existing: pa.Table | None = None) -> list[tuple[list, list]]:
-    """(duplicates, audit, index, fates) rows of each executor, sorted."""
+    """(duplicates, audit, index, fates, retracted) rows of each executor, sorted."""
     results = []
     for local_max_docs in (cfg.local_max_docs, 0):
         chosen = dataclasses.replace(cfg, local_max_docs=local_max_docs)
@@ -40,7 +40,7 @@ def both_paths(ds_rows: list[dict], cfg: DedupConfig, existing: pa.Table | None 
         old = ray.data.from_arrow(existing) if existing is not None else None
         output = dedup.apply(new, chosen, old)
         results.append(tuple(sorted((tuple(sorted(row.items())) for row in part.take_all()), key=repr)
-                             for part in (output.duplicates, output.audit, output.index, output.fates)))
+                             for part in (output.duplicates, output.audit, output.index, output.fates, output.retracted)))
     return results
 
 
@@ -55,7 +55,7 @@ def test_both_executors_decide_alike(ray_local, setting):
 
 def test_a_bucket_over_all_pairs_max_is_a_star_in_both(ray_local):
     cfg = SETTINGS["star buckets"]
-    (found, _, _, _), _ = both_paths(documents(COPIES), cfg)
+    (found, *_), _ = both_paths(documents(COPIES), cfg)
     kept = {dict(row)["detail"] for row in found}
     assert kept == {"d-0"} and len(found) == 4
 
@@ -79,6 +79,26 @@ def test_a_refresh_decides_alike_and_existing_keepers_stay(ray_local):
     found = {dict(row)[DOC_ID]: (dict(row)[FATE], dict(row)["detail"]) for row in local[0]}
     assert found == {"a-0": (EXACT_DUP, "m-0"), "m-1": (EXACT_DUP, "m-0"),
                      "d-0": (NEAR_DUP, "d-3"), "d-1": (NEAR_DUP, "d-3")}
+
+
+def _edited(text: str, first: int, char: str) -> str:
+    chars = list(text)
+    for position in range(first, first + 100, 20):
+        chars[position] = char
+    return "".join(chars)
+
+
+def test_a_new_document_that_joins_two_kept_groups_retracts_the_later_keeper_in_both(ray_local):
+    """Two kept documents, near a new one but not near each other: the new one links them, the first
+    stays kept and the other is retracted (a refresh that only adds files cannot carry its docs then)."""
+    cfg = DedupConfig()
+    bridge = (TOWN + LIBRARY)[:260]
+    old = [("a", 0, _edited(bridge, 10, "鑫")), ("b", 0, _edited(bridge, 150, "淼"))]
+    existing = index_table(old, kept={"a-0", "b-0"}, cfg=cfg)
+    local, distributed = both_paths(documents([("c", 0, bridge)]), cfg, existing)
+    assert local == distributed
+    assert [(dict(row)[DOC_ID], dict(row)[FATE], dict(row)[DETAIL]) for row in local[4]] == [("b-0", NEAR_DUP, "a-0")]
+    assert both_paths([], cfg, existing)[0][4] == []  # nothing new: nothing retracted
 
 
 def test_the_local_path_is_taken_up_to_the_bound(ray_local):

@@ -70,21 +70,26 @@ def test_local_sort_max_rows_must_not_be_negative():
         write.WriteConfig(local_sort_max_rows=-1)
 
 
-def test_teed_fates_pass_on_unchanged_and_are_written_one_file_a_block_in_record_order(ray_local, tmp_path):
-    """Pass 2 writes the fates as the records stream to segmentation: every block is a file named by its
-    first row's place, so the files read in name order give the table in (source, record) order, a
-    file-level row (record -1) first in its source."""
+def test_teed_fates_pass_on_unchanged_and_their_files_read_in_record_order(ray_local, tmp_path):
+    """Pass 2 writes the fates as the records stream to segmentation, in input order, where a file that
+    failed part-way has its file-level row (record -1) after its records. Files are named by their
+    first row's place, one per source and block, the file-level row alone: read in name order they
+    give the table in (source, record) order, as a refresh writes it."""
     import ray.data
 
-    sources = ["s0", "s1"]
-    rows = [{"source": "s0", "record": r, "doc_id": f"0-{r}", "fate": "kept", "detail": None, "text": "x"} for r in range(30)]
-    rows.insert(0, {"source": "s1", "record": -1, "doc_id": "1-file", "fate": "rejected", "detail": "unreadable", "text": None})
-    rows.sort(key=lambda row: (row["source"], row["record"]))
-    blocks = [pa.Table.from_pylist(rows[start:start + 7]) for start in range(0, len(rows), 7)]
-    passed = write.tee_fates(ray.data.from_arrow(blocks), str(tmp_path), 3, sources).take_all()
-    assert passed == rows  # text and all: segmentation reads the kept ones next
+    def row(source: str, record: int, fate: str = "kept", detail: str | None = None) -> dict:
+        return {"source": source, "record": record, "doc_id": f"{source}-{record}", "fate": fate, "detail": detail, "text": "x"}
+
+    rows = [row("s0", r) for r in range(12)] + [row("s0", -1, "rejected", "unreadable_file: truncated")]
+    rows += [row("s1", r) for r in range(5)]
+    blocks = [pa.Table.from_pylist(rows[:7]), pa.Table.from_pylist(rows[7:])]  # the second: s0's end, s1
+    passed = write.tee_fates(ray.data.from_arrow(blocks), str(tmp_path), 3, ["s1", "s0"]).take_all()
+    assert passed == rows  # unchanged, text and all: segmentation reads the kept ones next
     files = sorted((tmp_path / write.FATES_DIR).glob("*.parquet"))
-    assert [f.name for f in files][:2] == ["part-v00003-000000-0000000000.parquet", "part-v00003-000000-0000000007.parquet"]
+    assert [f.name.removeprefix("part-v00003-") for f in files] == [
+        "000000--000000001.parquet", "000000-0000000000.parquet", "000000-0000000007.parquet", "000001-0000000000.parquet"
+    ]
     written = pa.concat_tables(pq.read_table(f) for f in files)
     assert written.schema == FATES_SCHEMA
-    assert written.to_pylist() == [{k: row[k] for k in FATES_SCHEMA.names} for row in rows]
+    expected = sorted(rows, key=lambda r: (r["source"], r["record"]))
+    assert written.to_pylist() == [{k: r[k] for k in FATES_SCHEMA.names} for r in expected]
