@@ -2,6 +2,7 @@
 
     python bench/segment.py                 # legacy (CPU) model
     python bench/segment.py --neural        # also a random-weight neural model of LTP/small's size (GPU run)
+    python bench/segment.py --neural --precision bf16   # the fast path in bf16 (or fp16), and how often it differs
 
 Sentences: the SIGHAN PKU test lines from ../shared/data when present, else the bundled sample's
 sentences, repeated `--repeat` times so that actor start-up is amortized as in a real corpus.
@@ -47,6 +48,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from bench.shared_data import PKU_TEST, SAMPLE, SHARED_VOCAB, legacy_model  # noqa: E402
 from operators.ltp_loading import load_ltp  # noqa: E402
+from operators.neural_cws import PRECISIONS  # noqa: E402
 from operators.segment import SegmentConfig, split_sentences  # noqa: E402
 from pipeline.cluster import LOCAL_RAY_OPTIONS  # noqa: E402
 from tests.ltp_models import build_tiny_neural_model, sighan_lines, tiny_vocab  # noqa: E402
@@ -150,14 +152,15 @@ def per_1k(seconds: float, sentences: int) -> float:
     return round(seconds / sentences * 1000, 3)
 
 
-def fast_stage_rate(model: Path, sentences: list[str], device: str, batch_size: int, max_batch_tokens: int):
+def fast_stage_rate(model: Path, sentences: list[str], device: str, batch_size: int, max_batch_tokens: int,
+                    precision: str):
     """The segment stage's core (``LtpSegmenter``, words only: the fast path) in this process, fed
     ``batch_size`` sentences a call as the actor is: (sentences/s, sentences per CPU s, host CPU s per
     1,000 sentences outside the forward pass, GPU utilisation %)."""
     from operators.segment import LtpSegmenter
 
     segmenter = LtpSegmenter(SegmentConfig(model=str(model), num_gpus=1.0 if device == "cuda" else 0.0,
-                                           max_batch_tokens=max_batch_tokens))
+                                           max_batch_tokens=max_batch_tokens, precision=precision))
     clock = HostClock(segmenter._ltp)
     segmenter.segment(sentences[:16])  # warm-up: the first passes (on CUDA, its start-up)
     with GpuUtilisation(device) as busy, clock.measuring():
@@ -166,6 +169,18 @@ def fast_stage_rate(model: Path, sentences: list[str], device: str, batch_size: 
             segmenter.segment(sentences[i : i + batch_size])
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     return len(sentences) / elapsed, len(sentences) / cpu, per_1k(clock.host, len(sentences)), busy.mean
+
+
+def differing_share(ltp, sentences: list[str], device: str, precision: str) -> float:
+    """The share of the sentences' pieces (as the stage cuts them) whose fast-path words under ``precision``
+    differ from fp32's, same batches."""
+    from operators.neural_cws import NeuralCws
+    from operators.segment import model_pieces
+
+    pieces = sorted((p for per_text in model_pieces(sentences, ltp.tokenizer) for p in per_text), key=lambda p: p.tokens)
+    batches = [pieces[i : i + 64] for i in range(0, len(pieces), 64)]
+    exact, half = ([w for batch in NeuralCws(ltp, device, p).words(batches) for w in batch] for p in ("fp32", precision))
+    return round(sum(a != b for a, b in zip(exact, half, strict=True)) / max(1, len(pieces)), 4)
 
 
 def direct_rate(ltp, sentences: list[str], batch_size: int, **kwargs) -> tuple[float, float, int]:
@@ -253,7 +268,7 @@ def bench(name: str, model: Path, sentences: list[str], args, device: str) -> di
                                   "sentences_per_s": round(rate, 1), "sentences_per_cpu_s": round(cpu_rate, 1),
                                   **busy.figure()}), flush=True)
         if not legacy:
-            fast = fast_stage_rate(model, sentences, device, pipeline_batch, args.max_batch_tokens)
+            fast = fast_stage_rate(model, sentences, device, pipeline_batch, args.max_batch_tokens, args.precision)
             fast_best = max(fast_best, fast, key=lambda run: run[0])
             print(json.dumps({"model": name, "round": round_, "fast_stage": "in process", "sentences_per_s":
                               round(fast[0], 1), "sentences_per_cpu_s": round(fast[1], 1), "host_s_per_1k": fast[2],
@@ -316,7 +331,10 @@ def bench(name: str, model: Path, sentences: list[str], args, device: str) -> di
             "host_s_per_1k": {"ltp": direct_host[best_batch], "fast": fast_best[2]},
             "fast_sentences_per_cpu_s": round(fast_best[1], 1),
             **({"fast_gpu_utilisation_pct": round(fast_best[3], 1)} if fast_best[3] is not None else {}),
+            "precision": args.precision,
         })
+        if args.precision != "fp32":
+            result["pieces_differing_from_fp32"] = differing_share(ltp, sentences, device, args.precision)
     if legacy:
         for mode in modes:
             result[f"ratio_vs_direct_{mode.replace('=', '_')}"] = round(pipeline_best / max(direct[mode].values()), 3)
@@ -340,6 +358,8 @@ def main() -> None:
     parser.add_argument("--threads-per-actor", type=int, default=2, help="CPU threads per GPU actor")
     parser.add_argument("--gpus-per-actor", type=float, default=None, help="default: the GPU shared by the actors")
     parser.add_argument("--max-batch-tokens", type=int, default=16384)
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="the fast path's forward pass (neural); not fp32: also the share of pieces whose words differ")
     parser.add_argument("--direct-batch-sizes", type=int, nargs="+", default=list(DIRECT_BATCH_SIZES))
     args = parser.parse_args()
 

@@ -9,8 +9,10 @@ per batch:
 
 - encoding: none of its own: the stage has tokenized each piece to cut it (``Piece``), so a batch's
   arrays are those ids between [CLS] and [SEP], padded as LTP pads them;
-- the forward pass under ``torch.inference_mode``; the tags are the argmax of the head's logits on
-  the device (or its CRF's Viterbi decode, when the head has one), copied back once per batch;
+- the forward pass under ``torch.inference_mode`` (and ``torch.autocast`` to bf16 or fp16 when
+  ``segment.precision`` asks: a near-tied tag may then flip, which ``bench/segment.py --precision``
+  counts); the tags are the argmax of the head's logits on the device (or its CRF's Viterbi decode,
+  when the head has one), copied back once per batch;
 - decoding with numpy over the whole batch: the tokens LTP treats as characters (the first token of
   each character span), a word starting at the first of them and at every ``B-W`` tag, so the words
   are each piece cut at those characters' offsets: one slice per word, no loop per token.
@@ -35,6 +37,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 WORD_BEGIN, WORD_INSIDE = "B-W", "I-W"  # LTP's cws labels
+PRECISIONS = ("fp32", "bf16", "fp16")  # the forward pass's: fp32, or autocast to a half type
 MODEL_INPUTS = {"input_ids", "token_type_ids", "attention_mask"}
 _PROBE = "中文 Philammon 123"
 
@@ -79,7 +82,7 @@ class Encoded:
 class NeuralCws:
     """The fast path's core: pieces in, words per piece out, batch by batch."""
 
-    def __init__(self, ltp: Any, device: str):
+    def __init__(self, ltp: Any, device: str, precision: str = "fp32"):
         tokenizer = ltp.tokenizer
         self.cls_id, self.sep_id, self.pad_id = tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id
         self.input_names = tokenizer.model_input_names
@@ -88,6 +91,7 @@ class NeuralCws:
         self.head = ltp.model.task_heads["cws"]
         self.begin, self.inside = ltp.cws_vocab.index(WORD_BEGIN), ltp.cws_vocab.index(WORD_INSIDE)
         self.device = device
+        self.precision = precision
 
     def encode(self, pieces: Sequence[Piece]) -> Encoded:
         """The batch's arrays as LTP's encoding gives them: [CLS] ids [SEP], padded to the longest."""
@@ -118,7 +122,9 @@ class NeuralCws:
         event after which the non-blocking copy into it has landed (``_decoded`` waits for it)."""
         import torch
 
-        with torch.inference_mode():
+        half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        device_type = "cuda" if self.device == "cuda" else "cpu"
+        with torch.inference_mode(), torch.autocast(device_type, dtype=half, enabled=half is not None):
             inputs = {name: tensor.to(self.device, non_blocking=True) for name, tensor in batch.inputs.items()}
             outputs = self.backbone(**inputs)
             hidden, mask = self.processor(outputs=outputs, attention_mask=inputs["attention_mask"],

@@ -64,6 +64,8 @@ class SegmentConfig:
     none, so GPU nodes can offer Ray no CPUs and CPU stages never land on them), the legacy model's
     Rust thread pool (1 = no pool) and torch's CPU threads. `max_batch_tokens` bounds the padded tokens of
     one neural forward pass; after a CUDA out-of-memory error an actor halves it and retries.
+    `precision` is the fast path's forward pass (``neural_cws``): fp32, or bf16/fp16 under autocast,
+    which can flip a near-tied tag; it needs words only (no pos/ner, no user words) and a neural model.
     """
 
     model: str = "LTP/small"
@@ -75,6 +77,7 @@ class SegmentConfig:
     threads_per_actor: int = 1
     max_batch_tokens: int = 16384
     tasks: tuple[str, ...] = ("cws",)
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.model == NO_MODEL and (self.tasks != ("cws",) or self.user_words is not None):
@@ -91,6 +94,11 @@ class SegmentConfig:
         unknown = [task for task in self.tasks if task not in TASKS]
         if unknown or "cws" not in self.tasks or len(set(self.tasks)) != len(self.tasks):
             raise ValueError(f"tasks must list cws, optionally with pos and ner, each once; got {list(self.tasks)}")
+        if self.precision not in neural_cws.PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(neural_cws.PRECISIONS)}, not {self.precision!r}")
+        if self.precision != "fp32" and (self.tasks != ("cws",) or self.user_words is not None or self.model == NO_MODEL):
+            raise ValueError(f"precision {self.precision} is the neural fast path's: words only (tasks [cws]), "
+                             "no user_words, an LTP model")
 
 
 class SegmentOutOfMemory(SegmentModelError):
@@ -302,7 +310,11 @@ class LtpSegmenter:
             self._ltp.add_words(read_user_words(cfg.user_words))
         # words only, from a model the fast path reproduces: LTP's modules without LTP's loop
         words_only = self._neural and not self._tags and neural_cws.usable(self._ltp)
-        self._fast = neural_cws.NeuralCws(self._ltp, self.device) if words_only else None
+        self._fast = neural_cws.NeuralCws(self._ltp, self.device, cfg.precision) if words_only else None
+        if cfg.precision != "fp32" and self._fast is None:
+            raise SegmentModelError(f"segment.precision {cfg.precision} needs the neural fast path (a neural LTP model "
+                                    f"with B-W/I-W labels and a BERT-style tokenizer); segment.model {cfg.model!r} "
+                                    "does not take it: set precision fp32")
 
     def segment(self, texts: list[str]) -> list[list[str]]:
         """One word list per text; the result for a text does not depend on the other texts."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from operators.ltp_loading import load_ltp
+from operators.ltp_loading import SegmentModelError, load_ltp
 from operators.neural_cws import NeuralCws
 from operators.segment import LtpSegmenter, SegmentConfig, model_pieces
 from tests.conftest import SHARED_DATA
@@ -90,3 +90,23 @@ def test_the_stage_uses_the_fast_path_for_words_only(neural_model_dir, tmp_path)
     tagged_dir = build_tiny_neural_model(tmp_path / "tagger", tasks=("cws", "pos"))
     assert LtpSegmenter(SegmentConfig(model=str(neural_model_dir), user_words=str(user_words)))._fast is None
     assert LtpSegmenter(SegmentConfig(model=str(tagged_dir), tasks=("cws", "pos")))._fast is None
+
+
+def test_half_precision_runs_the_fast_path_and_its_words_still_cover_the_text(neural_model_dir, legacy_model_dir):
+    """bf16 may flip a near-tied tag (the bench counts how often), never the text: the words join to it."""
+    half = LtpSegmenter(SegmentConfig(model=str(neural_model_dir), precision="bf16"))
+    assert half._fast is not None and half._fast.precision == "bf16"
+    sample = texts()[-40:]
+    assert ["".join(words) for words in half.segment(sample)] == sample
+    with pytest.raises(SegmentModelError, match="precision bf16 needs the neural fast path"):
+        LtpSegmenter(SegmentConfig(model=str(legacy_model_dir), precision="bf16"))
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"precision": "fp8"}, "precision must be one of fp32, bf16, fp16"),
+    ({"precision": "fp16", "tasks": ("cws", "pos")}, "words only"),
+    ({"precision": "bf16", "model": "none"}, "an LTP model"),
+])
+def test_a_precision_the_fast_path_cannot_run_is_a_config_error(settings, message):
+    with pytest.raises(ValueError, match=message):
+        SegmentConfig(**settings)
