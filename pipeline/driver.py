@@ -241,7 +241,7 @@ def _read_dedup_segment(
             records = report.tallied(dedup.sign(normalized, cfg.dedup), report.record_counters, tally).materialize()
     existing = None
     if unchanged:  # the unchanged files' documents, as the previous version's dedup index holds them
-        existing = refresh.read_listed(out, previous, INDEX_DIR).filter(expr=col(SOURCE).is_in(unchanged))
+        existing = refresh.read_listed(out, previous, INDEX_DIR, dedup.index_schema(cfg.dedup)).filter(expr=col(SOURCE).is_in(unchanged))
     with timer("dedup"):
         deduped = dedup.graph(dedup.keys(records, cfg.dedup, existing), cfg.dedup)
         write.write_dedup(report.tallied(deduped.audit, report.cluster_counters, tally), out, version)
@@ -250,7 +250,7 @@ def _read_dedup_segment(
     kept_count = flagged.count() - deduped.duplicates.count()  # both materialized: counted from their blocks' metadata
 
     has_docs = bool(refresh.listed(previous, write.DOCS_DIR))
-    previous_docs = refresh.read_listed(out, previous, write.DOCS_DIR) if has_docs else None
+    previous_docs = refresh.read_listed(out, previous, write.DOCS_DIR, docs_schema(cfg.segment.tasks)) if has_docs else None
     cache_docs = previous_docs if plan.reuse_segmentation else None
     if records is not None and not unchanged and cache_docs is None and kept_count > 0:
         # every record and kept document is this build's, and none comes from a cache: in input order, pass 2
@@ -273,7 +273,7 @@ def _read_dedup_segment(
     with timer("fates"):
         parts = [deduped.fates]  # this build's records and the unchanged files' documents
         if unchanged:  # filtered and rejected records of unchanged files, as they were
-            carried = refresh.read_listed(out, previous, write.FATES_DIR).filter(
+            carried = refresh.read_listed(out, previous, write.FATES_DIR, FATES_SCHEMA).filter(
                 expr=col(SOURCE).is_in(unchanged) & col(FATE).is_in([FILTERED, REJECTED])
             )
             parts.append(carried.select_columns(FATES_SCHEMA.names))
