@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from ray.data.block import BlockAccessor
@@ -31,6 +32,8 @@ DEDUP_DIR = "dedup"  # the dedup audit table
 SHARD_COMPRESSIONS = ("none", "lz4", "zstd")
 DOCS_FILE_ROWS = 2048  # documents per docs file (the last one fewer); tokenizing starts when the first file is full
 SHARD_BATCH_ROWS = 1024  # rows per IPC record batch: the unit a reader of compressed shards decompresses
+INPUT_PLACE = "input_place"  # a fates row's place in the order its records were read (``in_input_order``)
+_LAST_PLACE = (1 << 63) - 1
 
 
 @dataclass(frozen=True)
@@ -197,15 +200,29 @@ def _write_placed(
     pq.write_table(rows.select(schema.names).cast(schema), f"{root}/{name}", filesystem=filesystem)
 
 
-def in_record_order(ds, cfg: WriteConfig, schema: pa.Schema = FATES_SCHEMA):
-    """Short rows of ``schema`` (fates rows by default) in (source, record) order, materialized: sorted in
-    one task when they are few enough (``cfg.local_sort_max_rows``; a shuffle's start-up costs seconds,
-    sorting a million short rows well under one), else by Ray Data's distributed sort. Both give the
-    same rows in the same order."""
+def in_record_order(ds, cfg: WriteConfig, schema: pa.Schema = FATES_SCHEMA, keys: tuple[str, ...] = (SOURCE, RECORD)):
+    """Short rows of ``schema`` (fates rows by default) in (source, record) order (or by other ``keys``),
+    materialized: sorted in one task when they are few enough (``cfg.local_sort_max_rows``; a shuffle's
+    start-up costs seconds, sorting a million short rows well under one), else by Ray Data's
+    distributed sort. Both give the same rows in the same order."""
     ds = ds.materialize()
     if ds.count() <= cfg.local_sort_max_rows:
-        return _sorted_in_one_task(ds, schema, [SOURCE, RECORD])
-    return ds.sort([SOURCE, RECORD])
+        return _sorted_in_one_task(ds, schema, list(keys))
+    return ds.sort(list(keys))
+
+
+def in_input_order(fates, cfg: WriteConfig):
+    """Fates rows in the order their records were read (``in_record_order``), lazily: by (source, record),
+    except that a file-level row (record -1, which a reader emits after the records of a file that
+    failed part-way) comes last in its source."""
+    placed = fates.map_batches(_with_input_place, batch_format="pyarrow")
+    schema = pa.schema([*FATES_SCHEMA, (INPUT_PLACE, pa.int64())])
+    return in_record_order(placed, cfg, schema, (SOURCE, INPUT_PLACE)).drop_columns([INPUT_PLACE])
+
+
+def _with_input_place(batch: pa.Table) -> pa.Table:
+    record = batch[RECORD]
+    return batch.append_column(INPUT_PLACE, pc.if_else(pc.less(record, 0), pa.scalar(_LAST_PLACE, pa.int64()), record))
 
 
 def _sorted_in_one_task(ds, schema: pa.Schema, keys: list[str]):

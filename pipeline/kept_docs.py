@@ -52,15 +52,15 @@ def with_fates(records, fates, fates_in_order: bool, cfg: BuildConfig):
 
     The one-task dedup graph lists the fates in the order the records were signed
     (``dedup.DedupOutput.in_order``); the distributed join leaves them in no particular order, and
-    they are sorted by (source, record), narrow rows. Either way they line up with the records, which
-    are read in that order, and ``zip`` attaches them (at 16x bench/e2e.py's input a join of the texts
-    and a sort after segmentation made the segment stage 55 s instead of 41 s).
+    they are sorted back into it (``write.in_input_order``), narrow rows. Either way they line up
+    with the records, and ``zip`` attaches them (at 16x bench/e2e.py's input a join of the texts and
+    a sort after segmentation made the segment stage 55 s instead of 41 s).
 
     Ray 2.60 deprecates ``zip`` (removal planned for 2.64) because rows keep their order only with
     ``preserve_order``, which every build sets; ``paired`` checks that each pair is one record.
     The project pins Ray 2.60; on a Ray without ``zip``, ``texts`` and the join serve every build."""
     if not fates_in_order:
-        fates = write.in_record_order(fates, cfg.write)
+        fates = write.in_input_order(fates, cfg.write)
     zipped = _zipped(records.select_columns([DOC_ID, SOURCE, RECORD, TEXT]), fates.select_columns([DOC_ID, FATE, DETAIL]))
     return zipped.map_batches(paired, batch_format="pyarrow", batch_size=None, udf_modifying_row_count=False)
 

@@ -181,3 +181,31 @@ def test_records_zipped_with_another_documents_fates_stop_the_build():
     shifted = pa.table({**records, FLAGGED_DOC_ID: ["b", "c", "a"], **fates})
     with pytest.raises(RuntimeError, match="same \\(source, record\\) order"):
         paired(shifted)
+
+
+@pytest.mark.parametrize("local_sort_max_rows", [2_000_000, 0])
+def test_unordered_fates_are_put_back_in_the_order_the_records_were_read(ray_local, local_sort_max_rows):
+    """Above ``dedup.local_max_docs`` the fates come back in no order and are sorted back before the zip,
+    where a file that failed part-way has its file-level row (record -1) after its records: every record
+    must still meet its own fates row, by either sort."""
+    import random
+
+    import pyarrow as pa
+    import ray.data
+
+    from operators.columns import DETAIL, DOC_ID, FATE, FATES_SCHEMA, RECORD, SOURCE, TEXT
+    from operators.write import WriteConfig
+    from pipeline.config import BuildConfig
+    from pipeline.kept_docs import kept_of, with_fates
+
+    places = [("a", r) for r in range(30)] + [("a", -1), ("b", 0), ("b", 1)]  # in the order they were read
+    records = [{DOC_ID: f"{s}{r}", SOURCE: s, RECORD: r, TEXT: f"text {s}{r}"} for s, r in places]
+    fates = [{SOURCE: s, RECORD: r, DOC_ID: f"{s}{r}", FATE: "rejected" if r < 0 else ("kept" if r % 3 else "exact_dup"),
+              DETAIL: None} for s, r in places]
+    shuffled = pa.Table.from_pylist(random.Random(1).sample(fates, len(fates)), schema=FATES_SCHEMA)
+    cfg = BuildConfig(inputs=("a", "b"), output="unused", write=WriteConfig(local_sort_max_rows=local_sort_max_rows))
+    decided = with_fates(ray.data.from_items(records, override_num_blocks=3), ray.data.from_arrow(shuffled).repartition(4),
+                         False, cfg)
+    got = decided.take_all()
+    assert [(row[DOC_ID], row[FATE]) for row in got] == [(row[DOC_ID], row[FATE]) for row in fates]
+    assert [row[DOC_ID] for row in kept_of(decided).take_all()] == [row[DOC_ID] for row in fates if row[FATE] == "kept"]
