@@ -1,7 +1,7 @@
 """The driver: checks what can fail early, then assembles the Ray Data graph stage by stage.
 
-Stage logic lives in ``operators/``; this module only wires datasets together, decides where
-marked rows leave the flow, and commits the snapshot. Nothing here pulls corpus-sized data
+Stage logic lives in ``operators/``; this module only wires datasets together and decides where
+marked rows leave the flow; ``pipeline.commit`` writes the version. Nothing here pulls corpus-sized data
 to the driver: datasets are materialized in Ray's object store, and only counts, file lists
 and checksums come back.
 """
@@ -11,15 +11,15 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, NamedTuple
+from typing import Any
 
 import pyarrow as pa
 import ray
 import ray.data
 from ray.data.expressions import col
 
-from manifests import fingerprints, ledger, snapshot
-from operators import dedup, normalize, pack, read, segment, storage, tokenize, write
+from manifests import fingerprints, snapshot
+from operators import dedup, normalize, pack, read, segment, tokenize, write
 from operators.columns import (
     DEDUP_SCHEMA,
     DOC_ID,
@@ -34,18 +34,11 @@ from operators.columns import (
 )
 from operators.dedup_rules import INDEX_KEPT
 from operators.normalize import OPENCC_CHANGED
-from pipeline import cluster, kept_docs, refresh, report
+from pipeline import cluster, commit, kept_docs, refresh, report
+from pipeline.commit import INDEX_DIR, OUTPUT_DIRS, DocCounts
 from pipeline.config import BuildConfig
 
 log = logging.getLogger("pipeline")
-
-INDEX_DIR = "index"  # the dedup index: every deduplicated document's keys, for the next refresh
-DATA_DIRS = (write.DOCS_DIR, write.FATES_DIR, write.SHARDS_DIR, write.DEDUP_DIR, INDEX_DIR)
-OUTPUT_DIRS = (*DATA_DIRS, ledger.LEDGER_DIR)
-MANIFEST_KEYS = (
-    "version", "config_fingerprint", "stage_fingerprints", "fates", "corpus", "tokenizer", "segment_model", "refresh"
-)
-
 
 def connect_ray(num_cpus: int | None = None) -> None:
     """Join the cluster in RAY_ADDRESS (as under ``ray job submit``), else start a local one with
@@ -58,14 +51,6 @@ def connect_ray(num_cpus: int | None = None) -> None:
     cluster.configure_data_context(context)
     context.execution_options.preserve_order = True  # same inputs, same row order in every output
     context.enable_progress_bars = True
-
-
-def input_bytes(files: list[str]) -> int:
-    total = 0
-    for path in files:
-        filesystem, inner = storage.resolve(path)
-        total += filesystem.get_file_info(inner).size or 0
-    return total
 
 
 def build_corpus(cfg: BuildConfig, num_cpus: int | None = None) -> dict[str, Any]:
@@ -147,68 +132,9 @@ def _build(
         docs_sources = inputs  # the docs table is written as the documents stream to the shards
     with timer("segment+tokenize+pack"):
         write_examples(docs, cfg, vocab, out, version, tally, docs_sources)
-    written = [path for d in DATA_DIRS for path in write.version_files(out, d, version)]
     with timer("report"):
         summary = report.summarize(report.finish_tally(tally), _records_for_report(records), plan.to_read)
-    sources = dict(summary.sources)
-    old_counts = {} if plan.previous_ledger is None else dict(
-        zip(plan.previous_ledger[ledger.URI].to_pylist(), plan.previous_ledger[ledger.RECORDS].to_pylist())
-    )
-    sources.update({uri: int(old_counts.get(uri, 0)) for uri in plan.unchanged})
-    unreadable = summary.unreadable
-    written.append(ledger.write(out, version, ledger.complete(plan.rows, plan.previous_ledger, sources, unreadable)))
-    files = snapshot.describe_files(out, written)
-    records_read = sum(sources.get(uri, 0) for uri in plan.to_read)
-    built = {
-        "version": version,
-        "config_fingerprint": cfg.fingerprint(),
-        "stage_fingerprints": prints,
-        "input_bytes": input_bytes(inputs),
-        "inputs": len(inputs),
-        "sources": dict(sorted(sources.items())),  # what the fates table must hold per file
-        "fates": summary.fates,
-        "unreadable_files": unreadable,
-        "corpus": {
-            **summary.docs,
-            "examples": sum(f.get("rows", 0) for f in files if f["path"].startswith(write.SHARDS_DIR)),
-            "tokens": sum(f.get("tokens", 0) for f in files if f["path"].startswith(write.SHARDS_DIR)),
-            "shards": sum(f["path"].startswith(write.SHARDS_DIR) for f in files),
-        },
-        "tokenizer": {"spec": vocab.spec, "vocab_sha256": vocab.sha256, "vocab_size": vocab.size},
-        "segment_model": cfg.segment.model,
-        "refresh": {
-            "mode": plan.mode,
-            "reason": plan.reason,
-            "noop": False,
-            "from_version": None if previous is None else int(previous["version"]),
-            "changed_stages": plan.changed_stages if previous is not None else [],
-            "files": plan.diff.counts(),
-            "records_read": records_read,
-            "files_reread": counts.reread,
-            "promoted": counts.promoted,
-            "docs": {"segmented": counts.segmented, "reused": counts.reused},
-        },
-    }
-    built.update(summary.profile)
-    built["seconds"] = round(time.perf_counter() - started, 3)
-    built["stages"] = report.throughput(timer, built["input_bytes"])
-    if previous is not None:  # before the report files are replaced: the version being replaced stays whole
-        snapshot.archive(out, previous)
-    built["duplicate_pairs"] = summary.pairs
-    reports = report.stage_report(out, built, files)
-    manifest = {**{k: built[k] for k in MANIFEST_KEYS}, "config": cfg.to_dict(), "files": files + reports}
-    snapshot.commit(out, manifest, staged=[entry["path"] for entry in reports])
-    snapshot.remove_unlisted(out, OUTPUT_DIRS, manifest)
-    return built
-
-
-class DocCounts(NamedTuple):
-    """Where this version's documents got their words, for report.json's refresh section."""
-
-    segmented: int = 0  # by LTP in this build
-    reused: int = 0  # from the previous version
-    promoted: int = 0  # duplicates kept in the place of a document the refresh retracted
-    reread: int = 0  # unchanged files read again to find those duplicates' texts
+    return commit.build(cfg, inputs, vocab, previous, prints, plan, version, summary, counts, started, timer)
 
 
 def _carry(out: str, previous: dict[str, Any], version: int, tally) -> DocCounts:

@@ -27,7 +27,7 @@ import yaml
 from manifests import fingerprints, snapshot
 from operators import tokenize, write
 from operators.columns import docs_schema
-from pipeline import report
+from pipeline import commit, report
 from pipeline.config import BuildConfig, ConfigError, build
 from pipeline.driver import connect_ray, write_examples
 
@@ -92,11 +92,7 @@ def _repack(output: str, overrides: list[str] | tuple[str, ...]) -> dict[str, An
 
     kept = [e for e in manifest["files"]
             if not e["path"].startswith(f"{write.SHARDS_DIR}/") and e["path"] not in REPORTS]
-    totals = {
-        "examples": sum(f.get("rows", 0) for f in shards),
-        "tokens": sum(f.get("tokens", 0) for f in shards),
-        "shards": len(shards),
-    }
+    totals = commit.shard_totals(shards)
     committed = {k: v for k, v in manifest.items() if k not in ("format", "committed_at")}
     committed.update(
         version=version,
@@ -118,9 +114,4 @@ def _repack(output: str, overrides: list[str] | tuple[str, ...]) -> dict[str, An
     built = report.read_report(output)  # the build's report, its shards and token counts brought up to date
     built.update(version=version, corpus=committed["corpus"], tokenizer=committed["tokenizer"],
                  packed=committed["packed"], tokens_per_doc=report.histogram(counts, "tokens"))
-    reports = report.stage_report(output, built, shards)
-    committed["files"] = kept + shards + reports
-    snapshot.archive(output, manifest)  # the version being replaced stays readable under versions/
-    snapshot.commit(output, committed, staged=[entry["path"] for entry in reports])
-    snapshot.remove_unlisted(output, (write.SHARDS_DIR,), committed)
-    return committed
+    return commit.publish(output, committed, built, kept + shards, manifest, (write.SHARDS_DIR,))
