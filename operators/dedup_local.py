@@ -72,8 +72,9 @@ def decide(keyed: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, ...]:
     documents = documents_of(keyed)
     none = OUTPUT_SCHEMA.empty_table(), AUDIT_SCHEMA.empty_table(), OUTPUT_SCHEMA.empty_table()
     duplicates, audit, retracted = _duplicates(documents, cfg) if documents.num_rows else none
-    index = index_rows(flag_kept(with_decisions(documents, duplicates)), index_schema(cfg))
-    return duplicates, audit, index, fate_rows(with_decisions(keyed, duplicates)), retracted
+    decided = with_decisions(keyed, duplicates)
+    index = index_rows(flag_kept(documents_of(decided)), index_schema(cfg))
+    return duplicates, audit, index, fate_rows(decided), retracted
 
 
 def _duplicates(keyed: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table, pa.Table]:

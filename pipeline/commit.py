@@ -14,7 +14,7 @@ import time
 from typing import Any, NamedTuple
 
 from manifests import ledger, snapshot
-from operators import storage, write
+from operators import write
 from pipeline import refresh, report
 from pipeline.config import BuildConfig
 
@@ -33,14 +33,6 @@ class DocCounts(NamedTuple):
     reused: int = 0  # from the previous version
     promoted: int = 0  # duplicates kept in the place of a document the refresh retracted
     reread: int = 0  # unchanged files read again to find those duplicates' texts
-
-
-def input_bytes(files: list[str]) -> int:
-    total = 0
-    for path in files:
-        filesystem, inner = storage.resolve(path)
-        total += filesystem.get_file_info(inner).size or 0
-    return total
 
 
 def shard_totals(files: list[dict[str, Any]]) -> dict[str, int]:
@@ -84,7 +76,7 @@ def build(
         "version": version,
         "config_fingerprint": cfg.fingerprint(),
         "stage_fingerprints": prints,
-        "input_bytes": input_bytes(inputs),
+        "input_bytes": sum(row[ledger.SIZE] for row in plan.rows),  # the ledger's own stat of every input
         "inputs": len(inputs),
         "sources": dict(sorted(sources.items())),  # what the fates table must hold per file
         "fates": summary.fates,

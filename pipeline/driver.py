@@ -187,7 +187,7 @@ def _read_dedup_segment(
     with timer("kept texts"):
         appended = None
         if plan.only_appends and previous_docs is not None:
-            appended = kept_docs.appended(cfg, plan, out, previous, records, deduped, kept_count)
+            appended = kept_docs.appended(cfg, plan, previous_docs, records, deduped, kept_count)
         if appended is not None:
             (docs, segmented, reused), promoted, reread = appended, 0, 0
         else:

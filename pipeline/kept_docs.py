@@ -61,14 +61,9 @@ def with_fates(records, fates, fates_in_order: bool, cfg: BuildConfig):
     The project pins Ray 2.60; on a Ray without ``zip``, ``texts`` and the join serve every build."""
     if not fates_in_order:
         fates = write.in_input_order(fates, cfg.write)
-    zipped = _zipped(records.select_columns([DOC_ID, SOURCE, RECORD, TEXT]), fates.select_columns([DOC_ID, FATE, DETAIL]))
-    return zipped.map_batches(paired, batch_format="pyarrow", batch_size=None, udf_modifying_row_count=False)
-
-
-def paired(batch: pa.Table) -> pa.Table:
-    """Records zipped with their fates rows; a record paired with another's fate would keep the wrong documents."""
-    _check_pairs(batch, "records and their fates")
-    return batch.drop_columns([FLAGGED_DOC_ID])
+    zipped = _zipped(records.select_columns(KEPT_TEXTS.names), fates.select_columns([DOC_ID, FATE, DETAIL]))
+    return zipped.map_batches(paired, fn_kwargs={"what": "records and their fates"}, batch_format="pyarrow",
+                              batch_size=None, udf_modifying_row_count=False)
 
 
 def kept_of(records):
@@ -88,25 +83,28 @@ def segment_docs(cfg: BuildConfig, texts):
 
 def _zipped(rows, flags):
     """``rows`` zipped with ``flags``, one row each in the same order; the flags' doc_id becomes
-    ``FLAGGED_DOC_ID``, for ``_check_pairs``."""
+    ``FLAGGED_DOC_ID``, for ``paired``."""
     with warnings.catch_warnings():  # Ray 2.60 deprecates zip: see with_fates
         warnings.filterwarnings("ignore", message=r"(?s).*`Dataset\.zip` is deprecated")
         return rows.zip(flags.rename_columns({DOC_ID: FLAGGED_DOC_ID}))
 
 
-def _check_pairs(batch: pa.Table, what: str) -> None:
-    """Stops the build when a zipped row pairs two documents: a bug that would misplace or drop them."""
+def paired(batch: pa.Table, what: str) -> pa.Table:
+    """A zipped batch (``_zipped``) without the flags' doc_id, once each row is checked to pair one
+    document: a row that pairs two (``what`` names the sides) would misplace or drop them, so the
+    build stops."""
     if not pc.all(pc.equal(batch[DOC_ID], batch[FLAGGED_DOC_ID])).as_py():
         raise RuntimeError(f"{what} are not in the same (source, record) order")
+    return batch.drop_columns([FLAGGED_DOC_ID])
 
 
-def appended(cfg: BuildConfig, plan: refresh.Plan, out: str, previous: dict[str, Any], records, deduped: DedupOutput,
+def appended(cfg: BuildConfig, plan: refresh.Plan, previous_docs, records, deduped: DedupOutput,
              kept_count: int) -> tuple[Any, int, int] | None:
     """The docs table's rows for a refresh that only adds files (``plan.only_appends``), lazily, with no
-    join and no cache lookup: the unchanged files' documents as the previous docs table holds them
-    (read file by file in order; it has no record column: their records come from their kept fates
-    rows, which line up with it once in (source, record) order), then the new files' kept documents
-    (``with_fates``), segmented, the two sorted together. Returns (docs, documents to segment,
+    join and no cache lookup: the unchanged files' documents as ``previous_docs`` holds them (the
+    previous docs table, read file by file in order; it has no record column: their records come from
+    their kept fates rows, which line up with it once in (source, record) order), then the new files'
+    kept documents (``with_fates``), segmented, the two sorted together. Returns (docs, documents to segment,
     documents carried), or None when a new document joined two groups of old ones, so that an old
     kept document became a duplicate (``deduped.retracted``): the general path then runs."""
     if deduped.retracted.count():
@@ -115,11 +113,11 @@ def appended(cfg: BuildConfig, plan: refresh.Plan, out: str, previous: dict[str,
     old_kept = deduped.fates.filter(expr=col(SOURCE).is_in(unchanged) & (col(FATE) == KEPT))
     places = write.in_record_order(old_kept.select_columns(KEPT_ROWS.names), cfg.write, KEPT_ROWS)
     carried_count = places.count()  # materialized: from its blocks' metadata
-    previous_docs = write.read_in_order(out, refresh.listed(previous, write.DOCS_DIR), docs_schema(cfg.segment.tasks))
     carried = _zipped(previous_docs.filter(expr=col(SOURCE).is_in(unchanged)), places.select_columns([DOC_ID, RECORD]))
     full = _docs_rows(cfg)
-    parts = [carried.map_batches(_with_records, batch_format="pyarrow").map_batches(
-        refresh.conform, fn_kwargs={"schema": full}, batch_format="pyarrow")]
+    carried = carried.map_batches(paired, fn_kwargs={"what": "previous docs and their kept fates rows"},
+                                  batch_format="pyarrow")
+    parts = [carried.map_batches(refresh.conform, fn_kwargs={"schema": full}, batch_format="pyarrow")]
     segmented = kept_count - carried_count
     if segmented:
         new_fates = deduped.fates.filter(expr=col(SOURCE).is_in(plan.to_read))
@@ -128,13 +126,6 @@ def appended(cfg: BuildConfig, plan: refresh.Plan, out: str, previous: dict[str,
         return parts[0], segmented, carried_count
     # with preserve_order a union takes its inputs' blocks in turn: sorted, the new files' documents go to their place
     return parts[0].union(*parts[1:]).sort([SOURCE, RECORD]), segmented, carried_count
-
-
-def _with_records(batch: pa.Table) -> pa.Table:
-    """Previous docs rows zipped with their records; a row paired with another document's record would
-    misname and misorder the docs files."""
-    _check_pairs(batch, "previous docs and their dedup index rows")
-    return batch.drop_columns([FLAGGED_DOC_ID])
 
 
 def texts(cfg: BuildConfig, kept, pending, previous_docs, unchanged: list[str]):

@@ -177,10 +177,10 @@ def test_records_zipped_with_another_documents_fates_stop_the_build():
     records = {DOC_ID: ["a", "b", "c"], SOURCE: ["s"] * 3, RECORD: [0, 1, 2], TEXT: ["x", "y", "z"]}
     fates = {FATE: ["kept", "exact_dup", "kept"], DETAIL: [None, "a", None]}
     aligned = pa.table({**records, FLAGGED_DOC_ID: ["a", "b", "c"], **fates})
-    assert paired(aligned).to_pydict() == {**records, **fates}
+    assert paired(aligned, "records and their fates").to_pydict() == {**records, **fates}
     shifted = pa.table({**records, FLAGGED_DOC_ID: ["b", "c", "a"], **fates})
     with pytest.raises(RuntimeError, match="same \\(source, record\\) order"):
-        paired(shifted)
+        paired(shifted, "records and their fates")
 
 
 @pytest.mark.parametrize("local_sort_max_rows", [2_000_000, 0])

@@ -39,8 +39,9 @@ def both_paths(ds_rows: list[dict], cfg: DedupConfig, existing: pa.Table | None 
         new = ray.data.from_items(ds_rows) if ds_rows else None
         old = ray.data.from_arrow(existing) if existing is not None else None
         output = dedup.apply(new, chosen, old)
-        results.append(tuple(sorted((tuple(sorted(row.items())) for row in part.take_all()), key=repr)
-                             for part in (output.duplicates, output.audit, output.index, output.fates, output.retracted)))
+        parts = (output.duplicates, output.audit, output.index, output.fates, output.retracted)
+        rows = (sorted((tuple(sorted(row.items())) for row in part.take_all()), key=repr) for part in parts)
+        results.append(tuple(rows))
     return results
 
 
@@ -81,19 +82,14 @@ def test_a_refresh_decides_alike_and_existing_keepers_stay(ray_local):
                      "d-0": (NEAR_DUP, "d-3"), "d-1": (NEAR_DUP, "d-3")}
 
 
-def _edited(text: str, first: int, char: str) -> str:
-    chars = list(text)
-    for position in range(first, first + 100, 20):
-        chars[position] = char
-    return "".join(chars)
-
-
 def test_a_new_document_that_joins_two_kept_groups_retracts_the_later_keeper_in_both(ray_local):
     """Two kept documents, near a new one but not near each other: the new one links them, the first
     stays kept and the other is retracted (a refresh that only adds files cannot carry its docs then)."""
     cfg = DedupConfig()
     bridge = (TOWN + LIBRARY)[:260]
-    old = [("a", 0, _edited(bridge, 10, "鑫")), ("b", 0, _edited(bridge, 150, "淼"))]
+    x = edit(bridge, list(range(10, 110, 20)), "鑫")
+    y = edit(bridge, list(range(150, 250, 20)), "淼")  # each near the bridge, not near each other
+    old = [("a", 0, x), ("b", 0, y)]
     existing = index_table(old, kept={"a-0", "b-0"}, cfg=cfg)
     local, distributed = both_paths(documents([("c", 0, bridge)]), cfg, existing)
     assert local == distributed
