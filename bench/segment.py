@@ -175,9 +175,9 @@ def differing_share(ltp, sentences: list[str], device: str, precision: str) -> f
     """The share of the sentences' pieces (as the stage cuts them) whose fast-path words under ``precision``
     differ from fp32's, same batches."""
     from operators.neural_cws import NeuralCws
-    from operators.segment import model_pieces
+    from operators.segment import model_pieces, piece_tokens
 
-    pieces = sorted((p for per_text in model_pieces(sentences, ltp.tokenizer) for p in per_text), key=lambda p: p.tokens)
+    pieces = sorted((p for per_text in model_pieces(sentences, piece_tokens(ltp.tokenizer)) for p in per_text), key=lambda p: p.tokens)
     batches = [pieces[i : i + 64] for i in range(0, len(pieces), 64)]
     exact, half = ([w for batch in NeuralCws(ltp, device, p).words(batches) for w in batch] for p in ("fp32", precision))
     return round(sum(a != b for a, b in zip(exact, half, strict=True)) / max(1, len(pieces)), 4)

@@ -7,8 +7,9 @@ leaves the device idle between forward passes. ``NeuralCws`` calls the same modu
 model (backbone, the cws processor and head: same weights, same label vocabulary) and does the rest
 per batch:
 
-- encoding: none of its own: the stage has tokenized each piece to cut it (``Piece``), so a batch's
-  arrays are those ids between [CLS] and [SEP], padded as LTP pads them;
+- encoding: none of its own: the stage has tokenized each piece to cut it (``Piece``, with
+  ``operators.char_tokens``: the tokenizer's tokens, CJK characters looked up in a table), so a
+  batch's arrays are those ids between [CLS] and [SEP], padded as LTP pads them, filled in one go;
 - the forward pass under ``torch.inference_mode`` (and ``torch.autocast`` to bf16 or fp16 when
   ``segment.precision`` asks: a near-tied tag may then flip, which ``bench/segment.py --precision``
   counts); the tags are the argmax of the head's logits on the device (or its CRF's Viterbi decode,
@@ -47,8 +48,8 @@ class Piece(NamedTuple):
     tokenizer cut it, so that no one encodes it again."""
 
     text: str
-    ids: Sequence[int]
-    offsets: Sequence[tuple[int, int]]  # each token's character span in `text`
+    ids: np.ndarray
+    offsets: np.ndarray  # (tokens, 2): each token's character span in `text`
 
     @property
     def tokens(self) -> int:
@@ -99,12 +100,12 @@ class NeuralCws:
 
         lengths = np.fromiter((piece.tokens for piece in pieces), dtype=np.int64, count=len(pieces))
         width = int(lengths.max(initial=0))
+        rows = np.repeat(np.arange(len(pieces)), lengths)
+        columns = np.arange(len(rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         ids = np.full((len(pieces), width + 2), self.pad_id, dtype=np.int64)
+        ids[rows, columns + 1] = np.concatenate([piece.ids for piece in pieces]) if pieces else []
         spans = np.zeros((len(pieces), width, 2), dtype=np.int64)  # between [CLS] and the last column
-        for row, piece in enumerate(pieces):
-            if piece.tokens:
-                ids[row, 1 : piece.tokens + 1] = piece.ids
-                spans[row, : piece.tokens] = piece.offsets
+        spans[rows, columns] = np.concatenate([piece.offsets for piece in pieces]) if pieces else np.zeros((0, 2))
         ids[:, 0] = self.cls_id
         ids[np.arange(len(pieces)), lengths + 1] = self.sep_id
         arrays = {

@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import pyarrow as pa
 
 from operators import neural_cws
 from operators.bert_words import with_bert_words
+from operators.char_tokens import CharTokens
 from operators.columns import TAG_COLUMNS, TEXT, WORDS
 from operators.ltp_loading import (
     TASKS,
@@ -186,42 +188,45 @@ def char_groups(texts: list[str], max_chars: int) -> list[list[str]]:
     return groups
 
 
-def split_long_sentence(sentence: str, encoding: Any, max_tokens: int) -> list[Piece]:
-    """Cut a tokenized sentence (its ``tokenizers`` Encoding) into pieces of at most `max_tokens` tokens.
+def split_long_sentence(sentence: str, ids: np.ndarray, offsets: np.ndarray, word_first: np.ndarray,
+                        max_tokens: int) -> list[Piece]:
+    """Cut a tokenized sentence into pieces of at most `max_tokens` tokens.
 
     Cuts fall before a token that starts a BERT word, so each piece re-tokenizes to the same tokens;
     the latest such cut after a comma or a space wins when it keeps at least half the window.
     """
-    ids, offsets, word_ids = encoding.ids, encoding.offsets, encoding.word_ids
     if len(ids) <= max_tokens:
         return [Piece(sentence, ids, offsets)]
     cuts = [0]
     while len(offsets) - cuts[-1] > max_tokens:
         first_token = cuts[-1]
         limit = first_token + max_tokens
-        starts = [k for k in range(first_token + 1, limit + 1) if word_ids[k] != word_ids[k - 1]] or [limit]
+        starts = (np.flatnonzero(word_first[first_token + 1 : limit + 1]) + first_token + 1).tolist() or [limit]
         soft = [k for k in starts if _SOFT_BREAK.search(sentence, offsets[k - 1][0], offsets[k][0])]
         cuts.append(soft[-1] if soft and soft[-1] - first_token >= max_tokens // 2 else starts[-1])
     pieces = []
     for first, end in zip(cuts, [*cuts[1:], len(ids)]):
         first_char = offsets[first][0] if first else 0
         end_char = offsets[end][0] if end < len(ids) else len(sentence)
-        spans = [(start - first_char, stop - first_char) for start, stop in offsets[first:end]]
-        pieces.append(Piece(sentence[first_char:end_char], ids[first:end], spans))
+        pieces.append(Piece(sentence[first_char:end_char], ids[first:end], offsets[first:end] - first_char))
     return pieces
 
 
-def model_pieces(texts: Sequence[str], tokenizer: Any, max_tokens: int = MAX_PIECE_TOKENS) -> list[list[Piece]]:
+def piece_tokens(tokenizer: Any) -> CharTokens:
+    """The neural model's tokenizer as ``model_pieces`` takes it: text that spells a special token is
+    that token, as in LTP's own call."""
+    return CharTokens(tokenizer.backend_tokenizer, split_special_tokens=False)
+
+
+def model_pieces(texts: Sequence[str], tokens: CharTokens, max_tokens: int = MAX_PIECE_TOKENS) -> list[list[Piece]]:
     """The pieces of each text that the neural model takes whole, tokenized by the model's own tokenizer
-    in one call for all the texts' sentences."""
+    (``tokens``, its ``CharTokens``) all at once."""
     sentences = [split_sentences(text) for text in texts]
     flat = [sentence for parts in sentences for sentence in parts]
-    backend = tokenizer.backend_tokenizer  # the Rust tokenizer itself: no Python object per encoding
-    backend.no_truncation()  # transformers sets truncation and padding for each call and leaves them set
-    backend.no_padding()
-    encodings = iter(backend.encode_batch(flat, add_special_tokens=False))
-    return [[piece for sentence in parts for piece in split_long_sentence(sentence, next(encodings), max_tokens)]
-            for parts in sentences]
+    encoded = tokens.encode(flat)
+    per_sentence = iter(zip(flat, *(encoded.per_text(column) for column in (encoded.ids, encoded.offsets,
+                                                                              encoded.word_first))))
+    return [[piece for _ in parts for piece in split_long_sentence(*next(per_sentence), max_tokens)] for parts in sentences]
 
 
 def length_batches(token_counts: Sequence[int], max_batch_tokens: int) -> list[list[int]]:
@@ -301,6 +306,7 @@ class LtpSegmenter:
             if cfg.num_gpus > 0 and self.device == "cpu":
                 log.warning("segment: actor was given %s GPU but CUDA is not available; running on CPU", cfg.num_gpus)
             self._ltp = load_ltp(cfg.model, self.device)
+            self._tokens = piece_tokens(self._ltp.tokenizer)
             self._oom_types: tuple[type[BaseException], ...] = (torch.cuda.OutOfMemoryError,)
         else:  # the legacy perceptron runs on CPU, without torch
             self.device = "cpu"
@@ -382,7 +388,7 @@ class LtpSegmenter:
         return [self._align(text, found.get(i)) for i, text in enumerate(texts)]
 
     def _tag_neural(self, texts: list[str]) -> list[Tagged]:
-        per_text = model_pieces(texts, self._ltp.tokenizer)
+        per_text = model_pieces(texts, self._tokens)
         flat = [piece for pieces in per_text for piece in pieces]
         todo = [i for i, piece in enumerate(flat) if piece.tokens > 0]
         outputs, self.max_batch_tokens = run_batches(

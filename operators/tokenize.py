@@ -4,7 +4,9 @@ The text is tokenized whole, never word by word, so the model sees the tokens it
 fine-tuning time; the LTP words only decide ``word_start``. Offsets from the fast tokenizer point
 into the original text, so lowercasing, accent stripping and dropped characters (control chars,
 whitespace) cannot shift a token off its word. Text that spells a special token ("[SEP]",
-"[MASK]") is tokenized as plain text: only the packer places structural tokens.
+"[MASK]") is tokenized as plain text: only the packer places structural tokens. The tokens come
+from ``operators.char_tokens``: the tokenizer's own, its answer for each CJK character and
+punctuation mark looked up in a table, and only the rest of the text tokenized.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -22,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from operators.char_tokens import CharTokens
 from operators.columns import INPUT_IDS, TEXT, WORD_START, WORDS
 
 if TYPE_CHECKING:
@@ -224,6 +226,7 @@ class WholeWordTokenizer:
 
     def __init__(self, cfg: TokenizeConfig):
         self._tokenizer = load_tokenizer(cfg.tokenizer)
+        self._tokens = CharTokens(self._tokenizer.backend_tokenizer, split_special_tokens=True)  # module doc
         self._sentences = cfg.packing == "doc"
         self._continuation = continuation_mask(self._tokenizer)
         self._id_dtype = id_type(len(self._continuation)).to_pandas_dtype()
@@ -244,7 +247,7 @@ class WholeWordTokenizer:
         """The batch's tokens and word_start flags, computed over all its documents at once."""
         if not pc.all(pc.equal(pc.binary_join(words, ""), pa.array(texts, pa.string())), min_count=0).as_py():
             raise ValueError("segmentation does not cover the text: the joined words differ from it")
-        ids, offsets, counts = encode_bounded(self._tokenizer, texts)
+        ids, offsets, counts = encode_bounded(self._tokens, texts)
         lengths = np.fromiter(map(len, texts), np.int64, len(texts))
         token_starts = offsets[:, 0] + np.repeat(np.cumsum(lengths) - lengths, counts)  # in the texts end to end
         word_lengths = pc.utf8_length(words.flatten()).to_numpy(zero_copy_only=False)
@@ -292,14 +295,13 @@ def safe_cuts(text: str, max_chars: int = PIECE_CHARS) -> list[int]:
 
 
 def encode_bounded(
-    tokenizer: PreTrainedTokenizerBase, texts: list[str], max_chars: int = PIECE_CHARS
+    tokens: CharTokens, texts: list[str], max_chars: int = PIECE_CHARS
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ids, offsets, tokens per text): the tokens of ``texts`` end to end, equal to one tokenizer call
     over the whole texts, in bounded memory.
 
-    The fast tokenizer's Python output costs ~100 bytes a token and its time grows faster than the
-    length of one text; so texts go in calls of about ``max_chars`` characters, long ones cut at
-    ``safe_cuts``, and each call's output becomes flat numpy arrays (24 bytes a token) before the next call.
+    The tokenizer's time grows faster than the length of one text, and its output costs memory per
+    token; so texts go in calls of about ``max_chars`` characters, long ones cut at ``safe_cuts``.
     """
     ids: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
     offsets: list[np.ndarray] = [np.zeros((0, 2), dtype=np.int64)]
@@ -308,21 +310,10 @@ def encode_bounded(
     size = 0
 
     def run() -> None:
-        encoded = tokenizer(
-            [piece for _, _, piece in call],
-            add_special_tokens=False,
-            return_offsets_mapping=True,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-            split_special_tokens=True,
-            verbose=False,  # long documents are expected: packing cuts them, not the tokenizer
-        )
-        counts = np.fromiter(map(len, encoded["input_ids"]), np.int64, len(call))
-        total = int(counts.sum())
-        ids.append(np.fromiter(chain.from_iterable(encoded["input_ids"]), np.int64, total))
-        flat = np.fromiter(chain.from_iterable(chain.from_iterable(encoded["offset_mapping"])), np.int64, 2 * total)
-        offsets.append(flat.reshape(-1, 2) + np.repeat([start for _, start, _ in call], counts)[:, None])
-        owners.append(np.repeat([index for index, _, _ in call], counts))
+        encoded = tokens.encode([piece for _, _, piece in call])
+        ids.append(encoded.ids)
+        offsets.append(encoded.offsets + np.repeat([start for _, start, _ in call], encoded.counts)[:, None])
+        owners.append(np.repeat([index for index, _, _ in call], encoded.counts))
 
     for index, text in enumerate(texts):
         bounds = [0, *safe_cuts(text, max_chars), len(text)]

@@ -15,7 +15,7 @@ import pytest
 
 from operators.ltp_loading import SegmentModelError, load_ltp
 from operators.neural_cws import NeuralCws
-from operators.segment import LtpSegmenter, SegmentConfig, model_pieces
+from operators.segment import LtpSegmenter, SegmentConfig, model_pieces, piece_tokens
 from tests.conftest import SHARED_DATA
 from tests.ltp_models import build_tiny_neural_model, sighan_lines
 from tests.operators.test_segment import TEXTS
@@ -52,7 +52,7 @@ def _text(line: str) -> object:
 @pytest.fixture(scope="module")
 def pieces(neural_model_dir) -> list[str]:
     tokenizer = load_ltp(str(neural_model_dir)).tokenizer
-    return [piece for pieces in model_pieces(texts(), tokenizer) for piece in pieces if piece.tokens > 0]
+    return [piece for pieces in model_pieces(texts(), piece_tokens(tokenizer)) for piece in pieces if piece.tokens > 0]
 
 
 @pytest.fixture(scope="module", params=["plain head", "crf head"])
@@ -82,7 +82,7 @@ def test_the_stage_uses_the_fast_path_for_words_only(neural_model_dir, tmp_path)
     sample = texts()[-60:]
     for text, words in zip(sample, words_only.segment(sample)):
         assert "".join(words) == text
-        expected = [w for piece in model_pieces([text], ltp.tokenizer)[0] for w in ltp.pipeline([piece.text], tasks=["cws"]).cws[0]]
+        expected = [w for piece in model_pieces([text], piece_tokens(ltp.tokenizer))[0] for w in ltp.pipeline([piece.text], tasks=["cws"]).cws[0]]
         assert [w for w in words if not w.isspace()] == [part for w in expected for part in w.split()]
 
     user_words = tmp_path / "words.txt"

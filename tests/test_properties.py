@@ -13,7 +13,10 @@ from hypothesis import strategies as st
 
 from unittest import mock
 
+from tokenizers import Tokenizer
+
 from operators import segment
+from operators.char_tokens import CharTokens
 from operators.normalize import NormalizeConfig, Normalizer
 from operators.segment import LtpSegmenter, SegmentConfig
 from operators.tokenize import TokenizeConfig, WholeWordTokenizer, encode_bounded, load_tokenizer
@@ -39,6 +42,15 @@ def cores(legacy_model_dir, vocab_path):
         WholeWordTokenizer(TokenizeConfig(tokenizer=str(vocab_path))),
         load_tokenizer(str(vocab_path)),
     )
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["specials split", "specials matched"])
+def char_tokens(request, vocab_path) -> tuple[CharTokens, Tokenizer]:
+    """``CharTokens`` and the tokenizer it must equal, both with ``split_special_tokens`` as the param says."""
+    backend = load_tokenizer(str(vocab_path)).backend_tokenizer
+    reference = Tokenizer.from_str(backend.to_str())
+    reference.encode_special_tokens = request.param
+    return CharTokens(backend, split_special_tokens=request.param), reference
 
 
 def expected_word_start(tokenizer, text: str, words: list[str]) -> tuple[list[int], list[bool]]:
@@ -84,11 +96,26 @@ UNICODE_TEXTS = TEXTS.map(lambda text: "".join(ch for ch in text if not 0xD800 <
 
 
 @PROFILE
+@given(texts=st.lists(UNICODE_TEXTS, max_size=6))
+def test_char_tokens_are_the_tokenizers_own(char_tokens, texts):
+    """Table characters looked up, the runs between them tokenized apart: the tokenizer's own ids, offsets and
+    word starts, whatever the text."""
+    ours, reference = char_tokens
+    got = ours.encode(texts)
+    columns = (got.per_text(got.ids), got.per_text(got.offsets), got.per_text(got.word_first))
+    for ids, offsets, word_first, want in zip(*columns, reference.encode_batch(texts, add_special_tokens=False),
+                                              strict=True):
+        assert ids.tolist() == want.ids
+        assert [tuple(pair) for pair in offsets.tolist()] == want.offsets
+        assert word_first.tolist() == [k == 0 or want.word_ids[k] != want.word_ids[k - 1] for k in range(len(want.ids))]
+
+
+@PROFILE
 @given(raw=UNICODE_TEXTS, max_chars=st.integers(1, 40))
 def test_tokenizing_in_pieces_equals_one_call(cores, raw, max_chars):
     """Long texts are tokenized in pieces (bounded memory); any cut must give the whole text's tokens."""
-    tokenizer = cores[3]
-    ids, offsets, counts = encode_bounded(tokenizer, [raw, raw], max_chars)
+    tokenizer, tokens = cores[3], cores[2]._tokens
+    ids, offsets, counts = encode_bounded(tokens, [raw, raw], max_chars)
     whole = tokenizer(raw, add_special_tokens=False, return_offsets_mapping=True, split_special_tokens=True)
     assert counts.tolist() == [len(whole["input_ids"])] * 2
     ids, offsets = ids[: counts[0]], offsets[counts[0] :]  # the first text's ids, the second's offsets

@@ -13,7 +13,7 @@ import pytest
 
 from operators.columns import DOC_ID, TEXT, WORDS
 from operators.ltp_loading import load_ltp
-from operators.segment import MAX_PIECE_TOKENS, LtpSegmenter, SegmentConfig, apply, model_pieces
+from operators.segment import MAX_PIECE_TOKENS, LtpSegmenter, SegmentConfig, apply, model_pieces, piece_tokens
 from tests.conftest import shared_file
 from tests.ltp_models import sighan_lines
 
@@ -91,7 +91,7 @@ def test_neural_words_are_ltp_on_each_piece(neural_model_dir, pku_lines, long_do
     texts = [*pku_lines[::8], *long_docs]
     for text, words in zip(texts, segmenter.segment(texts)):
         assert "".join(words) == text
-        [pieces] = model_pieces([text], ltp.tokenizer)
+        [pieces] = model_pieces([text], piece_tokens(ltp.tokenizer))
         assert all(piece.tokens <= MAX_PIECE_TOKENS for piece in pieces)
         expected = [word for piece in pieces for word in non_space(ltp.pipeline([piece.text], tasks=["cws"]).cws[0])]
         assert [word for word in words if not word.isspace()] == expected

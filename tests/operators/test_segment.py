@@ -19,6 +19,7 @@ from operators.segment import (
     check_config,
     length_batches,
     model_pieces,
+    piece_tokens,
     padded_tokens,
     run_batches,
     split_sentences,
@@ -100,7 +101,7 @@ def test_split_sentences_rejoins_and_keeps_closers():
 def test_model_pieces_fit_the_model_and_cut_between_bert_words(neural_ltp):
     tokenizer = neural_ltp.tokenizer
     assert len(tokenizer(LONG, add_special_tokens=False).input_ids) > 2 * MAX_PIECE_TOKENS
-    [pieces] = model_pieces([LONG], tokenizer)
+    [pieces] = model_pieces([LONG], piece_tokens(tokenizer))
     assert "".join(piece.text for piece in pieces) == LONG
     assert len(pieces) > len(split_sentences(LONG))
     whole = tokenizer(LONG, add_special_tokens=False).encodings[0]
@@ -139,7 +140,7 @@ def test_words_rejoin_exactly(name, request):
 def test_neural_words_match_ltp_on_each_piece(neural, neural_ltp):
     for text, words in zip(TEXTS, neural.segment(TEXTS)):
         expected = []
-        for piece in model_pieces([text], neural_ltp.tokenizer)[0]:
+        for piece in model_pieces([text], piece_tokens(neural_ltp.tokenizer))[0]:
             expected += non_space(neural_ltp.pipeline([piece.text], tasks=["cws"]).cws[0]) if piece.tokens else []
         assert [word for word in words if not word.isspace()] == expected
 
@@ -242,7 +243,7 @@ def test_pos_and_ner_match_ltp(model_fixture, request):
         assert all(tag is not None for word, tag in zip(tagged.words, tagged.pos) if word in ("。", "学习"))
         assert all(tag is None for word, tag in zip(tagged.words, tagged.pos) if word.isspace())
         expected_pairs, expected_entities = [], []
-        units = [piece.text for piece in model_pieces([text], ltp.tokenizer)[0] if piece.tokens] if neural else [text]
+        units = [piece.text for piece in model_pieces([text], piece_tokens(ltp.tokenizer))[0] if piece.tokens] if neural else [text]
         for unit in units if text.strip() else []:
             pairs, found = ltp_tagged(ltp, unit)
             expected_pairs += pairs
