@@ -104,6 +104,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from operators import components, dedup_local
+from operators.batching import in_slices
 from operators.columns import DETAIL, DOC_ID, EXACT_DUP, FATE, JACCARD, NEAR_DUP
 from operators.dedup_rules import (
     AUDIT_SCHEMA,
@@ -127,8 +128,8 @@ from operators.dedup_rules import (
     audit_rows,
     band_rows,
     bucket_pairs,
-    duplicate_rows,
     documents_of,
+    duplicate_rows,
     duplicates,
     fate_rows,
     flag_kept,
@@ -286,9 +287,14 @@ def apply(ds: Dataset | None, cfg: DedupConfig, existing: Dataset | None = None)
 def sign(ds: Dataset, cfg: DedupConfig) -> Dataset:
     """Documents (doc_id, source, record, text, fingerprint[, fate]) with their keys (node, content,
     buckets[, sketch]) appended, null where a row already has a fate: a map, so it runs in the same
-    execution as what produced the documents. One task per input block (the reader's batches and Ray
-    Data's block size bound them, so a large file is signed on every CPU)."""
-    return ds.map_batches(signed, fn_kwargs={"keyer": DedupKeyer(cfg)}, batch_format="pyarrow", batch_size=cfg.batch_size)
+    execution (and task) as what produced the documents. Whole blocks in, ``batch_size`` documents at a
+    time inside (``operators.batching``)."""
+    return ds.map_batches(_signed_block, fn_kwargs={"keyer": DedupKeyer(cfg), "rows": cfg.batch_size},
+                          batch_format="pyarrow", batch_size=None)
+
+
+def _signed_block(batch: pa.Table, keyer: DedupKeyer, rows: int) -> pa.Table:
+    return in_slices(batch, signed, rows, keyer=keyer)
 
 
 def keys(signed_rows: Dataset | None, cfg: DedupConfig, existing: Dataset | None = None) -> Dataset:

@@ -21,6 +21,7 @@ from difflib import SequenceMatcher
 
 import pyarrow as pa
 
+from operators.batching import in_slices
 from operators.columns import DETAIL, FATE, FILTERED, FINGERPRINT, RAW, TEXT
 
 EMPTY = "empty"
@@ -169,8 +170,9 @@ class Normalizer:
 
 def apply(ds, cfg: NormalizeConfig):
     """The only code that touches ray.data: batching. OpenCC holds the GIL, so Ray processes parallelize it;
-    plain tasks (no actor pool) fuse with the reader's and the signing map's."""
-    return ds.map_batches(_normalize_batch, fn_kwargs={"cfg": cfg}, batch_size=cfg.batch_size, batch_format="pyarrow")
+    plain tasks (no actor pool) fuse with the reader's and the signing map's. Whole blocks in, ``batch_size``
+    records at a time inside (``operators.batching``)."""
+    return ds.map_batches(_normalize_batch, fn_kwargs={"cfg": cfg}, batch_size=None, batch_format="pyarrow")
 
 
 @functools.lru_cache(maxsize=4)
@@ -180,4 +182,4 @@ def _normalizer_for(cfg: NormalizeConfig) -> Normalizer:
 
 
 def _normalize_batch(batch: pa.Table, cfg: NormalizeConfig) -> pa.Table:
-    return _normalizer_for(cfg)(batch)
+    return in_slices(batch, _normalizer_for(cfg), cfg.batch_size)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -11,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
+from operators import read
 from operators.columns import DETAIL, DOC_ID, FATE, RAW, RECORD, REJECTED
 from operators.read import (
     FILE_RECORD,
@@ -121,3 +123,18 @@ def test_file_format_ignores_compression_suffix():
     assert file_format("x.jsonl.zst") == "jsonl"
     assert file_format("x.TXT.gz") == "txt"
     assert file_format("s3://b/x.parquet") == "parquet"
+
+
+def test_each_file_is_read_normalized_and_signed_in_a_task_of_its_own(ray_local, tmp_path):
+    """Ray fuses read, normalize and sign into one task per bundle of input rows (file paths); a map that
+    asked for batches of N rows would make that bundle N paths, one task for every file."""
+    from operators import dedup, normalize
+    from operators.dedup import DedupConfig
+    from operators.normalize import NormalizeConfig
+
+    files = [write_lines(tmp_path / f"part{i}.jsonl", [json.dumps({"text": f"第{i}篇：{'文字' * 20}{n}"}).encode()
+                                                        for n in range(30)]) for i in range(3)]
+    signed = dedup.sign(normalize.apply(read.apply([str(f) for f in files], ReadConfig()), NormalizeConfig()),
+                        DedupConfig()).materialize()
+    assert signed.count() == 90
+    assert re.search(r"_read_file_batch[^:]*: 3 tasks executed", signed.stats())
