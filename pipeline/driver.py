@@ -1,7 +1,8 @@
 """The driver: checks what can fail early, then assembles the Ray Data graph stage by stage.
 
 Stage logic lives in ``operators/``; this module only wires datasets together and decides where
-marked rows leave the flow; ``pipeline.commit`` writes the version. Nothing here pulls corpus-sized data
+marked rows leave the flow; ``pipeline.previous_version`` holds what a refresh takes from the version
+it replaces, and ``pipeline.commit`` writes the new one. Nothing here pulls corpus-sized data
 to the driver: datasets are materialized in Ray's object store, and only counts, file lists
 and checksums come back.
 """
@@ -13,28 +14,14 @@ import os
 import time
 from typing import Any
 
-import pyarrow as pa
 import ray
 import ray.data
 from ray.data.expressions import col
 
 from manifests import fingerprints, snapshot
 from operators import dedup, normalize, pack, read, segment, tokenize, write
-from operators.columns import (
-    DEDUP_SCHEMA,
-    DOC_ID,
-    FATE,
-    FATES_SCHEMA,
-    FILTERED,
-    RECORD,
-    REJECTED,
-    SOURCE,
-    TEXT,
-    docs_schema,
-)
-from operators.dedup_rules import INDEX_KEPT
-from operators.normalize import OPENCC_CHANGED
-from pipeline import cluster, commit, kept_docs, refresh, report
+from operators.columns import SOURCE, docs_schema
+from pipeline import cluster, commit, kept_docs, previous_version, refresh, report
 from pipeline.commit import INDEX_DIR, OUTPUT_DIRS, DocCounts
 from pipeline.config import BuildConfig
 
@@ -75,7 +62,7 @@ def build_corpus(cfg: BuildConfig, num_cpus: int | None = None) -> dict[str, Any
             plan = refresh.plan(previous, cfg.output, inputs, prints, refresh.listed(previous, INDEX_DIR) != [],
                                 connect=lambda: connect_ray(num_cpus))
         if plan.mode == refresh.NOOP:
-            return _up_to_date(cfg.output, previous, plan)
+            return previous_version.up_to_date(cfg.output, previous, plan)
         if not first_build:
             _connect(cfg, num_cpus)
         return _build(cfg, inputs, vocab, previous, prints, plan, started, timer)
@@ -124,7 +111,7 @@ def _build(
     tally = report.start_tally()  # the report's counters, from every table as it is written
     if plan.carries_everything:  # only tokenize/write settings changed: docs, fates, dedup, index as they are
         with timer("carry"):
-            records, counts = None, _carry(out, previous, version, tally)
+            records, counts = None, previous_version.carry(out, previous, version, tally)
         docs_files = write.version_files(out, write.DOCS_DIR, version)
         docs, docs_sources = write.read_in_order(out, docs_files, docs_schema(cfg.segment.tasks)), None
     else:
@@ -133,21 +120,8 @@ def _build(
     with timer("segment+tokenize+pack"):
         write_examples(docs, cfg, vocab, out, version, tally, docs_sources)
     with timer("report"):
-        summary = report.summarize(report.finish_tally(tally), _records_for_report(records), plan.to_read)
+        summary = report.summarize(report.finish_tally(tally), records, plan.to_read)
     return commit.build(cfg, inputs, vocab, previous, prints, plan, version, summary, counts, started, timer)
-
-
-def _carry(out: str, previous: dict[str, Any], version: int, tally) -> DocCounts:
-    """The previous version's docs, fates, dedup audit and index, linked into this version unchanged; the
-    fates and audit tables' counters, read from them, go to ``tally``."""
-    for directory in (write.DOCS_DIR, write.FATES_DIR, write.DEDUP_DIR, INDEX_DIR):
-        for path in refresh.listed(previous, directory):
-            snapshot.link(out, path, write.renamed_for_version(path, version))
-    for directory, schema, counters in ((write.FATES_DIR, FATES_SCHEMA, report.fate_counters),
-                                        (write.DEDUP_DIR, DEDUP_SCHEMA, report.cluster_counters)):
-        table = write.read_in_order(out, write.version_files(out, directory, version), schema)
-        report.tallied(table, counters, tally).materialize()
-    return DocCounts(reused=int(previous.get("corpus", {}).get("docs", 0)))
 
 
 def _read_dedup_segment(
@@ -177,58 +151,15 @@ def _read_dedup_segment(
 
     has_docs = bool(refresh.listed(previous, write.DOCS_DIR))
     previous_docs = refresh.read_listed(out, previous, write.DOCS_DIR, docs_schema(cfg.segment.tasks)) if has_docs else None
-    cache_docs = previous_docs if plan.reuse_segmentation else None
-    if records is not None and not unchanged and cache_docs is None and kept_count > 0:
+    cached = previous_docs is not None and plan.reuse_segmentation  # the previous docs are the segmentation cache
+    if records is not None and not unchanged and not cached and kept_count > 0:
         # every record and kept document is this build's, and none comes from a cache: in input order, pass 2
         # takes the kept documents from the records with their fates, and writes the fates as they pass
         decided = kept_docs.with_fates(records, deduped.fates, deduped.in_order, cfg)
         decided = write.tee_fates(report.tallied(decided, report.fate_counters, tally), out, version, plan.to_read)
         return records, kept_docs.segment_docs(cfg, kept_docs.kept_of(decided)), DocCounts(segmented=kept_count)
     with timer("kept texts"):
-        appended = None
-        if plan.only_appends and previous_docs is not None:
-            appended = kept_docs.appended(cfg, plan, previous_docs, records, deduped, kept_count)
-        if appended is not None:
-            (docs, segmented, reused), promoted, reread = appended, 0, 0
-        else:
-            kept = flagged.filter(expr=col(INDEX_KEPT)).select_columns(kept_docs.KEPT_ROWS.names).materialize()
-            pending = records.filter(expr=col(FATE).is_null()) if records is not None else None
-            texts, promoted, reread = kept_docs.texts(cfg, kept, pending, previous_docs, unchanged)
-            unique = bool(previous and previous.get("config", {}).get("dedup", {}).get("exact"))  # one doc per text
-            docs, segmented, reused = kept_docs.segmented(cfg, texts, cache_docs, unique)
-    with timer("fates"):
-        parts = [deduped.fates]  # this build's records and the unchanged files' documents
-        if unchanged:  # filtered and rejected records of unchanged files, as they were
-            carried = refresh.read_listed(out, previous, write.FATES_DIR, FATES_SCHEMA).filter(
-                expr=col(SOURCE).is_in(unchanged) & col(FATE).is_in([FILTERED, REJECTED])
-            )
-            parts.append(carried.select_columns(FATES_SCHEMA.names))
-        parts = [part.map_batches(refresh.conform, fn_kwargs={"schema": FATES_SCHEMA}, batch_format="pyarrow") for part in parts]
-        fates = write.in_record_order(parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0], cfg.write)
-        fates = report.tallied(fates, report.fate_counters, tally)
-        write.write_table(fates, out, write.FATES_DIR, FATES_SCHEMA, version)
-    return records, docs, DocCounts(segmented, reused, promoted, reread)
-
-
-def _records_for_report(records):
-    if records is not None:
-        return records
-    return ray.data.from_arrow(
-        pa.table({DOC_ID: pa.array([], pa.string()), SOURCE: pa.array([], pa.string()), RECORD: pa.array([], pa.int64()),
-                  TEXT: pa.array([], pa.string()), OPENCC_CHANGED: pa.array([], pa.int64())})
-    )
-
-
-def _up_to_date(out: str, previous: dict[str, Any], plan: refresh.Plan) -> dict[str, Any]:
-    """Nothing changed: no file read, nothing written or committed; the committed report, marked."""
-    built = report.read_report(out)
-    built["refresh"] = {
-        "mode": plan.mode, "reason": plan.reason, "noop": True, "from_version": int(previous["version"]),
-        "changed_stages": [], "files": plan.diff.counts(), "records_read": 0, "files_reread": 0, "promoted": 0,
-        "docs": {"segmented": 0, "reused": built.get("corpus", {}).get("docs", 0)},
-    }
-    built["version"] = int(previous["version"])
-    log.info("%s is up to date (version %d): %s", out, previous["version"], plan.reason)
-    return built
-
-
+        docs, counts = previous_version.docs(cfg, plan, previous, previous_docs, records, deduped, kept_count)
+    with timer("fates"):  # this build's records and the unchanged files' documents, and their filtered records
+        previous_version.write_fates(cfg, out, previous, version, deduped.fates, unchanged, tally)
+    return records, docs, counts

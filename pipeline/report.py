@@ -227,7 +227,10 @@ def cluster_counters(batch: pa.Table) -> Counter[str]:
 def duplicate_pairs(records, picks: dict[tuple[str, ...], int], limit: int = DUPLICATE_PAIRS) -> list[dict[str, Any]]:
     """A few duplicates with the document kept in their place, texts included: the first
     near-duplicates in input order (exact duplicates only when there are none), from the fates
-    pass's picks. Fetched by doc_id, so only these texts reach the driver."""
+    pass's picks. Fetched by doc_id, so only these texts reach the driver; none when ``records`` is None
+    (no file was read)."""
+    if records is None:
+        return []
     picked = []
     for fate in (NEAR_DUP, EXACT_DUP):
         rows = sorted((source, int(record), doc_id, kept) for (f, source, record, doc_id, kept) in picks if f == fate)
@@ -260,7 +263,8 @@ class Summary(NamedTuple):
 def summarize(counts: Counter[str], records, files_read: list[str]) -> Summary:
     """``counts``: the totals of ``record_counters``, ``doc_counters``, ``fate_counters`` and
     ``cluster_counters`` over the build's records, kept documents, fates and audit rows (their keys
-    do not overlap); ``records``: every record read after normalize, for the duplicate pairs' texts."""
+    do not overlap); ``records``: every record read after normalize, for the duplicate pairs' texts
+    (None when no file was read)."""
     sizes = sorted([int(size), n] for (size,), n in _with_prefix(counts, "size").items())
     before = histogram(counts, "before")
     profile = {
