@@ -37,7 +37,12 @@ class TextTokens(NamedTuple):
     counts: np.ndarray
 
     def per_text(self, values: np.ndarray) -> list[np.ndarray]:
-        return np.split(values, np.cumsum(self.counts)[:-1]) if len(self.counts) else []
+        return split_by_counts(values, self.counts)
+
+
+def split_by_counts(values: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
+    """``values`` of texts end to end, one array per text: the first ``counts[0]``, then the next ``counts[1]``..."""
+    return np.split(values, np.cumsum(counts)[:-1]) if len(counts) else []
 
 
 class CharTokens:
@@ -94,10 +99,10 @@ class CharTokens:
         runs = self._runs(joined, stretch_starts[holds_other], stretch_ends[holds_other])
 
         chars = np.flatnonzero(in_table)
-        # each token at its character or the start of its run; a run's tokens keep their order
-        order = np.argsort(np.concatenate([chars, runs.run_starts]), kind="stable")
+        at = np.concatenate([chars, runs.run_starts])  # each token at its character or the start of its run
+        order = np.argsort(at, kind="stable")  # a run's tokens keep their order
         starts = np.concatenate([chars, runs.starts])[order]
-        owner = np.searchsorted(text_ends, np.concatenate([chars, runs.run_starts])[order], side="right")
+        owner = np.searchsorted(text_ends, at[order], side="right")
         first_char = (text_ends - lengths)[owner]
         return TextTokens(
             ids=np.concatenate([kinds[chars], runs.ids])[order],

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from operators.char_tokens import CharTokens
+from operators.char_tokens import CharTokens, split_by_counts
 from operators.columns import INPUT_IDS, TEXT, WORD_START, WORDS
 
 if TYPE_CHECKING:
@@ -212,7 +212,7 @@ class Tokens(NamedTuple):
     counts: np.ndarray
 
     def per_document(self, values: np.ndarray) -> list[np.ndarray]:
-        return np.split(values, np.cumsum(self.counts)[:-1]) if len(self.counts) else []
+        return split_by_counts(values, self.counts)
 
     def as_lists(self, values: np.ndarray) -> pa.ListArray:
         """One list per document, built from the flat values without a Python object per token."""
