@@ -85,7 +85,7 @@ def best_of(fn, repeats: int = 3) -> float:
 def bench_signatures(fingerprints: list[str]) -> None:
     from datasketch import MinHash
 
-    from operators.minhash import MinHashConfig, MinHashSigner, sketches
+    from operators.dedup.minhash import MinHashConfig, MinHashSigner, sketches
 
     cfg = MinHashConfig()
     signer = MinHashSigner(cfg)
@@ -195,7 +195,7 @@ def bench_check(rows) -> None:
     import ray
 
     from operators.dedup import DedupConfig
-    from operators.minhash import MinHashConfig
+    from operators.dedup.minhash import MinHashConfig
 
     if (seeded := seeded_set()) is None:
         emit({"bench": "check", "skipped": "../shared/data is not available"})

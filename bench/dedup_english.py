@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.shared_data import emit  # noqa: E402
 from operators.columns import DETAIL, DOC_ID, FATE, FINGERPRINT, RAW, RECORD, SOURCE, TEXT  # noqa: E402
-from operators.minhash import MinHashConfig  # noqa: E402
+from operators.dedup.minhash import MinHashConfig  # noqa: E402
 from operators.normalize import NormalizeConfig, Normalizer  # noqa: E402
 from tests.neardup import clusters_in_memory, pair_scores  # noqa: E402
 from tests.neardup_en import make_set, paragraphs  # noqa: E402

@@ -203,13 +203,13 @@ def naive(inputs: list[str], model: str, vocab: str, out: Path, max_seq_len: int
     from transformers import BertTokenizerFast
 
     from operators.columns import EXACT_DUP, FILTERED, KEPT, NEAR_DUP, REJECTED
-    from operators.ltp_loading import load_legacy
-    from operators.minhash import MinHashConfig, shingle_hash_chunks
+    from operators.dedup.minhash import MinHashConfig, shingle_hash_chunks
     from operators.normalize import NormalizeConfig, clean, fingerprint
     from operators.pack import FullPacker, example_schema
     from operators.read import doc_id_for
+    from operators.segment.ltp_loading import load_legacy
+    from operators.segment.word_alignment import align_words
     from operators.tokenize import continuation_mask, id_type, word_starts
-    from operators.word_alignment import align_words
 
     english = model == "none"  # segment.model: none; the words are the fast tokenizer's word ids
     ltp = None if english else load_legacy(model)

@@ -47,9 +47,9 @@ os.environ.setdefault("RAY_worker_niceness", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from bench.shared_data import PKU_TEST, SAMPLE, SHARED_VOCAB, legacy_model  # noqa: E402
-from operators.ltp_loading import load_ltp  # noqa: E402
-from operators.neural_cws import PRECISIONS  # noqa: E402
 from operators.segment import SegmentConfig, split_sentences  # noqa: E402
+from operators.segment.ltp_loading import load_ltp  # noqa: E402
+from operators.segment.neural_cws import PRECISIONS  # noqa: E402
 from pipeline.cluster import LOCAL_RAY_OPTIONS  # noqa: E402
 from tests.ltp_models import build_tiny_neural_model, sighan_lines, tiny_vocab  # noqa: E402
 
@@ -174,8 +174,8 @@ def fast_stage_rate(model: Path, sentences: list[str], device: str, batch_size: 
 def differing_share(ltp, sentences: list[str], device: str, precision: str) -> float:
     """The share of the sentences' pieces (as the stage cuts them) whose fast-path words under ``precision``
     differ from fp32's, same batches."""
-    from operators.neural_cws import NeuralCws
     from operators.segment import model_pieces, piece_tokens
+    from operators.segment.neural_cws import NeuralCws
 
     pieces = sorted((p for per_text in model_pieces(sentences, piece_tokens(ltp.tokenizer)) for p in per_text), key=lambda p: p.tokens)
     batches = [pieces[i : i + 64] for i in range(0, len(pieces), 64)]

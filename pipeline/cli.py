@@ -11,7 +11,7 @@ import sys
 
 from manifests.snapshot import VersionError, WriterLockError
 from operators.read import InputError
-from operators.ltp_loading import SegmentModelError
+from operators.segment.ltp_loading import SegmentModelError
 from operators.storage import CredentialsInUriError
 from operators.tokenize import TokenizerLoadError
 from pipeline import console

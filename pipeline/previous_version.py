@@ -15,7 +15,7 @@ from manifests import snapshot
 from operators import write
 from operators.columns import DEDUP_SCHEMA, FATE, FATES_SCHEMA, FILTERED, REJECTED, SOURCE
 from operators.dedup import DedupOutput
-from operators.dedup_rules import INDEX_KEPT
+from operators.dedup.rules import INDEX_KEPT
 from pipeline import kept_docs, refresh, report
 from pipeline.commit import INDEX_DIR, DocCounts
 from pipeline.config import BuildConfig

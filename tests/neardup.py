@@ -299,7 +299,7 @@ def clusters_in_memory(fingerprints: dict[str, str], cfg, check: str | None = "e
     ``"estimate"`` (signature share >= ``cfg.verify_cut``), ``"exact"`` (5-gram Jaccard of the
     fingerprints >= ``cfg.threshold``) or None.
     """
-    from operators.minhash import MinHashSigner, estimated_jaccard
+    from operators.dedup.minhash import MinHashSigner, estimated_jaccard
 
     docs = sorted(fingerprints)
     signer = MinHashSigner(cfg)

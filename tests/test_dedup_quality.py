@@ -20,7 +20,7 @@ import pytest
 
 from operators import dedup, normalize
 from operators.columns import DETAIL, DOC_ID, FATE, FINGERPRINT, RAW, RECORD, SOURCE, TEXT
-from operators.minhash import MinHashConfig, MinHashSigner, estimated_jaccard
+from operators.dedup.minhash import MinHashConfig, MinHashSigner, estimated_jaccard
 from tests.conftest import shared_file
 from tests.neardup import (
     SIMPLIFIED,

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.bert_words import bert_words
 from operators.segment import SegmentConfig
+from operators.segment.bert_words import bert_words
 from operators.tokenize import load_tokenizer
 from tests.conftest import REPO
 from tests.contracts import read_shards, read_table

@@ -1,4 +1,4 @@
-"""The neural fast path (operators.neural_cws) gives LTP's own words on every piece.
+"""The neural fast path (operators.segment.neural_cws) gives LTP's own words on every piece.
 
 Random-weight tiny models on CPU, with a plain head and with a CRF head; text: the SIGHAN PKU test
 lines when ../shared/data has them, the bundled sample always, documents of over 2,000 characters
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from operators.ltp_loading import SegmentModelError, load_ltp
-from operators.neural_cws import NeuralCws
 from operators.segment import LtpSegmenter, SegmentConfig, model_pieces, piece_tokens
+from operators.segment.ltp_loading import SegmentModelError, load_ltp
+from operators.segment.neural_cws import NeuralCws
 from tests.conftest import SHARED_DATA
 from tests.ltp_models import build_tiny_neural_model, sighan_lines
 from tests.operators.test_segment import TEXTS

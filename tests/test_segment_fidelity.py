@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from operators.columns import DOC_ID, TEXT, WORDS
-from operators.ltp_loading import load_ltp
 from operators.segment import MAX_PIECE_TOKENS, LtpSegmenter, SegmentConfig, apply, model_pieces, piece_tokens
+from operators.segment.ltp_loading import load_ltp
 from tests.conftest import shared_file
 from tests.ltp_models import sighan_lines
 

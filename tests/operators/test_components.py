@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pytest
 import ray.data
 
-from operators.components import (
+from operators.dedup.components import (
     NODE,
     ROOT,
     U,

@@ -8,10 +8,11 @@ import pyarrow.compute as pc
 import pytest
 import ray.data
 
-from operators import dedup, dedup_rules
-from operators.columns import DETAIL, DOC_ID, EXACT_DUP, FATE, FINGERPRINT, NEAR_DUP, RECORD, SOURCE, TEXT
-from operators.columns import KEPT
-from operators.dedup_rules import (
+from operators import dedup
+from operators.columns import DETAIL, DOC_ID, EXACT_DUP, FATE, FINGERPRINT, KEPT, NEAR_DUP, RECORD, SOURCE, TEXT
+from operators.dedup import rules as dedup_rules
+from operators.dedup.minhash import MinHashConfig, MinHashSigner, estimated_jaccard
+from operators.dedup.rules import (
     AUDIT_SCHEMA,
     BUCKETS,
     CONTENT,
@@ -33,7 +34,6 @@ from operators.dedup_rules import (
     pair_jaccard,
     split_order_keys,
 )
-from operators.minhash import MinHashConfig, MinHashSigner, estimated_jaccard
 from operators.normalize import fingerprint
 
 TOWN = (

@@ -16,8 +16,8 @@ import ray.data
 
 from operators import dedup
 from operators.columns import DETAIL, DOC_ID, EXACT_DUP, FATE, FILTERED, KEPT, NEAR_DUP
-from operators.dedup_rules import INDEX_KEPT, DedupConfig, DedupKeyer, index_rows, index_schema
-from operators.minhash import MinHashConfig
+from operators.dedup.minhash import MinHashConfig
+from operators.dedup.rules import INDEX_KEPT, DedupConfig, DedupKeyer, index_rows, index_schema
 from tests.operators.test_dedup import CORPUS, LIBRARY, SCIENCE, TOWN, by_doc_id, documents, edit
 
 # five copies of one text, each two characters apart: one bucket of six in most bands

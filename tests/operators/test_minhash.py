@@ -10,7 +10,7 @@ import pytest
 from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 
-from operators.minhash import (
+from operators.dedup.minhash import (
     CHUNK,
     FALSE_NEGATIVE_WEIGHT,
     MinHashConfig,

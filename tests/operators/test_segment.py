@@ -8,7 +8,6 @@ import time
 import pytest
 
 from operators.columns import DOCS_SCHEMA, NER, POS, TEXT, WORDS, docs_schema
-from operators.ltp_loading import SegmentModelError, check_model, load_ltp
 from operators.segment import (
     MAX_PIECE_TOKENS,
     LtpSegmenter,
@@ -19,12 +18,13 @@ from operators.segment import (
     check_config,
     length_batches,
     model_pieces,
-    piece_tokens,
     padded_tokens,
+    piece_tokens,
     run_batches,
     split_sentences,
     stage_error,
 )
+from operators.segment.ltp_loading import SegmentModelError, check_model, load_ltp
 
 # A generated run of CJK characters with no sentence end: the neural model would truncate it.
 RUN_ON = "".join(chr(0x4E00 + (i * 37) % 3000) for i in range(1400))
@@ -320,7 +320,7 @@ def test_neural_out_of_memory_retries_smaller_then_fails_clearly(neural_model_di
 
 def test_stage_error_finds_the_message_in_ray_errors():
     message = "segment.model '/m' could not be loaded: expected value at line 1 column 1"
-    ray_text = f"The actor died\n  File \"x.py\"\n\x1b[36moperators.ltp_loading.SegmentModelError: {message}\n"
+    ray_text = f"The actor died\n  File \"x.py\"\n\x1b[36moperators.segment.ltp_loading.SegmentModelError: {message}\n"
     found = stage_error(RuntimeError(ray_text))
     assert type(found) is SegmentModelError and str(found) == message
     oom = stage_error(RuntimeError("Traceback\noperators.segment.SegmentOutOfMemory: segment: out of GPU memory"))

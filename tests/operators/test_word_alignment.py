@@ -7,7 +7,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.word_alignment import align, align_words, word_spans
+from operators.segment.word_alignment import align, align_words, word_spans
 
 
 def test_align_words_covers_whitespace_and_skipped_text():

@@ -30,9 +30,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from operators import components
 from operators.columns import EXACT_DUP, FATE, JACCARD, NEAR_DUP
-from operators.dedup_rules import (
+from operators.dedup import components
+from operators.dedup.minhash import estimated_jaccard, sketch_values
+from operators.dedup.rules import (
     AUDIT_SCHEMA,
     BUCKETS,
     CONTENT,
@@ -54,7 +55,6 @@ from operators.dedup_rules import (
     previously_kept,
     with_decisions,
 )
-from operators.minhash import estimated_jaccard, sketch_values
 
 CHECK_CHUNK = 65_536  # pairs scored at once: two (pairs, num_perm) uint16 arrays, 32 MiB at 128 permutations
 

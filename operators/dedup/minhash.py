@@ -23,7 +23,7 @@ also a pair at 0.6 with 0.24. The check keeps a pair when the share of equal ske
 at least ``verify_cut`` = threshold - 2 sigma, sigma the estimate's standard deviation at the
 threshold (sqrt(t (1 - t) / num_perm) = 0.035): a pair exactly at the threshold passes with
 probability 0.98, a pair at 0.6 with 0.001. Figures on the seeded near-duplicate set
-(tests/neardup.py) are in ``operators/dedup.py``.
+(tests/neardup.py) are in ``operators/dedup/__init__.py``.
 
 Sketches. The check needs both signatures of a pair where the pair is formed, so signatures
 travel through a shuffle; they travel as ``sketch``: the low 16 bits of each value

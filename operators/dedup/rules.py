@@ -1,6 +1,6 @@
 """The dedup stage's rules, without Ray: the order keys that name documents, the keys each document is
 signed with (content hash, LSH buckets, MinHash sketch), and the per-batch and per-partition steps
-that both executors apply, ``operators.dedup``'s shuffles and ``operators.dedup_local``'s one task,
+that both executors apply, ``operators.dedup``'s shuffles and ``operators.dedup.local``'s one task,
 so that they decide alike. ``operators.dedup`` says how the steps fit together and why the check
 and the bands are what they are.
 """
@@ -14,7 +14,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-from operators import components
 from operators.columns import (
     CLUSTER,
     DEDUP_SCHEMA,
@@ -29,7 +28,8 @@ from operators.columns import (
     SOURCE,
     TEXT,
 )
-from operators.minhash import MinHashConfig, MinHashSigner, estimated_jaccard, sketch_values, sketches
+from operators.dedup import components
+from operators.dedup.minhash import MinHashConfig, MinHashSigner, estimated_jaccard, sketch_values, sketches
 
 NODE, ROOT = components.NODE, components.ROOT  # a document's order key is its node in the near-duplicate graph
 KEEPER, CONTENT, BUCKETS, BUCKET, SKETCH = "keeper", "content", "buckets", "bucket", "sketch"
@@ -54,7 +54,7 @@ class DedupConfig:
     batch_size: int = 1024  # documents per signature batch
     partition_rows: int = 65_536  # band rows (16 a document at the defaults) per shuffle partition
     min_partitions: int = 0  # fewest shuffle partitions; 0 = one per CPU of the Ray cluster
-    # up to this many documents (new and indexed), the graph runs in one task (operators.dedup_local); 0 = never
+    # up to this many documents (new and indexed), the graph runs in one task (operators.dedup.local); 0 = never
     local_max_docs: int = 1_000_000
 
     def __post_init__(self) -> None:

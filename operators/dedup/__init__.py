@@ -38,7 +38,7 @@ The flow; every step runs where the data is, and the driver holds only counts:
    table (one shuffle of requests and sketches by node, one by ``u`` to pair the two sketches)
    and kept when its estimated Jaccard reaches ``minhash.verify_cut`` (threshold - 2 sigma).
 5. Connected components over the edges label each node with its component's smallest node
-   (``operators.components``): the keeper.
+   (``operators.dedup.components``): the keeper.
 6. Exact duplicates whose keeper is itself a near duplicate point to that component's keeper,
    so ``detail`` always names a kept document.
 7. Audit: every duplicate's Jaccard with its keeper, by the same sketch lookup, whose second
@@ -49,7 +49,7 @@ The flow; every step runs where the data is, and the driver holds only counts:
    keys, and stay out of the graph), so that a build lays its fates out from them alone.
 
 Steps 2-8 are the distributed executor. Up to ``local_max_docs`` documents, the same rules run in
-one task on the whole key table instead (``operators.dedup_local``), with no shuffle.
+one task on the whole key table instead (``operators.dedup.local``), with no shuffle.
 
 Every shuffle uses ``max(ceil(rows / partition_rows), CPUs)`` partitions (``partition_count``;
 ``min_partitions`` sets the floor explicitly), with its rows counted in band rows (an int64
@@ -103,10 +103,10 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from operators import components, dedup_local
 from operators.batching import in_slices
 from operators.columns import DETAIL, DOC_ID, EXACT_DUP, FATE, JACCARD, NEAR_DUP
-from operators.dedup_rules import (
+from operators.dedup import components, local
+from operators.dedup.rules import (
     AUDIT_SCHEMA,
     BUCKET,
     BUCKETS,
@@ -243,12 +243,12 @@ def _empty(schema: pa.Schema) -> Dataset:
 
 
 def _decided_in_one_task(keyed: Dataset, cfg: DedupConfig) -> DedupOutput:
-    """The whole graph in one Ray task over the keyed blocks (``operators.dedup_local``): the driver
+    """The whole graph in one Ray task over the keyed blocks (``operators.dedup.local``): the driver
     passes block references and gets tables back (``DedupOutput``'s), never the keys."""
     import ray
     import ray.data
 
-    outputs = ray.remote(num_returns=5)(dedup_local.decide_blocks).remote(cfg, *keyed.to_arrow_refs())
+    outputs = ray.remote(num_returns=5)(local.decide_blocks).remote(cfg, *keyed.to_arrow_refs())
     return DedupOutput(*(ray.data.from_arrow_refs([table]) for table in outputs), in_order=True)
 
 
@@ -313,7 +313,7 @@ def keys(signed_rows: Dataset | None, cfg: DedupConfig, existing: Dataset | None
 
 def graph(keyed: Dataset, cfg: DedupConfig) -> DedupOutput:
     """The materialized ``keys`` to the duplicates and the audit table: in one task up to
-    ``local_max_docs`` documents (``operators.dedup_local``), by shuffles above."""
+    ``local_max_docs`` documents (``operators.dedup.local``), by shuffles above."""
     count = keyed.count()  # the records with a fate are few: counted as documents, in the bound too
     if not (count and (cfg.exact or cfg.minhash.enabled)):
         return _decided(keyed, _empty(OUTPUT_SCHEMA), _empty(AUDIT_SCHEMA), _empty(OUTPUT_SCHEMA), cfg)

@@ -4,10 +4,10 @@ LTP's neural model truncates at 512 tokens and pads a call to its longest input,
 sentence pieces, sorted by length. The legacy perceptron has no length limit, but its memory grows by
 ~400 bytes a character of one call: texts up to ``LEGACY_PIECE_CHARS`` go in whole, longer ones in
 pieces of about that size cut after sentence ends, and each call takes at most ``LEGACY_CALL_CHARS``.
-LTP's words are then mapped back onto each text (``operators.word_alignment``). Optionally
+LTP's words are then mapped back onto each text (``operators.segment.word_alignment``). Optionally
 (``tasks``) each word also gets LTP's part-of-speech and named-entity tags, for LERT-style pretraining.
 
-Words only from a neural model go through ``operators.neural_cws``: the model's own modules with
+Words only from a neural model go through ``operators.segment.neural_cws``: the model's own modules with
 batch-wise encoding and decoding instead of ``ltp.pipeline``'s per-sentence Python (the same words);
 POS and NER, and models with user words, take ``ltp.pipeline``.
 """
@@ -24,11 +24,11 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 
-from operators import neural_cws
-from operators.bert_words import with_bert_words
 from operators.char_tokens import CharTokens
 from operators.columns import TAG_COLUMNS, TEXT, WORDS
-from operators.ltp_loading import (
+from operators.segment import neural_cws
+from operators.segment.bert_words import with_bert_words
+from operators.segment.ltp_loading import (
     TASKS,
     SegmentModelError,
     check_model,
@@ -38,12 +38,12 @@ from operators.ltp_loading import (
     one_line,
     read_user_words,
 )
-from operators.neural_cws import Piece
-from operators.word_alignment import Tagged, align, align_words
+from operators.segment.neural_cws import Piece
+from operators.segment.word_alignment import Tagged, align, align_words
 
 log = logging.getLogger(__name__)
 
-NO_MODEL = "none"  # no LTP: BERT's own words (operators.bert_words), for English and other space-delimited text
+NO_MODEL = "none"  # no LTP: BERT's own words (operators.segment.bert_words), for English and other space-delimited text
 MAX_PIECE_TOKENS = 510  # LTP encodes with max_length=512, and [CLS] + [SEP] take two.
 LEGACY_PIECE_CHARS = 1 << 15  # longer texts go to the legacy model in pieces (module doc)
 LEGACY_CALL_CHARS = 1 << 17  # characters per legacy LTP call
