@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -114,6 +115,21 @@ def cpus_beside_segmentation(cfg: SegmentConfig) -> float:
 
     held = 0 if cfg.num_gpus or cfg.model == NO_MODEL else cfg.num_actors * cfg.threads_per_actor
     return ray.cluster_resources().get("CPU", 0.0) - held
+
+
+def connect_ray(num_cpus: int | None = None) -> None:
+    """Join the cluster in RAY_ADDRESS (as under ``ray job submit``), else start a local one with
+    ``num_cpus`` CPUs (default: all of the machine's)."""
+    import ray.data
+
+    if not ray.is_initialized():
+        address = os.environ.get("RAY_ADDRESS") or "local"  # "local": never join a stray cluster by accident
+        local = address == "local"
+        ray.init(address=address, num_cpus=num_cpus if local else None, log_to_driver=False, **(LOCAL_RAY_OPTIONS if local else {}))
+    context = ray.data.DataContext.get_current()
+    configure_data_context(context)
+    context.execution_options.preserve_order = True  # same inputs, same row order in every output
+    context.enable_progress_bars = True
 
 
 def check_gpus(num_gpus: float) -> None:

@@ -27,9 +27,9 @@ import yaml
 from manifests import fingerprints, snapshot
 from operators import tokenize, write
 from operators.columns import docs_schema
-from pipeline import commit, report
+from pipeline import cluster, commit, report
 from pipeline.config import BuildConfig, ConfigError, build
-from pipeline.driver import connect_ray, write_examples
+from pipeline.passes import write_examples
 
 log = logging.getLogger("pipeline")
 
@@ -78,7 +78,7 @@ def _repack(output: str, overrides: list[str] | tuple[str, ...]) -> dict[str, An
     if not docs_files:
         raise RepackError(f"{output}: the manifest lists no docs files to re-pack")
     vocab = tokenize.vocab_info(cfg.tokenize.tokenizer)
-    connect_ray()
+    cluster.connect_ray()
     started = time.perf_counter()
     version = int(manifest["version"]) + 1
     log.info("re-packing %s version %d into version %d", output, manifest["version"], version)

@@ -31,7 +31,7 @@ from manifests import snapshot
 from operators import read as read_op
 from operators import segment as segment_op
 from operators import write as write_op
-from pipeline import driver, inspect_corpus, kept_docs
+from pipeline import cluster, inspect_corpus, kept_docs
 from pipeline.cli import main, refresh_line
 from pipeline.config import load_config
 from pipeline.driver import build_corpus
@@ -91,7 +91,7 @@ class Spy:
 
     def __init__(self, monkeypatch):
         self.read, self.segment, self.ray = 0, 0, 0
-        real_read, real_segment, real_connect = read_op.apply, segment_op.apply, driver.connect_ray
+        real_read, real_segment, real_connect = read_op.apply, segment_op.apply, cluster.connect_ray
 
         def connect_ray(num_cpus=None):
             self.ray += 1
@@ -107,7 +107,7 @@ class Spy:
 
         monkeypatch.setattr(read_op, "apply", read_apply)
         monkeypatch.setattr(segment_op, "apply", segment_apply)
-        monkeypatch.setattr(driver, "connect_ray", connect_ray)
+        monkeypatch.setattr(cluster, "connect_ray", connect_ray)
 
 
 @pytest.fixture(scope="module")
@@ -326,7 +326,7 @@ def test_a_second_writer_is_refused_with_one_line(sequence, capsys):
     assert code == 2 and "another build" in err and len(err.splitlines()) == 1
 
 
-# ---- refreshes that only add files (pipeline.driver._appended_docs) ------------------------------------------
+# ---- refreshes that only add files (pipeline.kept_docs.appended) ------------------------------------------
 
 BRIDGED = P[1] + P[3] + P[5] + P[7] + P[8]  # ~260 characters: five one-character edits move its 5-grams' Jaccard ~0.19
 
