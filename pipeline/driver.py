@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from manifests import fingerprints, snapshot
@@ -29,11 +30,13 @@ def build_corpus(cfg: BuildConfig, num_cpus: int | None = None) -> dict[str, Any
     ``num_cpus`` sizes a local Ray instance the build starts itself (see ``cluster.connect_ray``)."""
     inputs = read.list_inputs(cfg.inputs)
     segment.check_config(cfg.segment)
-    vocab = tokenize.vocab_info(cfg.tokenize.tokenizer)
     started, timer = time.perf_counter(), report.StageTimer()
     first_build = snapshot.read_manifest(cfg.output) is None
-    if first_build:  # Ray's checks (GPUs) come before anything is written
-        _connect(cfg, num_cpus)
+    with ThreadPoolExecutor(max_workers=1) as background:  # the tokenizer loads while Ray starts its daemons
+        loading = background.submit(tokenize.vocab_info, cfg.tokenize.tokenizer)
+        if first_build:  # Ray's checks (GPUs) come before anything is written
+            _connect(cfg, num_cpus)
+        vocab = loading.result()
     holder = snapshot.acquire_lock(cfg.output)  # one writer per output: a second build stops here
     try:
         previous = snapshot.read_manifest(cfg.output)
