@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from ray.data.block import Block, BlockAccessor
+from ray.data.block import BlockAccessor
 from ray.data.datasource import FilenameProvider
 from ray.data.datasource.file_datasink import BlockBasedFileDatasink
 
@@ -104,63 +103,30 @@ class VersionedSink(BlockBasedFileDatasink):
         self.compression = compression
         self.rows_per_file = rows_per_file
 
-    def write(self, blocks: Iterable[Block], ctx) -> None:
-        """Shards are written block by block as the packer makes them (``_ShardFiles``), so a write task
-        holds one packer batch of examples, not its whole bundle: Ray's own ``write`` concatenates the
-        task's blocks first, and the bundle grows with the corpus up to ``rows_per_file`` documents
-        (at 16x bench/e2e.py's input, one task of ~100,000). Parquet tables are written Ray's way."""
-        if self.file_format != "arrow":
-            super().write(blocks, ctx)
+    def write_block(self, block: BlockAccessor, block_index: int, ctx) -> None:
+        """At most ``rows_per_file`` rows a file: Ray only bundles blocks up to at least that many, so a
+        bigger block is split into ``part-v00001-000003.arrow``, ``part-v00001-000003_0001.arrow``, ...
+        (names that sort in write order)."""
+        rows = self.rows_per_file
+        if not rows or block.num_rows() <= rows:
+            super().write_block(block, block_index, ctx)
             return
-        files = _ShardFiles(self, self.filename_provider.get_filename_for_task("", ctx.task_idx))
-        try:
-            for block in blocks:
-                files.write(BlockAccessor.for_block(block).to_arrow())
-        finally:
-            files.close()
+        table = block.to_arrow()
+        first = self.filename_provider.get_filename_for_task("", ctx.task_idx)
+        stem, extension = first.rsplit(".", 1)
+        for part, start in enumerate(range(0, table.num_rows, rows)):
+            name = first if part == 0 else f"{stem}_{part:04d}.{extension}"
+            with self.open_output_stream(f"{self.path.rstrip('/')}/{name}") as file:
+                self.write_block_to_file(BlockAccessor.for_block(table.slice(start, rows)), file)
 
     def write_block_to_file(self, block: BlockAccessor, file: pa.NativeFile) -> None:
-        pq.write_table(block.to_arrow().select(self.schema.names).cast(self.schema), file)
-
-
-class _ShardFiles:
-    """One write task's examples in Arrow IPC stream files of at most ``rows_per_file`` rows each:
-    ``part-v00001-000003.arrow``, then ``part-v00001-000003_0001.arrow``, ... (names that sort in write
-    order). Each table goes in record batches of at most ``SHARD_BATCH_ROWS`` rows, cut where the
-    tables and the files are, which is what one write of the task's concatenated tables made."""
-
-    def __init__(self, sink: VersionedSink, first: str):
-        self.sink, self.first = sink, first
-        self.options = pa.ipc.IpcWriteOptions(compression=None if sink.compression in (None, "none") else sink.compression)
-        self.limit = sink.rows_per_file or _LAST_PLACE  # rows a file
-        self.files = 0
-        self.rows = 0  # in the open file
-        self.file: pa.NativeFile | None = None
-        self.writer: pa.ipc.RecordBatchStreamWriter | None = None
-
-    def write(self, table: pa.Table) -> None:
-        table = table.select(self.sink.schema.names).cast(self.sink.schema)
-        while table.num_rows:
-            if self.writer is None or self.rows == self.limit:
-                self._open()
-            part = table.slice(0, self.limit - self.rows)
-            self.writer.write_table(part, max_chunksize=SHARD_BATCH_ROWS)
-            self.rows += part.num_rows
-            table = table.slice(part.num_rows)
-
-    def _open(self) -> None:
-        self.close()
-        stem, extension = self.first.rsplit(".", 1)
-        name = self.first if self.files == 0 else f"{stem}_{self.files:04d}.{extension}"
-        self.file = self.sink.open_output_stream(f"{self.sink.path.rstrip('/')}/{name}")
-        self.writer = pa.ipc.new_stream(self.file, self.sink.schema, options=self.options)
-        self.files, self.rows = self.files + 1, 0
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.file.close()
-            self.writer = self.file = None
+        table = block.to_arrow().select(self.schema.names).cast(self.schema)
+        if self.file_format == "parquet":
+            pq.write_table(table, file)
+            return
+        options = pa.ipc.IpcWriteOptions(compression=None if self.compression in (None, "none") else self.compression)
+        with pa.ipc.new_stream(file, self.schema, options=options) as writer:
+            writer.write_table(table, max_chunksize=SHARD_BATCH_ROWS)
 
 
 def tee_docs(ds, output: str, version: int, schema: pa.Schema, sources: list[str]):

@@ -93,35 +93,3 @@ def test_teed_fates_pass_on_unchanged_and_their_files_read_in_record_order(ray_l
     assert written.schema == FATES_SCHEMA
     expected = sorted(rows, key=lambda r: (r["source"], r["record"]))
     assert written.to_pylist() == [{k: r[k] for k in FATES_SCHEMA.names} for r in expected]
-
-
-def test_shards_are_written_as_their_blocks_arrive_in_files_of_at_most_rows_per_file(tmp_path):
-    """A write task's examples go to disk block by block (its bundle grows with the corpus): each file
-    is closed, whole, before the blocks after it are made, and the files hold what one write of all
-    the rows would (names in write order, at most ``rows_per_file`` rows each, rows in order)."""
-    from ray.data._internal.execution.interfaces import TaskContext
-
-    schema = pa.schema([("input_ids", pa.list_(pa.uint16()))])
-    sink = write.VersionedSink(str(tmp_path), schema, 2, "arrow", rows_per_file=5, compression="zstd")
-    names = ["part-v00002-000003.arrow", "part-v00002-000003_0001.arrow", "part-v00002-000003_0002.arrow"]
-
-    def blocks():
-        for start in range(0, 12, 3):  # 4 blocks of 3 rows: 12 rows, files of 5, 5 and 2
-            if start >= 6:  # 6 rows went before this block: the first file is complete on disk
-                assert pa.ipc.open_stream(str(tmp_path / names[0])).read_all().num_rows == 5
-            yield pa.table({"input_ids": [[row] for row in range(start, start + 3)]})
-
-    sink.write(blocks(), TaskContext(task_idx=3, op_name="Write"))
-    assert sorted(path.name for path in tmp_path.iterdir()) == names
-    tables = [pa.ipc.open_stream(str(tmp_path / name)).read_all() for name in names]
-    assert [table.num_rows for table in tables] == [5, 5, 2]
-    assert all(table.schema.equals(schema) for table in tables)
-    assert [row[0] for table in tables for row in table.column("input_ids").to_pylist()] == list(range(12))
-
-
-def test_a_write_task_without_examples_writes_no_shard(tmp_path):
-    from ray.data._internal.execution.interfaces import TaskContext
-
-    sink = write.VersionedSink(str(tmp_path), pa.schema([("input_ids", pa.list_(pa.uint16()))]), 1, "arrow", 5)
-    sink.write(iter([pa.table({"input_ids": pa.array([], pa.list_(pa.uint16()))})]), TaskContext(task_idx=0, op_name="Write"))
-    assert list(tmp_path.iterdir()) == []
