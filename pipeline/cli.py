@@ -66,12 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     console.setup(verbose=getattr(args, "verbose", False), ray_data=args.command in ("build", "pack"))
     if args.command == "inspect":
-        from pipeline.inspect_corpus import run as inspect_run
+        from inspection.inspect_corpus import run as inspect_run
 
         return inspect_run(args.output, n=args.n, doc=args.doc, colour=args.color, tokenizer=args.tokenizer,
                            version=args.version)
     if args.command == "verify":
-        from pipeline.verify import main as verify_main
+        from inspection.verify import main as verify_main
 
         return verify_main(args.output, version=args.version)
     if args.command == "gc":

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from inspection.verify import verify
 from pipeline.config import load_config
 from pipeline.driver import build_corpus
-from pipeline.verify import verify
 from tests import processes
 from tests.bad_inputs import write_bad_files, write_large_files
 from tests.conftest import REPO

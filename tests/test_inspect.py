@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import inspect_corpus
+from inspection import inspect_corpus
+from inspection.inspect_corpus import Style, run, whole_words
 from pipeline.cli import main
-from pipeline.inspect_corpus import Style, run, whole_words
-from tests.contracts import read_shards, read_table
 from tests.conftest import ASSETS, REPO
+from tests.contracts import read_shards, read_table
 
 ANSI = re.compile(r"\033\[[0-9;]*m")
 

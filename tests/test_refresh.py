@@ -27,15 +27,16 @@ from pathlib import Path
 import pytest
 from transformers import BertTokenizerFast
 
+from inspection import inspect_corpus
+from inspection.verify import verify
 from manifests import snapshot
 from operators import read as read_op
 from operators import segment as segment_op
 from operators import write as write_op
-from pipeline import cluster, inspect_corpus, kept_docs
+from pipeline import cluster, kept_docs
 from pipeline.cli import main, refresh_line
 from pipeline.config import load_config
 from pipeline.driver import build_corpus
-from pipeline.verify import verify
 from tests.contracts import read_shards, read_table
 from training.loader import ShardDataset, find_shards
 

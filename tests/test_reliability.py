@@ -19,10 +19,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from inspection.verify import CannotCheck, verify
 from pipeline.cli import main as cli_main
 from pipeline.config import load_config
 from pipeline.driver import build_corpus
-from pipeline.verify import CannotCheck, verify
 from tests import processes
 from tests.bad_inputs import UNREADABLE, write_bad_files, write_large_files
 from tests.contracts import expected_records, read_shards, read_table

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from transformers import BertTokenizerFast
 
+from inspection.verify import verify
 from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.driver import build_corpus
 from pipeline.repack import repack_corpus
-from pipeline.verify import verify
-from tests.contracts import check_manifest, check_shards, read_shards, read_table
 from tests.conftest import ASSETS, REPO
+from tests.contracts import check_manifest, check_shards, read_shards, read_table
 from training.loader import ShardDataset
 
 

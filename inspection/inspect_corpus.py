@@ -27,7 +27,6 @@ import pyarrow.fs as pafs
 
 from manifests import snapshot
 from operators import storage
-from operators.read import InputError, list_inputs
 from operators.columns import (
     DETAIL,
     DOC_ID,
@@ -42,6 +41,7 @@ from operators.columns import (
     WORD_START,
     WORDS,
 )
+from operators.read import InputError, list_inputs
 
 STRUCTURAL = ("[CLS]", "[SEP]", "[PAD]", "[MASK]")
 CONTINUATION = "##"
