@@ -1,6 +1,6 @@
 """End-to-end benchmark (issue #10): the pipeline against the sequential script a user would otherwise write.
 
-    python bench/e2e.py [--sizes 1 4 16] [--cpus N] [--keep DIR] [--english]
+    python bench/e2e.py [--sizes 1 4 16] [--cpus N] [--keep DIR] [--english] [--set KEY=VALUE ...]
 
 Input: ../shared/data's CMRC2018 + C3 (simplified) and DRCD (traditional) paragraphs when present,
 else the bundled sample's JSONL files. Legacy LTP model trained here on the SIGHAN PKU gold file
@@ -16,6 +16,10 @@ Seeded: the same sizes always give the same files.
 near-duplicate set's 551 prose paragraphs, in two files, and an uncased vocabulary built for them),
 grown with ``tests.neardup_en``'s edits; the pipeline runs with ``segment.model: none`` and no
 OpenCC, and the naive script takes its words from the fast tokenizer's word ids (``naive``).
+
+``--set``: settings for the pipeline's builds, as ``python -m pipeline build --set`` takes them (for
+example ``--set dedup.local_max_docs=0``: the distributed dedup graph, whose tasks hold a partition
+each, instead of the one-task graph, which holds every document's keys up to that bound).
 
 For each size, in this one process tree, one after the other on the same files:
 
@@ -466,6 +470,8 @@ def measured(command: list[str], log: Path, env: dict[str, str]) -> dict:
         "peak_worker_mb": max(workers, default=0),
         "largest_workers": [{"title": name[:80], "peak_mb": peak, "private_peak_mb": private}
                             for peak, name, private in largest],
+        "peak_worker_private_mb": max((private for pid, (private, name) in watcher.private_peaks.items()
+                                       if name.startswith("ray::")), default=0),
         "ray_workers": len(workers),
         "cpu_s": watcher.cpu_total(),
         "cpu_s_by_process": {k: round(v, 1) for k, v in sorted(cpu_by_role.items(), key=lambda kv: -kv[1]) if v >= 0.5},
@@ -480,7 +486,8 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def run_size(size: int, files: list[Path], model: Path | str, vocab: Path, cpus: int, workdir: Path) -> dict:
+def run_size(size: int, files: list[Path], model: Path | str, vocab: Path, cpus: int, workdir: Path,
+             settings_set: list[str] = ()) -> dict:
     from operators.tokenize import load_tokenizer
 
     naive_out, pipeline_out = workdir / f"naive-{size}x", workdir / f"pipeline-{size}x"
@@ -498,7 +505,8 @@ def run_size(size: int, files: list[Path], model: Path | str, vocab: Path, cpus:
         settings["segment"] = {"model": str(model), "num_actors": cpus}
     config.write_text(json.dumps(settings))
     pipeline_run = measured(
-        [sys.executable, "-m", "pipeline", "build", str(config), "--num-cpus", str(cpus), "--verbose"],
+        [sys.executable, "-m", "pipeline", "build", str(config), "--num-cpus", str(cpus), "--verbose",
+         *(arg for setting in settings_set for arg in ("--set", setting))],
         workdir / f"pipeline-{size}x.log", child_env(),
     )
     report = json.loads((pipeline_out / "report.json").read_text(encoding="utf-8"))
@@ -541,6 +549,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None, help="keep inputs and outputs in this folder")
     parser.add_argument("--english", action="store_true",
                         help="English: Python's reference docs, segment.model none, no OpenCC (module doc)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting for the pipeline's builds")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -551,11 +560,11 @@ def main() -> None:
         else:
             inputs, model, vocab = inputs_or_sample([CMRC, C3, DRCD]), legacy_model(workdir), vocab_file()
         emit({"bench": "e2e-english" if args.english else "e2e", "inputs": [p.name for p in inputs], "model": str(model), "vocab": vocab.name,
-              "cpus": args.cpus, "cores": os.cpu_count()})
+              "cpus": args.cpus, "cores": os.cpu_count(), "settings": args.set})
         rows = []
         for size in args.sizes:
             files = inputs if size == 1 else grow(inputs, size, workdir / f"input-{size}x", english=args.english)
-            rows.append(run_size(size, files, model, vocab, args.cpus, workdir))
+            rows.append(run_size(size, files, model, vocab, args.cpus, workdir, args.set))
             emit(rows[-1])
         base = rows[0]
         emit({
@@ -572,6 +581,8 @@ def main() -> None:
             "pipeline_cpu_s": {row["size"]: row["pipeline"]["cpu_s"] for row in rows},
             "peak_driver_mb": {row["size"]: row["pipeline"]["peak_driver_mb"] for row in rows},
             "peak_worker_mb": {row["size"]: row["pipeline"]["peak_worker_mb"] for row in rows},
+            # the largest worker's own memory (anonymous: without the object store's pages it mapped)
+            "peak_worker_private_mb": {row["size"]: row["pipeline"]["peak_worker_private_mb"] for row in rows},
             "peak_naive_mb": {row["size"]: row["naive"]["peak_driver_mb"] for row in rows},
             "load_average": {row["size"]: row["load_average"] for row in rows},
         })
