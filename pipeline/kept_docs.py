@@ -9,7 +9,7 @@
   then the previous docs table as the segmentation cache, by text hash (``segmented``).
 
 Every function returns lazy datasets (or materialized ones where a count or a second read needs
-it); the driver connects them to pass 2.
+it); ``pipeline.passes`` connects them to pass 2.
 """
 
 from __future__ import annotations
