@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from tokenizers import Tokenizer
 
 from operators.char_tokens import CharTokens, split_by_counts
 from operators.columns import INPUT_IDS, TEXT, WORD_START, WORDS
@@ -128,7 +129,7 @@ def _first_line(err: Exception) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
-def vocab_in_id_order(tokenizer: PreTrainedTokenizerBase) -> list[str]:
+def vocab_in_id_order(tokenizer: PreTrainedTokenizerBase | Tokenizer) -> list[str]:
     """Tokens indexed by id (added tokens included); ids the vocab skips hold ""."""
     vocab = tokenizer.get_vocab()
     tokens = [""] * (max(vocab.values()) + 1)
@@ -185,7 +186,7 @@ def special_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[tuple[str, int], ..
     return tuple((token, vocab[token]) for token in SPECIAL_TOKENS if token in vocab)
 
 
-def continuation_mask(tokenizer: PreTrainedTokenizerBase) -> np.ndarray:
+def continuation_mask(tokenizer: PreTrainedTokenizerBase | Tokenizer) -> np.ndarray:
     """Per token id: true for a WordPiece continuation (``##...``)."""
     return np.array([t.startswith(CONTINUATION_PREFIX) for t in vocab_in_id_order(tokenizer)], dtype=bool)
 
@@ -224,11 +225,13 @@ class Tokens(NamedTuple):
 class WholeWordTokenizer:
     """Core. Loads the tokenizer once (once per Ray actor) and encodes a whole batch in one call."""
 
-    def __init__(self, cfg: TokenizeConfig):
-        self._tokenizer = load_tokenizer(cfg.tokenizer)
-        self._tokens = CharTokens(self._tokenizer.backend_tokenizer, split_special_tokens=True)  # module doc
+    def __init__(self, cfg: TokenizeConfig, backend: Tokenizer | None = None):
+        """``backend``: the fast tokenizer's own (``tokenizers``) object, when the caller has it; else it is
+        loaded from ``cfg.tokenizer`` through transformers."""
+        backend = backend or load_tokenizer(cfg.tokenizer).backend_tokenizer
+        self._tokens = CharTokens(backend, split_special_tokens=True)  # module doc
         self._sentences = cfg.packing == "doc"
-        self._continuation = continuation_mask(self._tokenizer)
+        self._continuation = continuation_mask(backend)
         self._id_dtype = id_type(len(self._continuation)).to_pandas_dtype()
 
     def encode(self, texts: list[str], words: list[list[str]]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -350,15 +353,18 @@ def sentence_starts(text: str, offsets: np.ndarray, word_start: np.ndarray) -> n
 
 
 def apply(ds: ray.data.Dataset, cfg: TokenizeConfig) -> ray.data.Dataset:
-    """The only code that touches ray.data: plain tasks, the tokenizer loaded once per worker process.
+    """The only code that touches ray.data: plain tasks, the tokenizer built once per worker process.
 
     Batches of ``CALL_GROUPS`` packing groups, whatever the blocks: a document's tokens do not depend
     on its batch, and the packer regroups the rows (``operators.pack.apply``). Tasks, not an actor
     pool: in the build's streaming pass the segmentation actors hold their CPUs, and a tokenizer
-    actor holding another would leave none to the packer and the writer on a small machine."""
+    actor holding another would leave none to the packer and the writer on a small machine. The
+    tasks get the tokenizer's definition (its ``tokenizers`` JSON) from the driver and build it from
+    that: importing transformers costs a worker process about 1 CPU second."""
+    definition = load_tokenizer(cfg.tokenizer).backend_tokenizer.to_str()
     return ds.map_batches(
         _tokenize_batch,
-        fn_kwargs={"cfg": cfg},
+        fn_kwargs={"cfg": cfg, "definition": definition},
         batch_size=cfg.batch_size * CALL_GROUPS,
         batch_format="pyarrow",
         udf_modifying_row_count=False,
@@ -366,10 +372,10 @@ def apply(ds: ray.data.Dataset, cfg: TokenizeConfig) -> ray.data.Dataset:
 
 
 @functools.lru_cache(maxsize=2)
-def _tokenizer_for(cfg: TokenizeConfig) -> WholeWordTokenizer:
+def _tokenizer_for(cfg: TokenizeConfig, definition: str) -> WholeWordTokenizer:
     """One tokenizer per Ray worker process and config: workers live for the whole build."""
-    return WholeWordTokenizer(cfg)
+    return WholeWordTokenizer(cfg, Tokenizer.from_str(definition))
 
 
-def _tokenize_batch(batch: pa.Table, cfg: TokenizeConfig) -> pa.Table:
-    return _tokenizer_for(cfg)(batch)
+def _tokenize_batch(batch: pa.Table, cfg: TokenizeConfig, definition: str) -> pa.Table:
+    return _tokenizer_for(cfg, definition)(batch)

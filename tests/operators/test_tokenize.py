@@ -311,3 +311,30 @@ def test_apply_on_ray(ray_local, vocab_path):
         [(ids, starts)] = core.encode([row[TEXT]], [row[WORDS]])
         assert list(out[row[DOC_ID]][INPUT_IDS]) == ids.tolist()
         assert list(out[row[DOC_ID]][WORD_START]) == starts.tolist()
+
+
+def test_workers_build_the_tokenizer_from_its_definition_without_transformers(vocab_path, tmp_path):
+    """``apply``'s tasks get the tokenizer's definition (its ``tokenizers`` JSON) from the driver and
+    build it from that: the same ids and word starts as the tokenizer loaded through transformers,
+    in a worker process that never imports transformers (about 1 CPU second a process)."""
+    import subprocess
+    import sys
+
+    cfg = TokenizeConfig(tokenizer=str(vocab_path), packing="doc")
+    definition = load_tokenizer(cfg.tokenizer).backend_tokenizer.to_str()
+    texts, words = zip(*CASES.values())
+    batch = pa.table({TEXT: list(texts), WORDS: list(words)})
+    assert tokenize._tokenize_batch(batch, cfg, definition).equals(WholeWordTokenizer(cfg)(batch))
+
+    (tmp_path / "tokenizer.json").write_text(definition, encoding="utf-8")
+    code = (
+        "import sys; import pyarrow as pa; from operators import tokenize\n"
+        f"cfg = tokenize.TokenizeConfig(tokenizer={str(vocab_path)!r}, packing='doc')\n"
+        f"definition = open({str(tmp_path / 'tokenizer.json')!r}, encoding='utf-8').read()\n"
+        "out = tokenize._tokenize_batch(pa.table({'text': ['我爱北京'], 'words': [['我', '爱', '北京']]}), cfg, definition)\n"
+        "assert out.column('input_ids').to_pylist()[0], out\n"
+        "print('transformers' in sys.modules)\n"
+    )
+    worker = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
+                            capture_output=True, text=True, check=True)
+    assert worker.stdout.strip() == "False", worker.stdout + worker.stderr
