@@ -54,6 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -487,7 +488,7 @@ def child_env() -> dict[str, str]:
 
 
 def run_size(size: int, files: list[Path], model: Path | str, vocab: Path, cpus: int, workdir: Path,
-             settings_set: list[str] = ()) -> dict:
+             settings_set: Sequence[str] = ()) -> dict:
     from operators.tokenize import load_tokenizer
 
     naive_out, pipeline_out = workdir / f"naive-{size}x", workdir / f"pipeline-{size}x"

@@ -48,15 +48,15 @@ def read_and_dedup(
 
     has_docs = bool(refresh.listed(previous, write.DOCS_DIR))
     previous_docs = refresh.read_listed(out, previous, write.DOCS_DIR, docs_schema(cfg.segment.tasks)) if has_docs else None
-    cached = previous_docs is not None and plan.reuse_segmentation  # the previous docs are the segmentation cache
-    if records is not None and not unchanged and not cached and kept_count > 0:
+    cache_docs = previous_docs if plan.reuse_segmentation else None  # the segmentation cache, if any
+    if records is not None and not unchanged and cache_docs is None and kept_count > 0:
         # every record and kept document is this build's, and none comes from a cache: in input order, pass 2
         # takes the kept documents from the records with their fates, and writes the fates as they pass
         decided = kept_docs.with_fates(records, deduped.fates, deduped.in_order, cfg)
         decided = write.tee_fates(report.tallied(decided, report.fate_counters, tally), out, version, plan.to_read)
         return records, kept_docs.segment_docs(cfg, kept_docs.kept_of(decided)), DocCounts(segmented=kept_count)
     with timer("kept texts"):
-        docs, counts = previous_version.docs(cfg, plan, previous, previous_docs, records, deduped, kept_count)
+        docs, counts = previous_version.docs(cfg, plan, previous, previous_docs, cache_docs, records, deduped, kept_count)
     with timer("fates"):  # this build's records and the unchanged files' documents, and their filtered records
         previous_version.write_fates(cfg, out, previous, version, deduped.fates, unchanged, tally)
     return records, docs, counts

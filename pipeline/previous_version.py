@@ -36,12 +36,12 @@ def carry(out: str, previous: dict[str, Any], version: int, tally) -> DocCounts:
     return DocCounts(reused=int(previous.get("corpus", {}).get("docs", 0)))
 
 
-def docs(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any] | None, previous_docs, records,
+def docs(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any] | None, previous_docs, cache_docs, records,
          deduped: DedupOutput, kept_count: int) -> tuple[Any, DocCounts]:
-    """The docs table's rows of a refresh (or of a build whose segmentation cache is the previous docs
-    table), lazily, to be segmented where they lack words: an append when the refresh only adds files
-    and retracts no kept document (``kept_docs.appended``), else the kept documents' texts found by
-    joins and their words looked up in the cache (``kept_docs.texts``, ``kept_docs.segmented``)."""
+    """The docs table's rows of a refresh (or of a build whose segmentation cache, ``cache_docs``, is the
+    previous docs table), lazily, to be segmented where they lack words: an append when the refresh only
+    adds files and retracts no kept document (``kept_docs.appended``), else the kept documents' texts found
+    by joins and their words looked up in the cache (``kept_docs.texts``, ``kept_docs.segmented``)."""
     appended = None
     if plan.only_appends and previous_docs is not None:
         appended = kept_docs.appended(cfg, plan, previous_docs, records, deduped, kept_count)
@@ -52,7 +52,6 @@ def docs(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any] | None, 
     pending = records.filter(expr=col(FATE).is_null()) if records is not None else None
     texts, promoted, reread = kept_docs.texts(cfg, kept, pending, previous_docs, plan.unchanged)
     unique = bool(previous and previous.get("config", {}).get("dedup", {}).get("exact"))  # one doc per text
-    cache_docs = previous_docs if plan.reuse_segmentation else None
     docs_rows, segmented, reused = kept_docs.segmented(cfg, texts, cache_docs, unique)
     return docs_rows, DocCounts(segmented, reused, promoted, reread)
 
