@@ -24,8 +24,8 @@ import ray
 from ray.data.expressions import col
 
 from operators import normalize, read, segment, write
-from operators.dedup import DedupOutput
 from operators.columns import DETAIL, DOC_ID, DOCS_SCHEMA, FATE, KEPT, RECORD, SOURCE, TEXT, WORDS, docs_schema
+from operators.dedup import DedupOutput
 from pipeline import cluster, refresh
 from pipeline.config import BuildConfig
 
@@ -125,7 +125,8 @@ def appended(cfg: BuildConfig, plan: refresh.Plan, previous_docs, records, dedup
     if len(parts) == 1:
         return parts[0], segmented, carried_count
     # with preserve_order a union takes its inputs' blocks in turn: sorted, the new files' documents go to their place
-    return parts[0].union(*parts[1:]).sort([SOURCE, RECORD]), segmented, carried_count
+    docs = write.docs_in_record_order(parts[0].union(*parts[1:]), kept_count, full, cfg.write)
+    return docs, segmented, carried_count
 
 
 def texts(cfg: BuildConfig, kept, pending, previous_docs, unchanged: list[str]):
@@ -186,4 +187,4 @@ def segmented(cfg: BuildConfig, texts, cache_docs, unique: bool) -> tuple[Any, i
     if not parts:
         parts = [ray.data.from_arrow(full.empty_table())]
     docs = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
-    return docs.sort([SOURCE, RECORD]), to_segment, texts.count() - to_segment
+    return write.docs_in_record_order(docs, texts.count(), full, cfg.write), to_segment, texts.count() - to_segment

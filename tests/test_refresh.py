@@ -340,9 +340,10 @@ def _edited(text: str, first: int, char: str) -> str:
 
 
 def _append_then_compare(root: Path, model: Path, vocab: Path, monkeypatch, old: dict[str, list[str]],
-                         new: dict[str, list[str]]) -> tuple[dict, dict, int]:
-    """Build ``old``, add ``new`` and refresh; then a full build of all the files elsewhere. Returns the
-    refresh's tables and report, the full build's tables, and how often the general path's text join ran."""
+                         new: dict[str, list[str]], **refresh_sections) -> tuple[dict, dict, int]:
+    """Build ``old``, add ``new`` and refresh (with ``refresh_sections`` settings); then a full build of all
+    the files elsewhere. Returns the refresh's tables and report, the full build's tables, and how often
+    the general path's text join ran."""
     (root / "in").mkdir()
     for name, texts in old.items():
         write_jsonl(root / "in" / name, texts)
@@ -353,32 +354,37 @@ def _append_then_compare(root: Path, model: Path, vocab: Path, monkeypatch, old:
     joins = []
     real_texts = kept_docs.texts
     monkeypatch.setattr(kept_docs, "texts", lambda *args: joins.append(1) or real_texts(*args))
-    refreshed = build_corpus(load_config(config_for(root, "base", out, model, vocab)))
+    refreshed = build_corpus(load_config(config_for(root, "refresh", out, model, vocab, **refresh_sections)))
     full = root / "full"
     build_corpus(load_config(config_for(root, "full", full, model, vocab)))
     return {"tables": tables(out), "report": refreshed}, tables(full), len(joins)
 
 
+@pytest.mark.parametrize("local_sort_max_docs", [write_op.WriteConfig().local_sort_max_docs, 0])
 def test_a_refresh_that_adds_a_file_carries_the_old_documents_without_a_join(
-    ray_local, tmp_path, legacy_model_dir, vocab_path, monkeypatch
+    ray_local, tmp_path, legacy_model_dir, vocab_path, monkeypatch, local_sort_max_docs
 ):
+    """The old and new documents are put in order in one task, or by Ray's sort (``local_sort_max_docs: 0``)."""
     monkeypatch.setattr(write_op, "DOCS_FILE_ROWS", 2)  # several docs files, read back in their order
     old = {"a.jsonl": [P[0], P[1], "太短"], "b.jsonl": [P[2], P[0], P[3], P[6], P[8]]}
-    new = {"z.jsonl": [P[4], NEAR_P3, P[5]]}
-    refreshed, full, joins = _append_then_compare(tmp_path, legacy_model_dir, vocab_path, monkeypatch, old, new)
+    new = {"ab.jsonl": [P[7]], "z.jsonl": [P[4], NEAR_P3, P[5]]}  # one sorts between the old files, one after them
+    refreshed, full, joins = _append_then_compare(tmp_path, legacy_model_dir, vocab_path, monkeypatch, old, new,
+                                                  write={"local_sort_max_docs": local_sort_max_docs})
     assert joins == 0
-    assert refreshed["report"]["refresh"]["docs"] == {"segmented": 2, "reused": 6}
-    assert len(list((tmp_path / "out" / "docs").glob("*.parquet"))) == 4
+    assert refreshed["report"]["refresh"]["docs"] == {"segmented": 3, "reused": 6}
+    assert len(list((tmp_path / "out" / "docs").glob("*.parquet"))) == 5
     for name in ("docs", "fates", "shards"):
         assert refreshed["tables"][name].equals(full[name]), name
 
 
+@pytest.mark.parametrize("local_sort_max_docs", [write_op.WriteConfig().local_sort_max_docs, 0])
 def test_an_added_file_that_joins_two_kept_documents_takes_the_general_path(
-    ray_local, tmp_path, legacy_model_dir, vocab_path, monkeypatch
+    ray_local, tmp_path, legacy_model_dir, vocab_path, monkeypatch, local_sort_max_docs
 ):
     x, y = _edited(BRIDGED, 10, "鑫"), _edited(BRIDGED, 150, "淼")  # each near BRIDGED, not near each other
     old, new = {"a.jsonl": [x, P[0]], "b.jsonl": [y]}, {"c.jsonl": [BRIDGED]}
-    refreshed, full, joins = _append_then_compare(tmp_path, legacy_model_dir, vocab_path, monkeypatch, old, new)
+    refreshed, full, joins = _append_then_compare(tmp_path, legacy_model_dir, vocab_path, monkeypatch, old, new,
+                                                  write={"local_sort_max_docs": local_sort_max_docs})
     fates = {Path(r["source"]).name: r["fate"] for r in full["fates"].to_pylist() if r["record"] == 0}
     assert fates == {"a.jsonl": "kept", "b.jsonl": "near_dup", "c.jsonl": "near_dup"}  # b's kept document left
     assert joins == 1

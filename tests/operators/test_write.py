@@ -8,7 +8,7 @@ import pytest
 
 from manifests import snapshot
 from operators import write
-from operators.columns import FATES_SCHEMA
+from operators.columns import DOCS_SCHEMA, FATES_SCHEMA
 
 
 def test_read_in_order_keeps_the_files_order_whatever_their_sizes(ray_local, tmp_path):
@@ -65,9 +65,24 @@ def test_fates_are_written_in_source_and_record_order_by_either_sort(ray_local, 
     assert written == sorted(rows, key=lambda row: (row["source"], row["record"]))
 
 
-def test_local_sort_max_rows_must_not_be_negative():
-    with pytest.raises(ValueError, match="local_sort_max_rows"):
-        write.WriteConfig(local_sort_max_rows=-1)
+@pytest.mark.parametrize("name", ["local_sort_max_rows", "local_sort_max_docs"])
+def test_a_local_sort_bound_must_not_be_negative(name):
+    with pytest.raises(ValueError, match=name):
+        write.WriteConfig(**{name: -1})
+
+
+@pytest.mark.parametrize("local_sort_max_docs", [write.WriteConfig().local_sort_max_docs, 0])
+def test_docs_rows_come_in_source_and_record_order_by_either_sort(ray_local, local_sort_max_docs):
+    """A refresh's docs rows arrive as a union of sorted parts, whose blocks Ray takes in turn."""
+    import ray.data
+
+    schema = pa.schema([*DOCS_SCHEMA, ("record", pa.int64())])
+    rows = [{"doc_id": f"{s}-{r}", "source": f"s{s}", "text": "文本" * r, "words": ["文本"] * r, "record": r}
+            for s in range(3) for r in range(30)]
+    old = ray.data.from_arrow(pa.Table.from_pylist(rows[:60], schema=schema)).repartition(4)
+    new = ray.data.from_arrow(pa.Table.from_pylist(rows[60:], schema=schema))
+    ordered = write.docs_in_record_order(old.union(new), len(rows), schema, write.WriteConfig(local_sort_max_docs=local_sort_max_docs))
+    assert ordered.take_all() == rows
 
 
 def test_teed_fates_pass_on_unchanged_and_their_files_read_in_record_order(ray_local, tmp_path):
