@@ -9,13 +9,11 @@ Python over what Ray reports, so tests can call it without a cluster.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from operators.segment import NO_MODEL, SegmentConfig
@@ -119,45 +117,19 @@ def cpus_beside_segmentation(cfg: SegmentConfig) -> float:
     return ray.cluster_resources().get("CPU", 0.0) - held
 
 
-_started_here = False  # connect_ray started the local instance this process is connected to
-
-
 def connect_ray(num_cpus: int | None = None) -> None:
     """Join the cluster in RAY_ADDRESS (as under ``ray job submit``), else start a local one with
     ``num_cpus`` CPUs (default: all of the machine's)."""
-    global _started_here
     import ray.data
 
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS") or "local"  # "local": never join a stray cluster by accident
         local = address == "local"
         ray.init(address=address, num_cpus=num_cpus if local else None, log_to_driver=False, **(LOCAL_RAY_OPTIONS if local else {}))
-        _started_here = local
     context = ray.data.DataContext.get_current()
     configure_data_context(context)
     context.execution_options.preserve_order = True  # same inputs, same row order in every output
     context.enable_progress_bars = True
-
-
-@contextlib.contextmanager
-def stopping_meanwhile() -> Iterator[None]:
-    """Run the block, which must need no Ray, while the local instance ``connect_ray`` started stops.
-    ``ray.shutdown`` spends ~1.4 s waiting for Ray's processes to exit, after the commit when left to
-    Python's exit; beside it, the commit (the report's plots take ~0.9 s) costs no time of its own. A
-    cluster the build joined, or one its caller started, keeps running."""
-    global _started_here
-    if not _started_here:
-        yield
-        return
-    import ray
-
-    _started_here = False
-    stopping = threading.Thread(target=ray.shutdown, name="ray-shutdown")
-    stopping.start()
-    try:
-        yield
-    finally:
-        stopping.join()
 
 
 def check_gpus(num_gpus: float) -> None:

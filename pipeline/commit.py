@@ -26,14 +26,6 @@ MANIFEST_KEYS = (
 )
 
 
-class Version(NamedTuple):
-    """A version whose tables are written, ready for ``publish``."""
-
-    manifest: dict[str, Any]
-    report: dict[str, Any]
-    files: list[dict[str, Any]]  # manifest entries of its data files and ledger
-
-
 class DocCounts(NamedTuple):
     """Where this version's documents got their words, for report.json's refresh section."""
 
@@ -53,7 +45,7 @@ def shard_totals(files: list[dict[str, Any]]) -> dict[str, int]:
 def publish(out: str, manifest: dict[str, Any], built: dict[str, Any], files: list[dict[str, Any]],
            previous: dict[str, Any] | None, directories: tuple[str, ...]) -> dict[str, Any]:
     """Commit ``manifest`` listing ``files`` and the report files of ``built``; return what was committed.
-    Files of ``directories`` that it does not list are removed after the commit. Needs no Ray."""
+    Files of ``directories`` that it does not list are removed after the commit."""
     if previous is not None:  # before the report files are replaced: the version being replaced stays whole
         snapshot.archive(out, previous)
     reports = report.stage_report(out, built, files)
@@ -67,10 +59,9 @@ def build(
     cfg: BuildConfig, inputs: list[str], vocab, previous: dict[str, Any] | None, prints: dict[str, str],
     plan: refresh.Plan, version: int, summary: report.Summary, counts: DocCounts, started: float,
     timer: report.StageTimer,
-) -> Version:
-    """A build's version, its tables written, with its ledger (every input's records, the unchanged files'
-    as the previous ledger has them), report and manifest, for ``publish``. The last step of a build that
-    needs Ray: the files' checksums."""
+) -> dict[str, Any]:
+    """A build's version, its tables written: the ledger (every input's records, the unchanged files' as
+    the previous ledger has them), report.json and the manifest, committed. Returns the report."""
     out = cfg.output
     written = [path for d in DATA_DIRS for path in write.version_files(out, d, version)]
     sources = dict(summary.sources)
@@ -111,4 +102,5 @@ def build(
     built["stages"] = report.throughput(timer, built["input_bytes"])
     built["duplicate_pairs"] = summary.pairs
     manifest = {**{key: built[key] for key in MANIFEST_KEYS}, "config": cfg.to_dict()}
-    return Version(manifest, built, files)
+    publish(out, manifest, built, files, previous, OUTPUT_DIRS)
+    return built

@@ -83,7 +83,4 @@ def _build(
         passes.write_examples(docs, cfg, vocab, out, version, tally, docs_sources)
     with timer("report"):
         summary = report.summarize(report.finish_tally(tally), records, plan.to_read)
-    built = commit.build(cfg, inputs, vocab, previous, prints, plan, version, summary, counts, started, timer)
-    with cluster.stopping_meanwhile():  # the commit needs no Ray
-        commit.publish(out, built.manifest, built.report, built.files, previous, OUTPUT_DIRS)
-    return built.report
+    return commit.build(cfg, inputs, vocab, previous, prints, plan, version, summary, counts, started, timer)

@@ -114,5 +114,4 @@ def _repack(output: str, overrides: list[str] | tuple[str, ...]) -> dict[str, An
     built = report.read_report(output)  # the build's report, its shards and token counts brought up to date
     built.update(version=version, corpus=committed["corpus"], tokenizer=committed["tokenizer"],
                  packed=committed["packed"], tokens_per_doc=report.histogram(counts, "tokens"))
-    with cluster.stopping_meanwhile():  # the commit needs no Ray
-        return commit.publish(output, committed, built, kept + shards, manifest, (write.SHARDS_DIR,))
+    return commit.publish(output, committed, built, kept + shards, manifest, (write.SHARDS_DIR,))

@@ -362,9 +362,8 @@ def stage_report(output: str, report: dict[str, Any], files: list[dict[str, Any]
     """report.json, report.txt and report.html, written as ``<name>.staged`` for ``snapshot.commit`` to
     move into place, so that the committed version's report stays as it is until the commit. ``files``
     (manifest entries) give examples per shard; the report's ``duplicate_pairs`` are shown side by
-    side. Returns the three files' manifest entries, under the names the commit gives them. Needs no
-    Ray: the three small files are described here, so Ray may be stopping meanwhile (``commit.publish``)."""
-    from manifests.snapshot import STAGED, describe_file, write_bytes
+    side. Returns the three files' manifest entries, under the names the commit gives them."""
+    from manifests.snapshot import STAGED, describe_files, write_bytes
 
     bodies = {
         REPORT_JSON: json.dumps(report, indent=2, ensure_ascii=False),
@@ -373,5 +372,5 @@ def stage_report(output: str, report: dict[str, Any], files: list[dict[str, Any]
     }
     for name, body in bodies.items():
         write_bytes(output, name + STAGED, body.encode())  # a new file: a hard-linked archived copy keeps its bytes
-    entries = [describe_file(output, name + STAGED) for name in bodies]
+    entries = describe_files(output, [name + STAGED for name in bodies])
     return [{**entry, "path": name} for entry, name in zip(entries, bodies)]

@@ -213,32 +213,6 @@ def test_cpus_beside_segmentation_count_what_the_pool_holds(ray_local):
     assert cluster.cpus_beside_segmentation(segment.SegmentConfig(model="none")) == cpus  # plain tasks, no pool
 
 
-STOPPING_MEANWHILE = """
-import sys, ray
-from pipeline import cluster
-if sys.argv[1] == "caller":
-    ray.init(num_cpus=1, include_dashboard=False)
-cluster.connect_ray(1)
-raylet = ray._private.worker._global_node.all_processes["raylet"][0].process
-with cluster.stopping_meanwhile():
-    print("body", flush=True)
-print("initialized", ray.is_initialized(), "raylet running", raylet.poll() is None)
-"""
-
-
-@pytest.mark.parametrize("starter, stopped", [("build", True), ("caller", False)])
-def test_the_commit_runs_while_ray_stops_only_if_the_build_started_it(starter, stopped):
-    import subprocess
-    import sys
-
-    result = subprocess.run([sys.executable, "-c", STOPPING_MEANWHILE, starter], cwd=REPO, capture_output=True, check=False,
-                            text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[0] == "body"
-    assert lines[1] == f"initialized {not stopped} raylet running {not stopped}"
-
-
 def test_gpu_shortfall_without_any_gpu_and_no_autoscaler():
     reason = cluster.gpu_shortfall(1, [0, 0])
     assert reason and "\n" not in reason
