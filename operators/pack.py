@@ -318,7 +318,10 @@ def apply(ds: ray.data.Dataset, cfg: TokenizeConfig, vocab: VocabInfo) -> ray.da
     hold a CPU for good, and next to the tokenizer's pool it starves the reader on a 2-CPU machine.
     Every packer batch is a block of exactly ``cfg.batch_size`` documents in the docs table's order
     (the last one shorter), whatever blocks the tokenizer made: so the examples depend only on that
-    order, and a refresh or a re-pack packs as a full build does.
+    order, and a refresh or a re-pack packs as a full build does. When the map before it takes
+    batches of a multiple of ``cfg.batch_size`` rows (pass 2 counts the tokenized documents so),
+    Ray fuses this repartition, the packer and the shard writer into that map's tasks: each task
+    packs and writes its own documents (a docs file's), and no task holds more.
     """
     ds = ds.repartition(target_num_rows_per_block=cfg.batch_size, strict=True)
     if cfg.packing == "none":

@@ -365,10 +365,15 @@ def apply(ds: ray.data.Dataset, cfg: TokenizeConfig) -> ray.data.Dataset:
     return ds.map_batches(
         _tokenize_batch,
         fn_kwargs={"cfg": cfg, "definition": definition},
-        batch_size=cfg.batch_size * CALL_GROUPS,
+        batch_size=batch_rows(cfg),
         batch_format="pyarrow",
         udf_modifying_row_count=False,
     )
+
+
+def batch_rows(cfg: TokenizeConfig) -> int:
+    """Documents per tokenizer call: ``CALL_GROUPS`` packing groups."""
+    return cfg.batch_size * CALL_GROUPS
 
 
 @functools.lru_cache(maxsize=2)

@@ -136,10 +136,11 @@ def finish_tally(tally) -> Counter[str]:
     return totals
 
 
-def tallied(ds, counters: Callable[[pa.Table], Counter[str]], tally) -> Any:
-    """``ds`` unchanged, its batches counted into ``tally`` (``start_tally``) as they pass."""
+def tallied(ds, counters: Callable[[pa.Table], Counter[str]], tally, batch_size: int | None = None) -> Any:
+    """``ds`` unchanged, its batches (whole blocks, or ``batch_size`` rows) counted into ``tally``
+    (``start_tally``) as they pass."""
     return ds.map_batches(_tally_block, fn_kwargs={"counters": counters, "tally": tally}, batch_format="pyarrow",
-                          batch_size=None, udf_modifying_row_count=False)
+                          batch_size=batch_size, udf_modifying_row_count=False)
 
 
 def _tally_block(block: pa.Table, counters: Callable[[pa.Table], Counter[str]], tally) -> pa.Table:
