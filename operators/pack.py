@@ -321,7 +321,7 @@ def apply(ds: ray.data.Dataset, cfg: TokenizeConfig, vocab: VocabInfo) -> ray.da
     order, and a refresh or a re-pack packs as a full build does. When the map before it takes
     batches of a multiple of ``cfg.batch_size`` rows (pass 2 counts the tokenized documents so),
     Ray fuses this repartition, the packer and the shard writer into that map's tasks: each task
-    packs and writes its own documents (a docs file's), and no task holds more.
+    packs and writes the documents it maps (2,048 with the default sizes), and no task holds more.
     """
     ds = ds.repartition(target_num_rows_per_block=cfg.batch_size, strict=True)
     if cfg.packing == "none":

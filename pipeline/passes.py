@@ -75,7 +75,7 @@ def write_examples(
     tokenized = tokenize.apply(docs, cfg.tokenize)
     if tally is not None:
         # in the tokenizer's batches, a multiple of the packer's: Ray then fuses the packer's repartition, the
-        # packer and the shard writer into the tokenizing tasks, one a docs file (pack.apply)
+        # packer and the shard writer into the tokenizing tasks (pack.apply)
         tokenized = report.tallied(tokenized, report.doc_counters, tally, tokenize.batch_rows(cfg.tokenize))
     examples = pack.apply(tokenized, cfg.tokenize, vocab)
     schema = pack.shard_schema_for(vocab, cfg.segment.model, cfg.tokenize)
