@@ -358,12 +358,22 @@ def _equal_run(text: str) -> str:
 # ---- plots ------------------------------------------------------------------------------------
 
 
-def _figure(width: float = 6.4, height: float = 3.0):
+def load_plotting() -> None:
+    """Imports matplotlib, about 0.6 s: the driver has it done while Ray starts, so the commit does not wait."""
+    _pyplot()
+
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _figure(width: float = 6.4, height: float = 3.0):
+    plt = _pyplot()
     plt.rcParams.update({"svg.fonttype": "path", "svg.hashsalt": "wwm-corpus-report", "font.size": 9})
     figure, axes = plt.subplots(figsize=(width, height), dpi=100)
     axes.spines[["top", "right"]].set_visible(False)
