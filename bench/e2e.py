@@ -36,10 +36,16 @@ word_start per document (the pipeline's shards unpacked with the naive per-docum
 [SEP] inside a pipeline example must fall on a document boundary, and every document boundary
 not at an example's end must be such a [SEP]).
 
-Prints one JSON line per size and a final JSON object: ``same_output``, ``speedup_vs_naive`` (naive
-seconds / pipeline seconds) per size, both times, peak memory, the Ray Data executions the build ran
-(``ray_data_executions``: the line Ray Data logs for each, counted in the build's log), and the
-load average of the machine before and after each size. Wall times mean little on a machine that other work keeps busy (a load
+First, the floor: both run on the first ``FLOOR_RECORDS`` lines of each input file, a build that does next
+to nothing. Its time is what every build pays whatever its size (for the pipeline: start-up, Ray's daemons
+and worker processes, model loads, the commit and the exit), so the speedup at a size is at most
+``naive_s`` / the pipeline's floor.
+
+Prints one JSON line for the floor and one per size, then a final JSON object: ``same_output``,
+``speedup_vs_naive`` (naive seconds / pipeline seconds) per size, both times, the floor's (``floor_s``)
+and each size's above it, peak memory, the Ray Data executions the build ran (``ray_data_executions``:
+the line Ray Data logs for each, counted in the build's log), and the load average of the machine before
+and after each size. Wall times mean little on a machine that other work keeps busy (a load
 average above the core count): the CPU seconds of each process tree (``cpu_s``, and per kind of
 process for the pipeline, ``cpu_s_by_process``: the profile) do not depend on it.
 """
@@ -67,6 +73,7 @@ MAX_SEQ_LEN = 512
 EXACT_SHARE, NEAR_SHARE = 0.02, 0.10  # of the variants; the rest are mosaics
 LTP_BATCH = 256  # documents per LTP call in the naive script
 RAY_DATA_EXECUTION = "Starting execution of Dataset"  # the line Ray Data logs once per execution (with --verbose)
+FLOOR_RECORDS = 3  # lines of each input file in the floor run: a build that does next to nothing
 TOKENIZER_BATCH = 256  # documents per tokenizer call, and per packing batch (tokenize.batch_size's default)
 
 
@@ -487,18 +494,29 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def run_size(size: int, files: list[Path], model: Path | str, vocab: Path, cpus: int, workdir: Path,
+def floor_inputs(files: list[Path], folder: Path) -> list[Path]:
+    """The first ``FLOOR_RECORDS`` lines of each input file, in files of the same names under ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for path in files:
+        lines = path.read_text(encoding="utf-8").split("\n")[:FLOOR_RECORDS]
+        (folder / path.name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        out.append(folder / path.name)
+    return out
+
+
+def run_size(size: str, files: list[Path], model: Path | str, vocab: Path, cpus: int, workdir: Path,
              settings_set: Sequence[str] = ()) -> dict:
     from operators.tokenize import load_tokenizer
 
-    naive_out, pipeline_out = workdir / f"naive-{size}x", workdir / f"pipeline-{size}x"
+    naive_out, pipeline_out = workdir / f"naive-{size}", workdir / f"pipeline-{size}"
     inputs = [str(p) for p in files]
     load_before = os.getloadavg()[0]
     naive_run = measured(
         [sys.executable, __file__, "naive", "--out", str(naive_out), "--model", str(model), "--vocab", str(vocab), *inputs],
-        workdir / f"naive-{size}x.log", child_env(),
+        workdir / f"naive-{size}.log", child_env(),
     )
-    config = workdir / f"pipeline-{size}x.json"  # JSON is YAML
+    config = workdir / f"pipeline-{size}.json"  # JSON is YAML
     settings = {"inputs": inputs, "output": str(pipeline_out), "tokenize": {"tokenizer": str(vocab), "max_seq_len": MAX_SEQ_LEN}}
     if model == "none":
         settings |= {"normalize": {"opencc": "none"}, "segment": {"model": "none"}}
@@ -508,15 +526,15 @@ def run_size(size: int, files: list[Path], model: Path | str, vocab: Path, cpus:
     pipeline_run = measured(
         [sys.executable, "-m", "pipeline", "build", str(config), "--num-cpus", str(cpus), "--verbose",
          *(arg for setting in settings_set for arg in ("--set", setting))],
-        workdir / f"pipeline-{size}x.log", child_env(),
+        workdir / f"pipeline-{size}.log", child_env(),
     )
     report = json.loads((pipeline_out / "report.json").read_text(encoding="utf-8"))
-    pipeline_log = (workdir / f"pipeline-{size}x.log").read_text(encoding="utf-8", errors="replace")
-    naive_report = json.loads((workdir / f"naive-{size}x.log").read_text(encoding="utf-8").strip().split("\n")[-1])
+    pipeline_log = (workdir / f"pipeline-{size}.log").read_text(encoding="utf-8", errors="replace")
+    naive_report = json.loads((workdir / f"naive-{size}.log").read_text(encoding="utf-8").strip().split("\n")[-1])
     tokenizer = load_tokenizer(str(vocab))
     same = compare(naive_out, pipeline_out, tokenizer.cls_token_id, tokenizer.sep_token_id)
     return {
-        "size": f"{size}x",
+        "size": size,
         "input_mb": round(report["input_bytes"] / 1e6, 2),
         "records": sum(report["sources"].values()),
         "kept_docs": report["corpus"]["docs"],
@@ -562,17 +580,23 @@ def main() -> None:
             inputs, model, vocab = inputs_or_sample([CMRC, C3, DRCD]), legacy_model(workdir), vocab_file()
         emit({"bench": "e2e-english" if args.english else "e2e", "inputs": [p.name for p in inputs], "model": str(model), "vocab": vocab.name,
               "cpus": args.cpus, "cores": os.cpu_count(), "settings": args.set})
+        floor = run_size("floor", floor_inputs(inputs, workdir / "input-floor"), model, vocab, args.cpus, workdir, args.set)
+        emit(floor)
         rows = []
         for size in args.sizes:
             files = inputs if size == 1 else grow(inputs, size, workdir / f"input-{size}x", english=args.english)
-            rows.append(run_size(size, files, model, vocab, args.cpus, workdir, args.set))
+            rows.append(run_size(f"{size}x", files, model, vocab, args.cpus, workdir, args.set))
             emit(rows[-1])
         base = rows[0]
         emit({
-            "same_output": all(row["same_output"] for row in rows),
+            "same_output": floor["same_output"] and all(row["same_output"] for row in rows),
             "speedup_vs_naive": {row["size"]: row["speedup_vs_naive"] for row in rows},
             "naive_s": {row["size"]: row["naive_s"] for row in rows},
             "pipeline_s": {row["size"]: row["pipeline_s"] for row in rows},
+            # the cost of a build that does next to nothing, and what each size costs above it
+            "floor_s": {"naive": floor["naive_s"], "pipeline": floor["pipeline_s"]},
+            "naive_s_above_floor": {row["size"]: round(row["naive_s"] - floor["naive_s"], 2) for row in rows},
+            "pipeline_s_above_floor": {row["size"]: round(row["pipeline_s"] - floor["pipeline_s"], 2) for row in rows},
             # time per input MB relative to the smallest size: 1.0 = linear, above 1 = worse than linear
             "pipeline_s_per_mb_vs_first": {
                 row["size"]: round(row["pipeline_s"] / row["input_mb"] / (base["pipeline_s"] / base["input_mb"]), 3) for row in rows
