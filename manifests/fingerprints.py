@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 EXECUTION_ONLY = {
-    "read": ("batch_size",),
+    "read": ("batch_size", "range_bytes"),
     "normalize": ("batch_size",),
     "dedup": ("batch_size", "partition_rows", "min_partitions", "local_max_docs"),
     "segment": ("num_gpus", "batch_size", "num_actors", "max_actors", "threads_per_actor", "max_batch_tokens"),

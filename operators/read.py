@@ -1,10 +1,14 @@
 """Read: one row per input record, bad records marked ``rejected`` instead of crashing the run.
 
-Files are listed on the driver (a list of paths, not data) and read inside Ray tasks, one
-file per task, streamed in batches so a large file never sits whole in memory. Record
+Files are listed on the driver (a list of paths, not data) and read inside Ray tasks: an
+uncompressed JSONL or text file in line-aligned byte ranges of about ``range_bytes``, a task
+each, each range read whole (a first, cheap task per file finds the ranges and the record number
+each starts at, so that one large file does not leave every other CPU idle); any other file in
+one task, streamed in batches so that it never sits whole in memory. Record
 numbers are 0-based line numbers for JSONL and text (blank lines are not records) and row
 indexes for Parquet. A file-level problem (unreadable, truncated, wrong columns, or bytes of
-another format than the name says) becomes one row with ``record = -1`` so that the fates
+another format than the name says) becomes one row with ``record = -1`` (one per range that
+fails, for a file read in ranges) so that the fates
 table and the report say what was lost and why; records read before it stay.
 
 A record is rejected, with its reason, when its line is not UTF-8 (``invalid_utf8``), not JSON
@@ -35,6 +39,7 @@ from operators.columns import DETAIL, DOC_ID, FATE, RAW, RECORD, REJECTED, SOURC
 FILE_RECORD = -1
 MAX_BATCH_CHARS = 1 << 24  # text per output batch: many large records never make one huge batch
 LINE_CHUNK = 1 << 16  # bytes read at a time from a JSONL or text file
+SCAN_CHUNK = 1 << 22  # bytes read at a time when finding a file's ranges (few requests on object stores)
 TEXT_SUFFIXES = (".txt",)
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 PARQUET_SUFFIXES = (".parquet",)
@@ -77,12 +82,15 @@ class ReadConfig:
     id_field: str = "id"
     txt_mode: str = "line"  # "line": one document per non-blank line; "file": one per file
     batch_size: int = 4096
+    range_bytes: int = 4 << 20  # an uncompressed JSONL or text file is read in ranges of about this size
 
     def __post_init__(self) -> None:
         if self.txt_mode not in ("line", "file"):
             raise ValueError(f"txt_mode must be 'line' or 'file', not {self.txt_mode!r}")
         if self.batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if self.range_bytes < 1:
+            raise ValueError("range_bytes must be at least 1")
 
 
 def doc_id_for(source: str, record: int, content: bytes) -> str:
@@ -188,6 +196,27 @@ class RecordReader:
                 yield from self._lines(path, kind)
         except Exception as error:  # noqa: BLE001 - any unreadable file is reported, never fatal
             yield _row(path, FILE_RECORD, b"", None, None, f"{UNREADABLE_FILE}: {type(error).__name__}: {error}")
+
+    def range_records(self, path: str, start: int, end: int, first_record: int) -> Iterator[dict[str, Any]]:
+        """The records of the lines in bytes ``start:end`` of an uncompressed line file (``ranges``), numbered
+        from ``first_record``; a failure ends with one file-level row for the range."""
+        kind = file_format(path)
+        try:
+            fs, inner = storage.resolve(path)
+            with fs.open_input_file(inner) as file:
+                data = file.read_at(end - start, start)
+            if len(data) != end - start:
+                raise OSError(f"read {len(data)} of {end - start} bytes: the file changed while it was read")
+            lines = data.split(b"\n")
+            if data.endswith(b"\n"):
+                lines.pop()
+            for number, line in enumerate(lines, first_record):
+                content = line.rstrip(b"\r")
+                if content.strip():
+                    yield self._parse(path, number, content, kind)
+        except Exception as error:  # noqa: BLE001 - as in records(): reported, never fatal
+            detail = f"{UNREADABLE_FILE}: bytes {start}-{end}: {type(error).__name__}: {error}"
+            yield _row(path, FILE_RECORD, f"{start}".encode(), None, None, detail)
 
     def _lines(self, path: str, kind: str) -> Iterator[dict[str, Any]]:
         with _open(path) as stream:
@@ -334,6 +363,41 @@ def _split_lines(stream: IO[bytes], head: bytes = b"", chunk_size: int = LINE_CH
         yield last
 
 
+def ranges(path: str, cfg: ReadConfig) -> list[dict[str, Any]]:
+    """How a file is read: line-aligned byte ranges of an uncompressed JSONL or text file (line mode), about
+    ``cfg.range_bytes`` each, with the record number of each range's first line (the newlines before it);
+    for any other file, a small one, or one that cannot be read or is not what its name says, one row for
+    the whole file (``end`` null), which ``RecordReader.records`` reads and reports as before."""
+    whole = [{"path": path, "start": 0, "end": None, "first_record": 0}]
+    kind = file_format(path)
+    if kind == "parquet" or (kind == "txt" and cfg.txt_mode == "file") or path.lower().endswith(COMPRESSION_SUFFIXES):
+        return whole
+    found, start, first_record = [], 0, 0  # ranges so far; the next range's start and first record number
+    position, newlines = 0, 0  # bytes read, and newlines in them
+    target = cfg.range_bytes
+    try:
+        fs, inner = storage.resolve(path)
+        with fs.open_input_stream(inner, compression=None) as stream:
+            while chunk := stream.read(SCAN_CHUNK):
+                if position == 0:
+                    check_content(chunk, kind)
+                at = max(0, target - 1 - position)
+                while (cut := chunk.find(b"\n", at)) >= 0:  # the first line end at or after the target
+                    found.append((start, position + cut + 1, first_record))
+                    start, first_record = position + cut + 1, newlines + chunk.count(b"\n", 0, cut + 1)
+                    target = start + cfg.range_bytes
+                    at = max(cut + 1, target - 1 - position)
+                newlines += chunk.count(b"\n")
+                position += len(chunk)
+    except Exception:  # noqa: BLE001 - the whole-file read reports it, as for any file
+        return whole
+    if position > start:
+        found.append((start, position, first_record))
+    if len(found) < 2:
+        return whole
+    return [{"path": path, "start": a, "end": b, "first_record": n} for a, b, n in found]
+
+
 def _row(path: str, record: int, content: bytes, text: str | None, record_id: str | None, reason: str | None) -> dict[str, Any]:
     return {
         SOURCE: path,
@@ -347,7 +411,7 @@ def _row(path: str, record: int, content: bytes, text: str | None, record_id: st
 
 
 class FileReader:
-    """Ray Data callable: a batch of file paths in, record batches out.
+    """Ray Data callable: a batch of file paths or of ranges (``ranges``) in, record batches out.
 
     A generator, so memory stays bounded: a batch is yielded at ``batch_size`` records or at
     ``MAX_BATCH_CHARS`` characters of text, whichever comes first.
@@ -360,8 +424,12 @@ class FileReader:
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
         rows: list[dict[str, Any]] = []
         chars = 0
-        for path in batch.column("path").to_pylist():
-            for row in self.reader.records(path):
+        for part in batch.to_pylist():
+            path = part["path"]
+            whole = part.get("end") is None  # a whole file: a row of ``ranges``, or just a path
+            for row in self.reader.records(path) if whole else self.reader.range_records(
+                path, part["start"], part["end"], part["first_record"]
+            ):
                 rows.append(row)
                 chars += len(row[RAW] or "")
                 if len(rows) == self.batch_size or chars >= MAX_BATCH_CHARS:
@@ -372,11 +440,23 @@ class FileReader:
 
 
 def apply(files: list[str], cfg: ReadConfig):
-    """One read task per file; files are spread over as many blocks as there are files."""
+    """One read task per range of a file (``ranges``): a task per file finds them, and each range becomes
+    a block of its own (a strict repartition, which Ray does not fuse into the map after it), so the read,
+    normalize and sign maps fused after it run a task per range."""
     import ray.data
 
     paths = ray.data.from_items([{"path": path} for path in files], override_num_blocks=max(1, len(files)))
-    return paths.map_batches(_read_file_batch, fn_kwargs={"cfg": cfg}, batch_size=1, batch_format="pyarrow")
+    parts = paths.map_batches(_ranges_batch, fn_kwargs={"cfg": cfg}, batch_size=1, batch_format="pyarrow")
+    parts = parts.repartition(target_num_rows_per_block=1, strict=True)
+    return parts.map_batches(_read_file_batch, fn_kwargs={"cfg": cfg}, batch_size=1, batch_format="pyarrow")
+
+
+RANGE_SCHEMA = pa.schema([("path", pa.string()), ("start", pa.int64()), ("end", pa.int64()), ("first_record", pa.int64())])
+
+
+def _ranges_batch(batch: pa.Table, cfg: ReadConfig) -> pa.Table:
+    return pa.Table.from_pylist([r for path in batch.column("path").to_pylist() for r in ranges(path, cfg)],
+                                schema=RANGE_SCHEMA)
 
 
 @functools.lru_cache(maxsize=4)

@@ -131,6 +131,12 @@ def test_inputs_are_listed_and_read_from_s3(aws_env):
     rows = list(read.RecordReader(read.ReadConfig()).records(files[0]))
     local = [line for line in (SAMPLE / Path(files[0]).name).read_bytes().splitlines() if line.strip()]
     assert len(rows) == len(local) and all(row["source"] == files[0] for row in rows)
+    ranged = read.ReadConfig(range_bytes=500)  # ranged reads of the object give the same records
+    parts = read.ranges(files[0], ranged)
+    reader = read.RecordReader(ranged)
+    assert len(parts) > 1 and rows == [
+        row for p in parts for row in reader.range_records(files[0], p["start"], p["end"], p["first_record"])
+    ]
     with pytest.raises(read.InputError):
         read.list_inputs([f"s3://{IN_BUCKET}/nothing/*.jsonl"])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import re
 from pathlib import Path
@@ -22,6 +23,7 @@ from operators.read import (
     doc_id_for,
     file_format,
     list_inputs,
+    ranges,
 )
 
 GOOD = {"id": "a", "text": "今天天气很好。"}
@@ -138,3 +140,78 @@ def test_each_file_is_read_normalized_and_signed_in_a_task_of_its_own(ray_local,
                         DedupConfig()).materialize()
     assert signed.count() == 90
     assert re.search(r"_read_file_batch[^:]*: 3 tasks executed", signed.stats())
+
+
+def awkward_lines() -> list[bytes]:
+    """Lines a range boundary must not disturb: a BOM, blank lines, a bad record, CRLF, a line longer than
+    the ranges, and texts of many lengths."""
+    lines = [json.dumps({"text": "今天" * (i % 37), "id": i}, ensure_ascii=False).encode() for i in range(120)]
+    lines[0] = b"\xef\xbb\xbf" + lines[0]
+    lines[5], lines[6], lines[7], lines[8] = b"", b"   ", b"{not json", b"\xff\xfe"
+    lines[9] += b"\r"
+    lines[20] = json.dumps({"text": "长" * 3000}, ensure_ascii=False).encode()
+    return lines
+
+
+def read_by_ranges(path: Path, cfg: ReadConfig) -> list[dict]:
+    reader = RecordReader(cfg)
+    return [row for part in ranges(str(path), cfg) for row in (
+        reader.records(part["path"]) if part["end"] is None
+        else reader.range_records(part["path"], part["start"], part["end"], part["first_record"])
+    )]
+
+
+@pytest.mark.parametrize("tail", [b"\n", b""])
+@pytest.mark.parametrize("range_bytes", [1, 7, 333, 4096, 1 << 20])  # the file is ~12 KB
+def test_a_file_read_in_ranges_gives_the_records_of_the_whole_file(tmp_path, tail, range_bytes):
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(b"\n".join(awkward_lines()) + tail)
+    cfg = ReadConfig(range_bytes=range_bytes)
+    parts = ranges(str(path), cfg)
+    assert read_by_ranges(path, cfg) == records(path)
+    if range_bytes < path.stat().st_size:  # the ranges tile the file, each starting at a line's first byte
+        assert len(parts) > 1 and parts[0]["start"] == 0 and parts[-1]["end"] == path.stat().st_size
+        assert all(a["end"] == b["start"] for a, b in itertools.pairwise(parts))
+        data = path.read_bytes()
+        assert all(data[part["start"] - 1 : part["start"]] == b"\n" for part in parts[1:])
+        assert all(data[: part["start"]].count(b"\n") == part["first_record"] for part in parts)
+    else:
+        assert parts == [{"path": str(path), "start": 0, "end": None, "first_record": 0}]
+
+
+def test_files_that_are_not_plain_lines_are_read_whole(tmp_path):
+    lines = awkward_lines()
+    gz = tmp_path / "a.jsonl.gz"
+    gz.write_bytes(gzip.compress(b"\n".join(lines)))
+    disguised = tmp_path / "b.jsonl"  # gzip bytes under a .jsonl name: reported whole, as before
+    disguised.write_bytes(gz.read_bytes())
+    text = write_lines(tmp_path / "c.txt", [b"one", b"two"] * 50)
+    cfg = ReadConfig(range_bytes=16)
+    for path, config in ((gz, cfg), (disguised, cfg), (text, ReadConfig(txt_mode="file", range_bytes=16))):
+        assert [p["end"] for p in ranges(str(path), config)] == [None]
+        assert read_by_ranges(path, config) == list(RecordReader(config).records(str(path)))
+    assert [r[RECORD] for r in read_by_ranges(disguised, cfg)] == [FILE_RECORD]
+    assert len(ranges(str(text), ReadConfig(range_bytes=16))) > 1  # a text file of lines is split
+
+
+def test_a_range_that_cannot_be_read_is_reported_for_its_bytes(tmp_path):
+    path = write_lines(tmp_path / "a.jsonl", awkward_lines())
+    parts = ranges(str(path), ReadConfig(range_bytes=500))
+    path.write_bytes(path.read_bytes()[: parts[1]["start"]])  # cut after the first range
+    reader = RecordReader(ReadConfig())
+    rows = [r for p in parts[1:3] for r in reader.range_records(str(path), p["start"], p["end"], p["first_record"])]
+    assert [r[RECORD] for r in rows] == [FILE_RECORD, FILE_RECORD]
+    assert all(f"bytes {p['start']}-{p['end']}" in r[DETAIL] for r, p in zip(rows, parts[1:3]))
+    assert len({r[DOC_ID] for r in rows}) == 2
+
+
+def test_ranges_are_read_in_tasks_of_their_own_in_input_order(ray_local, tmp_path):
+    files = [write_lines(tmp_path / f"part{i}.jsonl", awkward_lines()) for i in range(2)]
+    paths = [str(f) for f in files]
+    by_ranges = read.apply(paths, ReadConfig(range_bytes=2000)).materialize()
+    whole = read.apply(paths, ReadConfig()).take_all()
+    assert by_ranges.take_all() == whole == [r for path in paths for r in RecordReader(ReadConfig()).records(path)]
+    tasks = sum(len(ranges(path, ReadConfig(range_bytes=2000))) for path in paths)
+    assert tasks > 2 and re.search(rf"_read_file_batch[^:]*: {tasks} tasks executed", by_ranges.stats())
+    with pytest.raises(ValueError, match="range_bytes"):
+        ReadConfig(range_bytes=0)
