@@ -25,7 +25,7 @@ import codecs
 import functools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -190,7 +190,7 @@ class RecordReader:
         try:
             if kind == "parquet":
                 yield from self._parquet(path)
-            elif kind == "txt" and self.cfg.txt_mode == "file":
+            elif not _by_lines(kind, self.cfg):
                 yield from self._whole_file(path)
             else:
                 yield from self._lines(path, kind)
@@ -210,10 +210,7 @@ class RecordReader:
             lines = data.split(b"\n")
             if data.endswith(b"\n"):
                 lines.pop()
-            for number, line in enumerate(lines, first_record):
-                content = line.rstrip(b"\r")
-                if content.strip():
-                    yield self._parse(path, number, content, kind)
+            yield from self._line_records(path, lines, first_record, kind)
         except Exception as error:  # noqa: BLE001 - as in records(): reported, never fatal
             detail = f"{UNREADABLE_FILE}: bytes {start}-{end}: {type(error).__name__}: {error}"
             yield _row(path, FILE_RECORD, f"{start}".encode(), None, None, detail)
@@ -222,10 +219,13 @@ class RecordReader:
         with _open(path) as stream:
             head = stream.read(LINE_CHUNK)
             check_content(head, kind)
-            for number, line in enumerate(_split_lines(stream, head)):
-                content = line.rstrip(b"\r")
-                if not content.strip():
-                    continue
+            yield from self._line_records(path, _split_lines(stream, head), 0, kind)
+
+    def _line_records(self, path: str, lines: Iterable[bytes], first_record: int, kind: str) -> Iterator[dict[str, Any]]:
+        """A record per non-blank line, numbered from ``first_record`` (blank lines keep their numbers)."""
+        for number, line in enumerate(lines, first_record):
+            content = line.rstrip(b"\r")
+            if content.strip():
                 yield self._parse(path, number, content, kind)
 
     def _parse(self, path: str, number: int, content: bytes, kind: str) -> dict[str, Any]:
@@ -282,6 +282,11 @@ class RecordReader:
                 content = json.dumps(obj, ensure_ascii=False, sort_keys=True, default=str).encode()
                 yield self._from_object(path, number, content, obj)
                 number += 1
+
+
+def _by_lines(kind: str, cfg: ReadConfig) -> bool:
+    """JSONL, and text in line mode, hold a record per line; Parquet and text in file mode do not."""
+    return kind == "jsonl" or (kind == "txt" and cfg.txt_mode == "line")
 
 
 def check_content(head: bytes, kind: str) -> None:
@@ -370,7 +375,7 @@ def ranges(path: str, cfg: ReadConfig) -> list[dict[str, Any]]:
     the whole file (``end`` null), which ``RecordReader.records`` reads and reports as before."""
     whole = [{"path": path, "start": 0, "end": None, "first_record": 0}]
     kind = file_format(path)
-    if kind == "parquet" or (kind == "txt" and cfg.txt_mode == "file") or path.lower().endswith(COMPRESSION_SUFFIXES):
+    if not _by_lines(kind, cfg) or path.lower().endswith(COMPRESSION_SUFFIXES):
         return whole
     found, start, first_record = [], 0, 0  # ranges so far; the next range's start and first record number
     position, newlines = 0, 0  # bytes read, and newlines in them
