@@ -468,16 +468,17 @@ def measured(command: list[str], log: Path, env: dict[str, str]) -> dict:
         title = "driver" if pid == child.pid else watcher.peaks.get(pid, (0, ""))[1] or watcher.seen.get(pid, "")
         role = title.removeprefix("ray::").split(" ")[0].split("/")[-1][:60] or "?"
         cpu_by_role[role] = cpu_by_role.get(role, 0.0) + cpu
-    # the largest workers by peak memory, with their title at the peak and their private memory's peak (what
-    # is not pages of Ray's object store they mapped)
-    largest = sorted(((peak, name, watcher.private_peaks.get(pid, (0, ""))[0]) for pid, (peak, name)
-                      in watcher.peaks.items() if name.startswith("ray::")), reverse=True)[:3]
+    # the largest workers by their own (private) memory's peak, with their title then: what held it (a pooled
+    # worker's peak resident memory comes later, from object-store pages its later tasks mapped, and its title
+    # then named those tasks); and their peak resident memory
+    largest = sorted(((private, name, watcher.peaks.get(pid, (0, ""))[0]) for pid, (private, name)
+                      in watcher.private_peaks.items() if name.startswith("ray::")), reverse=True)[:3]
     return {
         "seconds": round(seconds, 2),
         "peak_driver_mb": watcher.peaks.get(child.pid, (0, ""))[0],
         "peak_worker_mb": max(workers, default=0),
-        "largest_workers": [{"title": name[:80], "peak_mb": peak, "private_peak_mb": private}
-                            for peak, name, private in largest],
+        "largest_workers": [{"title": name[:80], "private_peak_mb": private, "peak_mb": peak}
+                            for private, name, peak in largest],
         "peak_worker_private_mb": max((private for pid, (private, name) in watcher.private_peaks.items()
                                        if name.startswith("ray::")), default=0),
         "ray_workers": len(workers),
