@@ -7,9 +7,10 @@ each starts at, so that one large file does not leave every other CPU idle); any
 one task, streamed in batches so that it never sits whole in memory. Record
 numbers are 0-based line numbers for JSONL and text (blank lines are not records) and row
 indexes for Parquet. A file-level problem (unreadable, truncated, wrong columns, or bytes of
-another format than the name says) becomes one row with ``record = -1`` (one per range that
-fails, for a file read in ranges) so that the fates
-table and the report say what was lost and why; records read before it stay.
+another format than the name says) becomes one row with ``record = -1`` so that the fates
+table and the report say what was lost and why; records read before it stay. (A file read in ranges
+gets such a row for each range that fails while the file is still as long as it was when its ranges
+were found: an I/O error in the middle of a file.)
 
 A record is rejected, with its reason, when its line is not UTF-8 (``invalid_utf8``), not JSON
 (``malformed_json``), not a JSON object (``not_an_object``), lacks the text field
@@ -199,7 +200,11 @@ class RecordReader:
 
     def range_records(self, path: str, start: int, end: int, first_record: int) -> Iterator[dict[str, Any]]:
         """The records of the lines in bytes ``start:end`` of an uncompressed line file (``ranges``), numbered
-        from ``first_record``; a failure ends with one file-level row for the range."""
+        from ``first_record``; a failure ends with one file-level row for the range.
+
+        A file that became shorter after ``ranges`` (or went away) broke off: the range that holds its new
+        end reports it and the ranges past that end give no row, so the file has, like a file that breaks off
+        in a whole-file read, its records before the break and one file-level row."""
         kind = file_format(path)
         try:
             fs, inner = storage.resolve(path)
@@ -212,6 +217,8 @@ class RecordReader:
                 lines.pop()
             yield from self._line_records(path, lines, first_record, kind)
         except Exception as error:  # noqa: BLE001 - as in records(): reported, never fatal
+            if _ends_before(path, start):
+                return
             detail = f"{UNREADABLE_FILE}: bytes {start}-{end}: {type(error).__name__}: {error}"
             yield _row(path, FILE_RECORD, f"{start}".encode(), None, None, detail)
 
@@ -282,6 +289,17 @@ class RecordReader:
                 content = json.dumps(obj, ensure_ascii=False, sort_keys=True, default=str).encode()
                 yield self._from_object(path, number, content, obj)
                 number += 1
+
+
+def _ends_before(path: str, position: int) -> bool:
+    """Whether the file now ends before byte ``position`` (a file that is gone ends at 0)."""
+    try:
+        fs, inner = storage.resolve(path)
+        info = fs.get_file_info(inner)
+    except Exception:  # noqa: BLE001 - cannot tell: the range reports its own failure
+        return False
+    size = info.size if info.type == pafs.FileType.File else 0
+    return size is not None and size < position
 
 
 def _by_lines(kind: str, cfg: ReadConfig) -> bool:

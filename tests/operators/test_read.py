@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 import zstandard
@@ -194,14 +195,43 @@ def test_files_that_are_not_plain_lines_are_read_whole(tmp_path):
     assert len(ranges(str(text), ReadConfig(range_bytes=16))) > 1  # a text file of lines is split
 
 
-def test_a_range_that_cannot_be_read_is_reported_for_its_bytes(tmp_path):
+def read_parts(path: Path, parts: list[dict]) -> list[dict]:
+    reader = RecordReader(ReadConfig())
+    return [r for p in parts for r in reader.range_records(str(path), p["start"], p["end"], p["first_record"])]
+
+
+@pytest.mark.parametrize("cut", ["at_a_range_start", "inside_a_range", "whole_file"])
+def test_a_file_that_became_shorter_breaks_off_once(tmp_path, cut):
+    """Cut (or removed) after its ranges were found: the records before the range that holds the new end,
+    one file-level row naming that range's bytes, and nothing for the ranges past it."""
     path = write_lines(tmp_path / "a.jsonl", awkward_lines())
     parts = ranges(str(path), ReadConfig(range_bytes=500))
-    path.write_bytes(path.read_bytes()[: parts[1]["start"]])  # cut after the first range
-    reader = RecordReader(ReadConfig())
-    rows = [r for p in parts[1:3] for r in reader.range_records(str(path), p["start"], p["end"], p["first_record"])]
+    assert len(parts) > 4
+    broken = 0 if cut == "whole_file" else 2
+    before = read_parts(path, parts[:broken])
+    if cut == "whole_file":
+        path.unlink()
+    else:
+        end = parts[broken]["start"] + (0 if cut == "at_a_range_start" else 7)
+        path.write_bytes(path.read_bytes()[:end])
+    rows = read_parts(path, parts)
+    assert rows[:-1] == before and [r[RECORD] for r in rows[-1:]] == [FILE_RECORD]
+    assert f"bytes {parts[broken]['start']}-{parts[broken]['end']}" in rows[-1][DETAIL]
+
+
+def test_ranges_that_fail_in_a_whole_file_each_report_their_bytes(tmp_path, monkeypatch):
+    """An I/O error while the file is still whole: each range reports its own bytes, under ids of their own."""
+    path = write_lines(tmp_path / "a.jsonl", awkward_lines())
+    parts = ranges(str(path), ReadConfig(range_bytes=500))[1:3]
+
+    class Failing(pafs.LocalFileSystem):
+        def open_input_file(self, path):
+            raise OSError("device error")
+
+    monkeypatch.setattr(read.storage, "resolve", lambda uri: (Failing(), uri))
+    rows = read_parts(path, parts)
     assert [r[RECORD] for r in rows] == [FILE_RECORD, FILE_RECORD]
-    assert all(f"bytes {p['start']}-{p['end']}" in r[DETAIL] for r, p in zip(rows, parts[1:3]))
+    assert all(f"bytes {p['start']}-{p['end']}: OSError: device error" in r[DETAIL] for r, p in zip(rows, parts))
     assert len({r[DOC_ID] for r in rows}) == 2
 
 
