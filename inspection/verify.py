@@ -118,7 +118,7 @@ def verify(output: str, max_ids: int = MAX_IDS, version: int | None = None) -> l
 
     fates = _scan_fates(output, listed["fates"], problems)
     docs = _scan_docs(output, listed["docs"], problems)
-    shards = _scan_shards(output, listed["shards"], manifest, entries, problems)
+    shards = _scan_shards(output, listed["shards"], manifest, problems)
     _compare_ids(output, listed["fates"], listed["docs"], fates["kept"], docs["docs"], max_ids, problems)
     _compare_counts(manifest, report, fates, docs, shards, problems)
     return problems.finish()
@@ -321,7 +321,7 @@ def _scan_docs(output: str, relatives: list[str], problems: Problems) -> dict[st
     return dict(totals)
 
 
-def _scan_shards(output: str, relatives: list[str], manifest: dict, entries: dict, problems: Problems) -> dict[str, int]:
+def _scan_shards(output: str, relatives: list[str], manifest: dict, problems: Problems) -> dict[str, int]:
     """One pass: schema and metadata, equal lengths within max_seq_len, and totals."""
     tokenizer = manifest.get("tokenizer") or {}
     ids_type = pa.list_(pa.uint16() if tokenizer.get("vocab_size", 0) <= 1 << 16 else pa.uint32())

@@ -52,10 +52,6 @@ class Diff:
     hashed: int = 0  # files whose bytes were hashed in this build (the others took the fast path)
 
     @property
-    def retracted(self) -> list[str]:
-        return sorted(self.changed + self.removed)
-
-    @property
     def to_read(self) -> list[str]:
         return sorted(self.new + self.changed)
 

@@ -240,17 +240,6 @@ def resolve(output: str, version: int | None = None) -> tuple[str, dict[str, Any
     return folder, manifest
 
 
-def locate(output: str, version: int, relative: str) -> str:
-    """Where a file of ``version`` is now: at the top level while that version is current (file
-    names carry their version), else in its archive; for a reader that began on the current
-    version and finds it archived meanwhile."""
-    top = storage.join(output, relative)
-    filesystem, inner = storage.resolve(top)
-    if _exists(filesystem, inner):
-        return top
-    return storage.join(output, version_dir(version), relative)
-
-
 def gc(output: str, keep: int) -> list[int]:
     """Delete archived versions beyond the newest ``keep``; the current version is never touched.
     Returns the versions deleted."""

@@ -1,9 +1,9 @@
 """Build report: counts and histograms aggregated where the data lives, plus the time each stage took.
 
-Counters travel, data stays: each batch of a table becomes a few (key, count) rows (a histogram
-is a fixed set of bins, so per-batch counts add up; so do counts per fate label or per source),
-which the driver adds up as they stream in; each table is read once for all its counters
-(``summarize``). Duplicate-cluster sizes come from the dedup audit's kept rows, so the driver
+Counters travel, data stays: each block of a table is counted as it streams to its writer (a
+histogram is a fixed set of bins, so per-block counts add up; so do counts per fate label or per
+source), and the counts go to one small actor (``Tally``) that adds them up; no table is read again
+for the report (``tallied``, ``summarize``). Duplicate-cluster sizes come from the dedup audit's kept rows, so the driver
 only ever holds one counter per distinct size. The only texts the driver sees are the handful
 of duplicate pairs shown in ``report.html``.
 
@@ -53,9 +53,6 @@ REPORT_HTML = "report.html"
 DUPLICATE_PAIRS = 4  # near-duplicate pairs shown side by side in report.html
 # characters of each pair's texts kept in report.json (difflib in report.html is quadratic in the worst case)
 PAIR_TEXT_CHARS = 6000
-# Rows per counting task: a task per block would be ~500 tasks for the tokenizer's 256-row blocks of a
-# 120,000-document corpus (9 s of a 2-CPU build); a batch of documents' text and tokens is tens of MB.
-COUNTER_BATCH_ROWS = 8192
 KEY_SEP = "\x00"  # between a counter key's parts: no source (order keys refuse NUL) or label holds one
 KEY_PARTS = {"fate": 1, "unreadable": 2, "pick": 5, "source": 1, "size": 1}  # parts after each kind's prefix
 
@@ -83,26 +80,6 @@ class StageTimer:
 def reason_of(detail: str | None) -> str:
     """The reason label of a filtered/rejected row: its detail up to the first colon."""
     return (detail or "unknown").split(":", 1)[0]
-
-
-def _counts_rows(batch: pa.Table, counters: Callable[[pa.Table], Counter[str]]) -> pa.Table:
-    counts = counters(batch)
-    return pa.table({"key": pa.array(list(counts), pa.string()), "n": pa.array(list(counts.values()), pa.int64())})
-
-
-def sum_counts(ds, counters: Callable[[pa.Table], Counter[str]]) -> Counter[str]:
-    """Every batch becomes a few (key, n) rows; the driver adds them up as they stream in.
-
-    Ray Data's ``aggregate`` would shuffle those rows through aggregator actors: a second or more
-    per call for a few hundred numbers. One pass gives every counter a table feeds (counters of
-    several kinds share it, told apart by the key's prefix), so each table is read once."""
-    rows = ds.map_batches(_counts_rows, fn_kwargs={"counters": counters}, batch_format="pyarrow",
-                          batch_size=COUNTER_BATCH_ROWS)
-    totals: Counter[str] = Counter()
-    for batch in rows.iter_batches(batch_size=None, batch_format="pyarrow"):
-        for key, n in zip(batch.column("key").to_pylist(), batch.column("n").to_pylist()):
-            totals[key] += n  # a block holds the rows of several batches: keys repeat
-    return totals
 
 
 class Tally:

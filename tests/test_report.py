@@ -1,4 +1,4 @@
-"""The report's counting: per-batch (key, count) rows summed on the driver (``report.sum_counts``)."""
+"""The report's counting: each block's counters go to one ``report.Tally`` as the block passes (``report.tallied``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections import Counter
 import pyarrow as pa
 import ray.data
 
+from operators.columns import DOC_ID
 from pipeline import report
 
 
@@ -16,7 +17,13 @@ def parity_counts(batch: pa.Table) -> Counter[str]:
 
 
 def test_counts_add_up_over_many_blocks_and_batches(ray_local):
-    """Small blocks are bundled into one counting task, whose output block then holds the rows of
-    several batches with the same keys: each must count."""
-    ds = ray.data.range(10_000, override_num_blocks=40)
-    assert report.sum_counts(ds, parity_counts) == Counter({"even": 5_000, "odd": 5_000, "rows": 10_000})
+    """Every block counts once, whether counted whole or in batches that cut across blocks, and the rows
+    pass unchanged."""
+    blocks = [pa.table({DOC_ID: [f"d{i:05d}" for i in range(start, start + 250)], "id": list(range(start, start + 250))})
+              for start in range(0, 10_000, 250)]
+    want = Counter({"even": 5_000, "odd": 5_000, "rows": 10_000})
+    for batch_size in (None, 1024):
+        tally = report.start_tally()
+        rows = report.tallied(ray.data.from_arrow(blocks), parity_counts, tally, batch_size).take_all()
+        assert report.finish_tally(tally) == want
+        assert [row["id"] for row in rows] == list(range(10_000))

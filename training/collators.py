@@ -4,11 +4,11 @@ Each collator takes a list of examples (dicts with ``input_ids`` and ``word_star
 ``training.loader`` yields them) and returns a padded batch of torch tensors: ``input_ids``,
 ``attention_mask`` (1 = real token) and ``labels`` (-100 where nothing is predicted). The
 per-example work is a pure function of the example and a ``numpy.random.Generator``
-(``WholeWordMasker.mask`` and friends), which the tests call directly.
+(each collator's ``example``), which the tests call directly.
 
 Words. A word is a ``word_start`` token and the tokens after it up to the next start: one LTP
-word, never split, and the WordPiece pieces of one word stay together (see the output contract
-in DESIGN.md). Special tokens ([CLS], [SEP], [PAD], [MASK], [UNK] when listed) are never
+word, never split, and the WordPiece pieces of one word stay together (the shards' ``word_start``,
+see the README's "Output"). Special tokens ([CLS], [SEP], [PAD], [MASK], [UNK] when listed) are never
 chosen; a word also ends at a special token, and a continuation at the very start of an example
 (a word cut by packing) counts as a word of its own.
 
@@ -105,7 +105,7 @@ def choose_words(lengths: np.ndarray, target: int, rng: np.random.Generator) -> 
 
 
 def choose_ngrams(
-    firsts: np.ndarray, lengths: np.ndarray, segments: np.ndarray, target: int, rng: np.random.Generator,
+    lengths: np.ndarray, segments: np.ndarray, target: int, rng: np.random.Generator,
     probabilities: Sequence[float] = NGRAM_PROBABILITIES,
 ) -> list[np.ndarray]:
     """Spans of 1..len(probabilities) consecutive words (n drawn with ``probabilities``), in
@@ -269,7 +269,7 @@ class MacBertCollator(_Collator):
         firsts, lengths = words_of(input_ids, word_start, self._special)
         segments = _segments(input_ids, firsts, self._special)
         target = budget(int(lengths.sum()), self.probability, rng)
-        spans = choose_ngrams(firsts, lengths, segments, target, rng, self.ngram_probabilities)
+        spans = choose_ngrams(lengths, segments, target, rng, self.ngram_probabilities)
         out = input_ids.copy()
         labels = np.full(len(input_ids), IGNORE, dtype=np.int64)
         for word in (int(w) for span in spans for w in span):
@@ -323,7 +323,7 @@ class PermutationCollator(_Collator):
         firsts, lengths = words_of(input_ids, word_start, self._special)
         segments = _segments(input_ids, firsts, self._special)
         target = budget(int(lengths.sum()), self.probability, rng)
-        spans = choose_ngrams(firsts, lengths, segments, target, rng, self.ngram_probabilities)
+        spans = choose_ngrams(lengths, segments, target, rng, self.ngram_probabilities)
         words = [int(w) for span in spans for w in span]
         labels = np.full(len(input_ids), IGNORE, dtype=np.int64)
         shuffled = [w for w in words if rng.random() < self.shuffle_ratio]

@@ -17,7 +17,7 @@ version are read (files of an unfinished build are ignored, with a warning), and
 size and row count are checked against it. ``version=K`` pins a version: the current one, or an
 archived one under ``versions/v<K>/`` (``manifests.snapshot.resolve``). A reader that pinned the
 current version keeps reading it after a newer build archives it: a shard missing from the top
-level is looked up in that version's archive (``manifests.snapshot.locate``). Shards made with another vocabulary, truncated
+level is looked up in that version's archive (``Shard.where``). Shards made with another vocabulary, truncated
 shards and empty folders are ``ShardError``s that name the file or folder.
 
 Each example is a dict of numpy arrays: ``input_ids`` (the shard's uint16/uint32), ``word_start``
