@@ -84,8 +84,22 @@ def shard_schema_for(vocab: VocabInfo, segment_model: str, cfg: TokenizeConfig) 
     return schema.with_metadata({**schema.metadata, b"special_ids": json.dumps(dict(vocab.special_ids)).encode()})
 
 
+class _ExampleTable:
+    """Turns a list of examples into the typed example table of one packing mode."""
+
+    def _table(self, examples: list[Example], packing: str = "full", refs: list[list[int]] | None = None) -> pa.Table:
+        schema = example_schema(self.id_type, packing)
+        arrays = [
+            pa.array([e_ids for e_ids, _ in examples], type=schema.field(INPUT_IDS).type),
+            pa.array([e_starts for _, e_starts in examples], type=schema.field(WORD_START).type),
+        ]
+        if refs is not None:
+            arrays.append(pa.array(refs, type=schema.field(CHINESE_REF).type))
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+
 @dataclass(frozen=True)
-class FullPacker:
+class FullPacker(_ExampleTable):
     """Core. A few numbers and no state between batches, so Ray ships it to plain tasks."""
 
     max_seq_len: int
@@ -135,15 +149,7 @@ class FullPacker:
         """Per-document token rows in, example rows out (a different count): input_ids and word_start only."""
         ids = batch.column(INPUT_IDS).combine_chunks()
         starts = batch.column(WORD_START).combine_chunks()
-        examples = self.pack(zip(_lists(ids), _lists(starts)))
-        schema = example_schema(self.id_type)
-        return pa.Table.from_arrays(
-            [
-                pa.array([e_ids for e_ids, _ in examples], type=schema.field(INPUT_IDS).type),
-                pa.array([e_starts for _, e_starts in examples], type=schema.field(WORD_START).type),
-            ],
-            schema=schema,
-        )
+        return self._table(self.pack(zip(_lists(ids), _lists(starts))))
 
 
 def _fit(starts: np.ndarray, pos: int, room: int, inside_word: bool) -> int:
@@ -165,20 +171,6 @@ def _lists(column: pa.ListArray) -> list[np.ndarray]:
     values = column.values.to_numpy(zero_copy_only=False)
     offsets = column.offsets.to_numpy()
     return [values[a:b] for a, b in pairwise(offsets)]
-
-
-class _ExampleTable:
-    """Turns a list of examples into the typed example table of one packing mode."""
-
-    def _table(self, examples: list[Example], packing: str = "full", refs: list[list[int]] | None = None) -> pa.Table:
-        schema = example_schema(self.id_type, packing)
-        arrays = [
-            pa.array([e_ids for e_ids, _ in examples], type=schema.field(INPUT_IDS).type),
-            pa.array([e_starts for _, e_starts in examples], type=schema.field(WORD_START).type),
-        ]
-        if refs is not None:
-            arrays.append(pa.array(refs, type=schema.field(CHINESE_REF).type))
-        return pa.Table.from_arrays(arrays, schema=schema)
 
 
 @dataclass(frozen=True)
@@ -315,7 +307,7 @@ def apply(ds: ray.data.Dataset, cfg: TokenizeConfig, vocab: VocabInfo) -> ray.da
 
     ``none`` needs the vocab's token strings for ``chinese_ref``: they are read here, once, and
     travel with the packer (a few hundred kB), so packing stays a plain task. An actor pool would
-    hold a CPU for good, and next to the tokenizer's pool it starves the reader on a 2-CPU machine.
+    hold a CPU for good, and on a 2-CPU machine it starves the plain tasks beside the segmentation pool.
     Every packer batch is a block of exactly ``cfg.batch_size`` documents in the docs table's order
     (the last one shorter), whatever blocks the tokenizer made: so the examples depend only on that
     order, and a refresh or a re-pack packs as a full build does. When the map before it takes

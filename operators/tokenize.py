@@ -39,8 +39,8 @@ CLOSERS = frozenset("”’」』）)》〉】\"'")  # closing quotes/brackets s
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 BERT_SPECIALS = ("[UNK]", "[CLS]", "[SEP]")
 HF_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "config.json")
-# Packing groups (``batch_size`` documents) per tokenizer batch: one actor task per group left the
-# actor idle between tasks (465 tasks at bench/e2e.py's 16x input).
+# Packing groups (``batch_size`` documents) per tokenizer batch: one task per group spent much of its time
+# between tasks (465 tasks at bench/e2e.py's 16x input, when the tokenizer was an actor pool).
 CALL_GROUPS = 8
 PIECE_CHARS = 1 << 16  # characters per tokenizer call; longer texts are cut (see ``safe_cuts``)
 _SAFE_CUT = re.compile(r"[ \n\u4e00-\u9fff]")  # BERT always starts a new word at these
@@ -223,7 +223,7 @@ class Tokens(NamedTuple):
 
 
 class WholeWordTokenizer:
-    """Core. Loads the tokenizer once (once per Ray actor) and encodes a whole batch in one call."""
+    """Core. Loads the tokenizer once (once per worker process: ``_tokenizer_for``) and encodes a whole batch in one call."""
 
     def __init__(self, cfg: TokenizeConfig, backend: Tokenizer | None = None):
         """``backend``: the fast tokenizer's own (``tokenizers``) object, when the caller has it; else it is

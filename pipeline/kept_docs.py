@@ -58,7 +58,8 @@ def with_fates(records, fates, fates_in_order: bool, cfg: BuildConfig):
 
     Ray 2.60 deprecates ``zip`` (removal planned for 2.64) because rows keep their order only with
     ``preserve_order``, which every build sets; ``paired`` checks that each pair is one record.
-    The project pins Ray 2.60; on a Ray without ``zip``, ``texts`` and the join serve every build."""
+    The project pins Ray 2.60; a Ray without ``zip`` would need the join of ``texts`` here (it serves the
+    refreshes that are not appends today)."""
     if not fates_in_order:
         fates = write.in_input_order(fates, cfg.write)
     zipped = _zipped(records.select_columns(KEPT_TEXTS.names), fates.select_columns([DOC_ID, FATE, DETAIL]))

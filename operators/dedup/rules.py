@@ -64,8 +64,6 @@ class DedupConfig:
             raise ValueError("min_partitions and local_max_docs must not be negative")
 
 
-
-
 def order_keys(source: pa.Array, record: pa.Array, doc_id: pa.Array) -> pa.Array:
     """``source NUL record NUL doc_id``, record zero-padded: string order is (source, record) order.
 
@@ -396,6 +394,3 @@ def ranked(batch: pa.Table) -> pa.Table:
     if SKETCH in batch.column_names:
         columns[SKETCH] = batch[SKETCH]
     return with_fate_columns(pa.table(columns), batch)
-
-
-# --- the Ray wrapper ---------------------------------------------------------------------------
