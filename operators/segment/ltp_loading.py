@@ -7,10 +7,12 @@ actors then load it. The legacy (Rust perceptron) model loads without torch and 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 from urllib.parse import urlsplit
@@ -157,19 +159,10 @@ def _check_ltp_config(config_file: Path, model: str, local_dir: Path | None = No
 
 
 def _hub_fetch(model: str, filename: str) -> str:
-    """One file of a hub model: from the local cache if there, else downloaded (after a quick reachability probe)."""
+    """One file of a hub model (``_from_hub``)."""
     from huggingface_hub import hf_hub_download
 
-    repo_id, _, revision = model.partition("@")
-    try:
-        return hf_hub_download(repo_id, filename, revision=revision or None, local_files_only=True)
-    except Exception:  # not cached: go to the network
-        pass
-    _probe_hub(model)
-    try:
-        return hf_hub_download(repo_id, filename, revision=revision or None)
-    except Exception as error:  # offline, 404, auth, timeouts: all mean "not usable from here".
-        raise _hub_error(model, type(error).__name__) from None
+    return _from_hub(model, functools.partial(hf_hub_download, filename=filename))
 
 
 def _local_dir(model: str) -> Path:
@@ -179,18 +172,24 @@ def _local_dir(model: str) -> Path:
 
 
 def _hub_snapshot(model: str) -> str:
-    """Download a hub model to the local cache; ltp 4.2.14's own hub code breaks on huggingface_hub 1+."""
+    """A hub model's directory (``_from_hub``); ltp 4.2.14's own hub code breaks on huggingface_hub 1+."""
     from huggingface_hub import snapshot_download
 
+    return _from_hub(model, snapshot_download)
+
+
+def _from_hub(model: str, download: Callable[..., str]) -> str:
+    """``download(repo_id, revision=...)`` of ``model`` (``repo@revision``): from the local cache if there,
+    else downloaded after a quick reachability probe (``_probe_hub``)."""
     repo_id, _, revision = model.partition("@")
     try:
-        return snapshot_download(repo_id, revision=revision or None, local_files_only=True)
-    except Exception:
+        return download(repo_id, revision=revision or None, local_files_only=True)
+    except Exception:  # noqa: BLE001 - not cached: go to the network
         pass
     _probe_hub(model)
     try:
-        return snapshot_download(repo_id, revision=revision or None)
-    except Exception as error:
+        return download(repo_id, revision=revision or None)
+    except Exception as error:  # noqa: BLE001 - offline, 404, auth, timeouts: all mean "not usable from here"
         raise _hub_error(model, type(error).__name__) from None
 
 
