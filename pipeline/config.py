@@ -65,11 +65,12 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of keys")
     for override in overrides:
-        _set_dotted(data, override)
+        set_dotted(data, override)
     return build(BuildConfig, data, prefix="")
 
 
-def _set_dotted(data: dict[str, Any], override: str) -> None:
+def set_dotted(data: dict[str, Any], override: str) -> None:
+    """Apply one ``--set dotted.key=value`` to the config mapping (the value parsed as YAML; empty is null)."""
     key, sep, value = override.partition("=")
     if not sep or not key:
         raise ConfigError(f"--set takes dotted.key=value, got {override!r}")

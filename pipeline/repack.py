@@ -22,13 +22,11 @@ import logging
 import time
 from typing import Any
 
-import yaml
-
 from manifests import fingerprints, snapshot
 from operators import tokenize, write
 from operators.columns import docs_schema
-from pipeline import cluster, commit, report
-from pipeline.config import BuildConfig, ConfigError, build
+from pipeline import cluster, commit, refresh, report
+from pipeline.config import BuildConfig, ConfigError, build, set_dotted
 from pipeline.passes import write_examples
 
 log = logging.getLogger("pipeline")
@@ -47,14 +45,13 @@ def pack_config(manifest: dict[str, Any], overrides: list[str] | tuple[str, ...]
     if not isinstance(data, dict):
         raise RepackError("manifest.json has no config to re-pack with")
     for override in overrides:
-        key, sep, value = override.partition("=")
+        key, sep, _ = override.partition("=")
         parts = key.strip().split(".")
         if not sep or len(parts) != 2 or not all(parts):
             raise ConfigError(f"--set takes section.key=value, got {override!r}")
         if parts[0] not in PACK_SECTIONS:
             raise ConfigError(f"pack changes only tokenize.* and write.* keys; {key.strip()} needs a full build")
-        section = data.setdefault(parts[0], {})
-        section[parts[1]] = yaml.safe_load(value) if value.strip() else None
+        set_dotted(data, override)
     return build(BuildConfig, data, prefix="")
 
 
@@ -74,7 +71,7 @@ def _repack(output: str, overrides: list[str] | tuple[str, ...]) -> dict[str, An
     if manifest is None:
         raise RepackError(f"{output}: no manifest.json there; build the corpus first")
     cfg = pack_config(manifest, overrides)
-    docs_files = [e["path"] for e in manifest["files"] if e["path"].startswith(f"{write.DOCS_DIR}/")]
+    docs_files = refresh.listed(manifest, write.DOCS_DIR)
     if not docs_files:
         raise RepackError(f"{output}: the manifest lists no docs files to re-pack")
     vocab = tokenize.vocab_info(cfg.tokenize.tokenizer)
