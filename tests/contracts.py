@@ -55,6 +55,8 @@ def read_shards(out: Path) -> tuple[pa.Table, pa.Schema]:
 
 def check_manifest(out: Path) -> dict:
     manifest = json.loads((out / "manifest.json").read_text())
+    canonical = json.dumps(manifest["config"], sort_keys=True, ensure_ascii=False).encode()
+    assert manifest["config_fingerprint"] == hashlib.sha256(canonical).hexdigest(), "config fingerprint"
     for entry in manifest["files"]:
         data = (out / entry["path"]).read_bytes()
         assert len(data) == entry["size"], entry["path"]
@@ -89,7 +91,8 @@ def check_fates(out: Path, inputs: list[Path]) -> pa.Table:
 def check_docs(out: Path, fates: pa.Table) -> pa.Table:
     docs = read_table(out, "docs")
     assert docs.column_names[:4] == ["doc_id", "source", "text", "words"]
-    assert pa.types.is_list(docs.schema.field("words").type)
+    words = docs.schema.field("words").type
+    assert pa.types.is_list(words) and pa.types.is_string(words.value_type), words
     for text, words in zip(docs.column("text").to_pylist(), docs.column("words").to_pylist()):
         assert "".join(words) == text
         assert all(words), "empty word"
@@ -151,6 +154,9 @@ def check_report(out: Path, fates: pa.Table) -> dict:
     for fate in FATES:
         assert report["fates"][fate] == counts.get(fate, 0), fate
     assert report["fates"]["records"] == fates.num_rows
+    assert "segment+tokenize+pack" in report["stages"], report["stages"]  # every build that writes shards
+    for stage, row in report["stages"].items():
+        assert row["seconds"] >= 0 and row["mb_per_s"] >= 0, stage
     return report
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -164,6 +166,15 @@ def test_cli_fails_with_one_line(overrides, message, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_the_process_exits_with_the_cli_status_and_one_line(tmp_path):
+    """``python -m pipeline`` ends with ``os._exit`` (``pipeline/__main__.py``): the status must still be the CLI's."""
+    missing = tmp_path / "missing.yaml"
+    done = subprocess.run([sys.executable, "-m", "pipeline", "build", str(missing)], cwd=REPO, capture_output=True, check=False,
+                          text=True, timeout=120)
+    assert done.returncode == 2
+    assert str(missing) in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 def test_records_zipped_with_another_documents_fates_stop_the_build():
