@@ -115,7 +115,8 @@ def expected_tokens(docs: pa.Table, tokenizer: BertTokenizerFast) -> tuple[list[
         for word in words:
             word_starts.add(position)
             position += len(word)
-        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        # a text that spells [SEP] or [MASK] is text: the pipeline never turns it into a special token
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, split_special_tokens=True)
         tokens = tokenizer.convert_ids_to_tokens(encoded["input_ids"])
         ids.extend(encoded["input_ids"])
         starts.extend(

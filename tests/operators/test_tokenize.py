@@ -21,6 +21,7 @@ from operators.tokenize import (
     vocab_sha256,
 )
 from tests.conftest import shared_file
+from tests.contracts import expected_tokens
 
 # (text, LTP words): Chinese, English WordPiece, digits, [UNK], case and accents, full-width, dropped chars.
 CASES = {
@@ -128,8 +129,8 @@ def test_whole_text_is_tokenized_once_not_word_by_word(core, reference):
 
 
 def test_text_spelling_special_tokens_stays_text(core, reference):
-    text = "[SEP]和[MASK]及[CLS]"
-    [(ids, _)] = core.encode([text], [["[SEP]", "和", "[MASK]", "及", "[CLS]"]])
+    text, words = "[SEP]和[MASK]及[CLS]", ["[SEP]", "和", "[MASK]", "及", "[CLS]"]
+    [(ids, starts)] = core.encode([text], [words])
     specials = {
         reference.sep_token_id,
         reference.mask_token_id,
@@ -137,6 +138,8 @@ def test_text_spelling_special_tokens_stays_text(core, reference):
         reference.pad_token_id,
     }
     assert not specials & set(ids.tolist())
+    # and the contract checker's own tokens of the text agree
+    assert expected_tokens(pa.table({TEXT: [text], WORDS: [words]}), reference) == (ids.tolist(), starts.tolist())
 
 
 def test_batch_encoding_equals_one_by_one(core):
