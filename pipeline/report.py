@@ -2,10 +2,10 @@
 
 Counters travel, data stays: each block of a table is counted as it streams to its writer (a
 histogram is a fixed set of bins, so per-block counts add up; so do counts per fate label or per
-source), and the counts go to one small actor (``Tally``) that adds them up; no table is read again
-for the report (``tallied``, ``summarize``). Duplicate-cluster sizes come from the dedup audit's kept rows, so the driver
-only ever holds one counter per distinct size. The only texts the driver sees are the handful
-of duplicate pairs shown in ``report.html``.
+source), and the counts go to one small actor (``Tally``) that adds them up; no table is read
+again for the report (``tallied``, ``summarize``). Duplicate-cluster sizes come from the dedup
+audit's kept rows, so the driver only ever holds one counter per distinct size. The only texts
+the driver sees are the handful of duplicate pairs shown in ``report.html``.
 
 Three files come out: ``report.json`` (every number), ``report.txt`` (the same as a table,
 also printed by the CLI) and ``report.html`` (plots, see ``pipeline.report_html``).
