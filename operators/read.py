@@ -198,6 +198,12 @@ class RecordReader:
         except Exception as error:  # noqa: BLE001 - any unreadable file is reported, never fatal
             yield _row(path, FILE_RECORD, b"", None, None, f"{UNREADABLE_FILE}: {type(error).__name__}: {error}")
 
+    def part_records(self, part: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """The records of one row of ``ranges``, or of a bare ``{"path": ...}``: a range, or the whole file."""
+        if part.get("end") is None:
+            return self.records(part["path"])
+        return self.range_records(part["path"], part["start"], part["end"], part["first_record"])
+
     def range_records(self, path: str, start: int, end: int, first_record: int) -> Iterator[dict[str, Any]]:
         """The records of the lines in bytes ``start:end`` of an uncompressed line file (``ranges``), numbered
         from ``first_record``; a failure ends with one file-level row for the range.
@@ -448,11 +454,7 @@ class FileReader:
         rows: list[dict[str, Any]] = []
         chars = 0
         for part in batch.to_pylist():
-            path = part["path"]
-            whole = part.get("end") is None  # a whole file: a row of ``ranges``, or just a path
-            for row in self.reader.records(path) if whole else self.reader.range_records(
-                path, part["start"], part["end"], part["first_record"]
-            ):
+            for row in self.reader.part_records(part):
                 rows.append(row)
                 chars += len(row[RAW] or "")
                 if len(rows) == self.batch_size or chars >= MAX_BATCH_CHARS:

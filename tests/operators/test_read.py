@@ -154,12 +154,13 @@ def awkward_lines() -> list[bytes]:
     return lines
 
 
-def read_by_ranges(path: Path, cfg: ReadConfig) -> list[dict]:
+def read_parts(parts: list[dict], cfg: ReadConfig) -> list[dict]:
     reader = RecordReader(cfg)
-    return [row for part in ranges(str(path), cfg) for row in (
-        reader.records(part["path"]) if part["end"] is None
-        else reader.range_records(part["path"], part["start"], part["end"], part["first_record"])
-    )]
+    return [row for part in parts for row in reader.part_records(part)]
+
+
+def read_by_ranges(path: Path, cfg: ReadConfig) -> list[dict]:
+    return read_parts(ranges(str(path), cfg), cfg)
 
 
 @pytest.mark.parametrize("tail", [b"\n", b""])
@@ -195,11 +196,6 @@ def test_files_that_are_not_plain_lines_are_read_whole(tmp_path):
     assert len(ranges(str(text), ReadConfig(range_bytes=16))) > 1  # a text file of lines is split
 
 
-def read_parts(path: Path, parts: list[dict]) -> list[dict]:
-    reader = RecordReader(ReadConfig())
-    return [r for p in parts for r in reader.range_records(str(path), p["start"], p["end"], p["first_record"])]
-
-
 @pytest.mark.parametrize("cut", ["at_a_range_start", "inside_a_range", "whole_file"])
 def test_a_file_that_became_shorter_breaks_off_once(tmp_path, cut):
     """Cut (or removed) after its ranges were found: the records before the range that holds the new end,
@@ -208,13 +204,13 @@ def test_a_file_that_became_shorter_breaks_off_once(tmp_path, cut):
     parts = ranges(str(path), ReadConfig(range_bytes=500))
     assert len(parts) > 4
     broken = 0 if cut == "whole_file" else 2
-    before = read_parts(path, parts[:broken])
+    before = read_parts(parts[:broken], ReadConfig())
     if cut == "whole_file":
         path.unlink()
     else:
         end = parts[broken]["start"] + (0 if cut == "at_a_range_start" else 7)
         path.write_bytes(path.read_bytes()[:end])
-    rows = read_parts(path, parts)
+    rows = read_parts(parts, ReadConfig())
     assert rows[:-1] == before and [r[RECORD] for r in rows[-1:]] == [FILE_RECORD]
     assert f"bytes {parts[broken]['start']}-{parts[broken]['end']}" in rows[-1][DETAIL]
 
@@ -229,7 +225,7 @@ def test_ranges_that_fail_in_a_whole_file_each_report_their_bytes(tmp_path, monk
             raise OSError("device error")
 
     monkeypatch.setattr(read.storage, "resolve", lambda uri: (Failing(), uri))
-    rows = read_parts(path, parts)
+    rows = read_parts(parts, ReadConfig())
     assert [r[RECORD] for r in rows] == [FILE_RECORD, FILE_RECORD]
     assert all(f"bytes {p['start']}-{p['end']}: OSError: device error" in r[DETAIL] for r, p in zip(rows, parts))
     assert len({r[DOC_ID] for r in rows}) == 2
