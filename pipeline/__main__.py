@@ -6,12 +6,14 @@ from pipeline.cli import main
 
 
 def exit_now(status: int) -> None:
-    """Stop Ray as its exit hook would, flush, and end the process without Python's teardown: after a build,
+    """Stop Ray (``cluster.stop_ray``), flush, and end the process without Python's teardown: after a build,
     freeing Ray Data, Arrow and the tokenizer module by module took about a second of every command, and
     nothing is left to write once Ray has stopped and the logs and streams are flushed."""
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
-        ray.shutdown()
+        from pipeline.cluster import stop_ray
+
+        stop_ray()
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

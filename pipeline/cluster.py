@@ -132,6 +132,21 @@ def connect_ray(num_cpus: int | None = None) -> None:
     context.enable_progress_bars = True
 
 
+def stop_ray() -> None:
+    """``ray.shutdown()``, less the second it spends on the autoscaler monitor of an instance this process
+    started. Ray stops the monitor after the GCS, with SIGTERM; the monitor's handler then tries to tell the
+    (stopped) GCS that it died, and is killed a second later (``ray._private.node``, Ray 2.60). A local
+    instance has nothing to autoscale and the monitor holds no state, so it is killed first. Joined to a
+    cluster (RAY_ADDRESS), this only disconnects, as ``ray.shutdown()`` does."""
+    import ray
+    import ray._private.worker
+
+    node = ray._private.worker._global_node  # set only where this process started the instance
+    if node is not None and node.is_head():
+        node.kill_monitor(check_alive=False)
+    ray.shutdown()
+
+
 def check_gpus(num_gpus: float) -> None:
     """Raise ClusterResourceError when the connected cluster can never give an actor ``num_gpus`` GPUs."""
     if num_gpus <= 0:

@@ -12,6 +12,8 @@ import copy
 import json
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -197,6 +199,36 @@ def test_job_runtime_env_excludes_big_folders():
     runtime_env = yaml.safe_load(RUNTIME_ENV_YAML.read_text(encoding="utf-8"))
     assert set(runtime_env) == {"excludes"}, "no env_vars: credentials never travel in a runtime env"
     assert {".git", "out/"} <= set(runtime_env["excludes"])
+
+
+# --- stopping -----------------------------------------------------------------------------------
+
+STOP_LOCAL_RAY = """
+import json, os, time
+import ray._private.worker
+from pipeline import cluster
+from tests import processes
+
+cluster.connect_ray(1)
+started = processes.descendants(os.getpid())  # pid -> title
+monitor = ray._private.worker._global_node.all_processes["monitor"][0].process.pid
+cluster.stop_ray()
+deadline, left = time.monotonic() + 30, started
+while left and time.monotonic() < deadline:  # the raylet's workers notice it is gone on their own
+    time.sleep(0.2)
+    left = {pid: name for pid, name in left.items() if name and processes.title(pid) == name}  # not a zombie
+print(json.dumps({"started": sorted(started), "monitor": monitor, "left": sorted(left)}))
+"""
+
+
+def test_stop_ray_ends_every_process_of_a_local_instance():
+    """``stop_ray`` kills the autoscaler monitor itself, then stops Ray: nothing the instance started may
+    outlive it, the monitor included."""
+    run = subprocess.run([sys.executable, "-c", STOP_LOCAL_RAY], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.splitlines()[-1])
+    assert result["monitor"] in result["started"] and len(result["started"]) >= 4
+    assert result["left"] == []
 
 
 # --- the GPU check (pure) ----------------------------------------------------------------------
