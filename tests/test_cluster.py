@@ -224,7 +224,8 @@ print(json.dumps({"started": sorted(started), "monitor": monitor, "left": sorted
 def test_stop_ray_ends_every_process_of_a_local_instance():
     """``stop_ray`` kills the autoscaler monitor itself, then stops Ray: nothing the instance started may
     outlive it, the monitor included."""
-    run = subprocess.run([sys.executable, "-c", STOP_LOCAL_RAY], cwd=REPO, capture_output=True, text=True, timeout=300)
+    run = subprocess.run([sys.executable, "-c", STOP_LOCAL_RAY], cwd=REPO, capture_output=True, text=True, timeout=300,
+                         check=False)
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout.splitlines()[-1])
     assert result["monitor"] in result["started"] and len(result["started"]) >= 4
