@@ -16,7 +16,7 @@ from typing import Any
 from manifests import fingerprints, snapshot
 from operators import read, segment, tokenize, write
 from operators.columns import docs_schema
-from pipeline import cluster, commit, passes, previous_version, refresh, report, report_html
+from pipeline import cluster, commit, passes, previous_version, refresh, report
 from pipeline.commit import INDEX_DIR, OUTPUT_DIRS
 from pipeline.config import BuildConfig
 
@@ -56,9 +56,7 @@ def build_corpus(cfg: BuildConfig, num_cpus: int | None = None) -> dict[str, Any
 
 
 def _connect(cfg: BuildConfig, num_cpus: int | None) -> None:
-    with ThreadPoolExecutor(max_workers=1) as background:  # the report's plots load while Ray starts its daemons
-        background.submit(report_html.load_plotting)
-        cluster.connect_ray(num_cpus)
+    cluster.connect_ray(num_cpus)
     cluster.check_gpus(cfg.segment.num_gpus)  # fail fast: Ray would wait forever for GPU actors
 
 

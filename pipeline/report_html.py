@@ -3,8 +3,8 @@
 It renders numbers that are already in ``report.json`` (plus examples per shard from the
 manifest's file list and a few duplicate pairs), so nothing here touches the corpus. Every
 number cell carries a ``data-key`` naming its place in ``report.json`` (``fates.kept``,
-``stages.dedup.seconds``), which is how tests check the page against the JSON. Plots are
-matplotlib SVGs (Agg backend, glyphs drawn as paths) embedded as ``data:`` URIs.
+``stages.dedup.seconds``), which is how tests check the page against the JSON. Plots are SVG
+bar charts (``report_charts``) embedded as ``data:`` URIs.
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from __future__ import annotations
 import base64
 import difflib
 import html
-import io
 from typing import Any
 
 from operators.columns import EXACT_DUP, FATES, FILTERED, KEPT, NEAR_DUP, RECORD, REJECTED, SOURCE, TEXT
-from pipeline import histograms
+from pipeline import histograms, report_charts
 
 FATE_COLOURS = {KEPT: "#2e7d32", EXACT_DUP: "#ef6c00", NEAR_DUP: "#f9a825", FILTERED: "#757575", REJECTED: "#c62828"}
 BEFORE_COLOUR, AFTER_COLOUR, ACCENT = "#b0bec5", "#1565c0", "#1565c0"
@@ -310,7 +309,8 @@ def _stages(report: dict[str, Any]) -> str:
         "divided by the stage's wall time. Stages run one after another.</p>"
     )
     plot = (
-        _plot_bars(list(stages), [row["seconds"] for row in stages.values()], "", "seconds", ACCENT, horizontal=True)
+        _img(report_charts.rows(list(stages), [row["seconds"] for row in stages.values()], [ACCENT] * len(stages),
+                                "seconds", ",.1f"), "seconds")
         if stages
         else ""
     )
@@ -358,52 +358,15 @@ def _equal_run(text: str) -> str:
 # ---- plots ------------------------------------------------------------------------------------
 
 
-def load_plotting() -> None:
-    """Imports matplotlib, about 0.6 s: the driver has it done while Ray starts, so the commit does not wait."""
-    _pyplot()
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _figure(width: float = 6.4, height: float = 3.0):
-    plt = _pyplot()
-    plt.rcParams.update({"svg.fonttype": "path", "svg.hashsalt": "wwm-corpus-report", "font.size": 9})
-    figure, axes = plt.subplots(figsize=(width, height), dpi=100)
-    axes.spines[["top", "right"]].set_visible(False)
-    axes.grid(axis="y", color="#e4e7eb", linewidth=0.8)
-    axes.set_axisbelow(True)
-    return figure, axes
-
-
-def _img(figure, alt: str) -> str:
-    import matplotlib.pyplot as plt
-
-    buffer = io.StringIO()
-    figure.tight_layout()
-    figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
-    plt.close(figure)
-    encoded = base64.b64encode(buffer.getvalue().encode()).decode()
+def _img(svg: str, alt: str) -> str:
+    encoded = base64.b64encode(svg.encode()).decode()
     return f'<img class="plot" alt="{_e(alt)}" src="data:image/svg+xml;base64,{encoded}">'
 
 
 def _plot_fates(fates: dict[str, int]) -> str:
-    figure, axes = _figure(height=2.4)
-    names = list(FATES)[::-1]
-    values = [fates[name] for name in names]
-    bars = axes.barh(names, values, color=[FATE_COLOURS[name] for name in names])
-    axes.bar_label(bars, labels=[f"{v:,}" for v in values], padding=3, fontsize=8)
-    axes.grid(axis="y", visible=False)
-    axes.grid(axis="x", color="#e4e7eb", linewidth=0.8)
-    axes.set_xlabel("records")
-    axes.set_xlim(0, max(values + [1]) * 1.15)
-    return _img(figure, "records per fate")
+    names = list(FATES)
+    return _img(report_charts.rows(names, [fates[name] for name in names], [FATE_COLOURS[name] for name in names],
+                                   "records"), "records per fate")
 
 
 def _plot_histograms(series: list[tuple[str, dict[str, Any], str]], xlabel: str, ylabel: str = "documents") -> str:
@@ -412,49 +375,21 @@ def _plot_histograms(series: list[tuple[str, dict[str, Any], str]], xlabel: str,
     if not shown:
         return _empty("Nothing to plot: no documents.")
     lowers = sorted({edge for _, hist, _ in shown for edge in hist["edges"][:-1]})
-    position = {edge: i for i, edge in enumerate(lowers)}
-    figure, axes = _figure()
-    width = 0.8 / len(shown)
-    for k, (name, hist, colour) in enumerate(shown):
-        xs = [position[edge] + (k - (len(shown) - 1) / 2) * width for edge in hist["edges"][:-1]]
-        axes.bar(xs, hist["counts"], width=width, color=colour, label=f"{name} ({hist['total']:,})")
     uppers = {}
     for _, hist, _ in shown:
         uppers.update(zip(hist["edges"][:-1], hist["edges"][1:]))
+    bars = [
+        (f"{name} ({hist['total']:,})", [dict(zip(hist["edges"], hist["counts"])).get(edge, 0) for edge in lowers], colour)
+        for name, hist, colour in shown
+    ]
     labels = [_bin_label(edge, uppers[edge]) for edge in lowers]
-    every = max(1, len(lowers) // 14)
-    axes.set_xticks(range(0, len(lowers), every), labels[::every], rotation=40, ha="right")
-    axes.set_xlabel(xlabel)
-    axes.set_ylabel(ylabel)
-    if len(shown) > 1:
-        axes.legend(frameon=False)
-    return _img(figure, f"histogram of {xlabel}")
+    chart = report_charts.columns(bars, labels, xlabel, ylabel, every=max(1, len(lowers) // 14), slanted=True)
+    return _img(chart, f"histogram of {xlabel}")
 
 
-def _plot_bars(
-    labels: list[str],
-    values: list[float],
-    xlabel: str,
-    ylabel: str,
-    colour: str,
-    horizontal: bool = False,
-    every: int = 1,
-) -> str:
-    figure, axes = _figure(height=max(2.4, 0.35 * len(labels)) if horizontal else 3.0)
-    if horizontal:
-        bars = axes.barh(labels[::-1], values[::-1], color=colour)
-        axes.bar_label(bars, labels=[f"{v:,.1f}" for v in values[::-1]], padding=3, fontsize=8)
-        axes.grid(axis="y", visible=False)
-        axes.grid(axis="x", color="#e4e7eb", linewidth=0.8)
-        axes.set_xlabel(ylabel)
-        axes.set_xlim(0, max(values + [1e-9]) * 1.18)
-    else:
-        axes.bar(range(len(values)), values, color=colour, width=0.7)
-        axes.set_xlim(-0.6, max(len(values), 8) - 0.4)  # a lone bar stays a bar, not a wall
-        axes.set_xticks(range(0, len(labels), every), labels[::every])
-        axes.set_xlabel(xlabel)
-        axes.set_ylabel(ylabel)
-    return _img(figure, ylabel)
+def _plot_bars(labels: list[str], values: list[float], xlabel: str, ylabel: str, colour: str, every: int = 1) -> str:
+    chart = report_charts.columns([(ylabel, values, colour)], labels, xlabel, ylabel, every=every, min_slots=8)
+    return _img(chart, ylabel)
 
 
 # ---- small helpers ----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import xml.etree.ElementTree as ET
 from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
@@ -15,6 +16,7 @@ import pyarrow as pa
 import pytest
 
 from operators.normalize import OPENCC_CHANGED, NormalizeConfig, Normalizer, changed_chars
+from pipeline import report_charts
 from pipeline.histograms import HISTOGRAM_EDGES, bin_counts
 from pipeline.report import histogram, human_report
 from pipeline.report_html import render
@@ -258,3 +260,29 @@ def test_a_build_without_duplicates_renders_every_section_with_a_note():
     assert page.sections == list(SECTIONS)
     text = render(report, [], [], title="empty")
     assert "No duplicates were found" in text and "No shard was written" in text
+
+
+def _bar_sizes(svg: str, size: str) -> list[float]:
+    """``size`` ("height" or "width") of each rectangle of a chart (bars, then legend swatches), in drawing
+    order, once the SVG parses."""
+    return [float(rect.get(size)) for rect in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}rect")]
+
+
+@pytest.mark.parametrize("top", [0.04, 0.9, 1, 3, 7, 10, 49, 76, 101, 2_000, 123_456])
+def test_chart_gridlines_are_round_steps_from_zero_that_reach_the_largest_value(top):
+    ticks = report_charts._ticks(top)
+    step = ticks[1]
+    assert ticks[0] == 0 and ticks[-2] < top <= ticks[-1] and 3 <= len(ticks) <= 7
+    assert f"{step:.0e}"[0] in "125" and all(t == pytest.approx(i * step) for i, t in enumerate(ticks))
+
+
+def test_charts_draw_every_value_to_scale():
+    columns = report_charts.columns([("a", [3, 12, 0], "#111"), ("b", [6, 1, 2], "#222")], ["x", "y", "z"], "bins", "docs")
+    heights = _bar_sizes(columns, "height")
+    assert len(heights) == 6 + 2 and heights[2] == 0
+    heights = heights[:6]
+    assert [h / heights[0] for h in heights] == pytest.approx([1, 4, 0, 2, 1 / 3, 2 / 3], rel=0.01)  # 0.1 px
+    rows = report_charts.rows(["kept", "near_dup", "rejected"], [76, 4, 0], ["#1", "#2", "#3"], "records")
+    widths = _bar_sizes(rows, "width")
+    assert widths[2] == 0 and widths[0] / widths[1] == pytest.approx(19, rel=0.01)
+    assert ">76<" in rows and ">near_dup<" in rows
