@@ -41,13 +41,11 @@ def columns(series: list[tuple[str, list[float], str]], labels: list[str], xlabe
     for i in range(0, len(labels), every):
         x = left + (i + 0.5) * slot
         if slanted:
-            parts.append(f'<text transform="translate({x:.1f},{y(0) + 12:.1f}) rotate(-40)" text-anchor="end" '
-                         f'fill="{INK}">{escape(labels[i])}</text>')
+            parts.append(_text(x, y(0) + 12, labels[i], "end", turn=-40))
         else:
             parts.append(_text(x, y(0) + 16, labels[i], "middle"))
     parts.append(_text(left + plot_width / 2, height - 6, xlabel, "middle", MUTED))
-    parts.append(f'<text transform="translate(14,{top + plot_height / 2:.1f}) rotate(-90)" text-anchor="middle" '
-                 f'fill="{MUTED}">{escape(ylabel)}</text>')
+    parts.append(_text(14, top + plot_height / 2, ylabel, "middle", MUTED, turn=-90))
     legend_x = left
     for name, _, colour in series if named else []:  # one line above the plot
         parts.append(_rect(legend_x, 6, 10, 10, colour))
@@ -112,5 +110,7 @@ def _line(x1: float, y1: float, x2: float, y2: float, colour: str) -> str:
     return f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{colour}"/>'
 
 
-def _text(x: float, y: float, text: str, anchor: str, colour: str = INK) -> str:
-    return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" fill="{colour}">{escape(text)}</text>'
+def _text(x: float, y: float, text: str, anchor: str, colour: str = INK, turn: float = 0) -> str:
+    """``text`` at (x, y), turned by ``turn`` degrees about that point (clockwise, as SVG turns)."""
+    place = f'transform="translate({x:.1f},{y:.1f}) rotate({turn:g})"' if turn else f'x="{x:.1f}" y="{y:.1f}"'
+    return f'<text {place} text-anchor="{anchor}" fill="{colour}">{escape(text)}</text>'
