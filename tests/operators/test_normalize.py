@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
+import unicodedata
 
 import pyarrow as pa
 import pytest
 
+from operators import normalize
 from operators.columns import DETAIL, FATE, FILTERED, FINGERPRINT, RAW, REJECTED, TEXT
 from operators.normalize import (
     EMPTY,
@@ -14,6 +17,7 @@ from operators.normalize import (
     TOO_SHORT,
     NormalizeConfig,
     Normalizer,
+    changed_chars,
     clean,
     fingerprint,
 )
@@ -29,6 +33,29 @@ def test_clean_composes_to_nfc_and_optionally_folds_width():
     assert clean("e\u0301") == "\u00e9"
     assert clean("ＡＢＣ１２３！") == "ＡＢＣ１２３！"
     assert clean("ＡＢＣ１２３！", fullwidth_to_halfwidth=True) == "ABC123!"
+
+
+def test_the_deletion_tables_follow_the_unicode_categories_over_every_code_point():
+    """``clean`` deletes control, format, private-use, surrogate and unassigned characters but \\n and \\t;
+    ``fingerprint`` deletes punctuation, separators, symbols and those: ``str.translate`` over tables
+    filled one character at a time, checked against the categories for all of Unicode."""
+    every = "".join(map(chr, range(sys.maxunicode + 1)))
+    categories = [unicodedata.category(ch) for ch in every]
+    try:
+        visible = "".join(ch for ch, cat in zip(every, categories) if ch in "\n\t" or cat not in {"Cc", "Cf", "Co", "Cs", "Cn"})
+        assert every.translate(normalize._INVISIBLE) == visible
+        fingerprinted = "".join(ch for ch, cat in zip(every, categories) if cat[0] not in "PZSC")
+        assert every.translate(normalize._NOT_IN_FINGERPRINT) == fingerprinted
+    finally:  # a table holds an entry per character seen: not a million for the rest of the run
+        normalize._INVISIBLE.clear()
+        normalize._NOT_IN_FINGERPRINT.clear()
+
+
+def test_changed_chars_counts_replaced_characters_astral_and_surrogates_included():
+    assert changed_chars("於倫敦", "於倫敦") == 0
+    assert changed_chars("於倫敦", "于伦敦") == 2
+    assert changed_chars("a\U00020000\ud800b", "a\U00020001\ud800c") == 2  # one code point each
+    assert changed_chars("乾隆年間", "乾隆年间的") == 2  # lengths differ: what is not in a matching block
 
 
 def test_opencc_output_is_a_fixed_point_by_default():
