@@ -85,7 +85,9 @@ def available_opencc_configs() -> set[str]:
 
 def clean(text: str, fullwidth_to_halfwidth: bool = False) -> str:
     """NFC; drop control, zero-width, private-use and unassigned characters; one kind of space."""
-    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n")).translate(_INVISIBLE)
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    if not text.isprintable():  # printable: no character of an "Other" category, nothing to look up
+        text = text.translate(_INVISIBLE)
     if fullwidth_to_halfwidth:
         text = text.translate(_FULLWIDTH_ASCII)
     text = _SPACES.sub(" ", text)

@@ -44,6 +44,8 @@ def test_the_deletion_tables_follow_the_unicode_categories_over_every_code_point
     try:
         visible = "".join(ch for ch, cat in zip(every, categories) if ch in "\n\t" or cat not in {"Cc", "Cf", "Co", "Cs", "Cn"})
         assert every.translate(normalize._INVISIBLE) == visible
+        printable = "".join(ch for ch in every if ch.isprintable())  # ``clean`` skips the lookups for these
+        assert printable.translate(normalize._INVISIBLE) == printable
         fingerprinted = "".join(ch for ch, cat in zip(every, categories) if cat[0] not in "PZSC")
         assert every.translate(normalize._NOT_IN_FINGERPRINT) == fingerprinted
     finally:  # a table holds an entry per character seen: not a million for the rest of the run
