@@ -6,10 +6,12 @@
 included) and ``status`` (``ok``, or ``unreadable`` with the ``reason``).
 
 Fast path: a file whose (uri, size, mtime) equal the previous ledger's keeps that row's hash and
-is not opened. Other files are hashed in Ray tasks (one per file), except a handful of small ones
-(``DRIVER_FILES`` files, ``DRIVER_BYTES`` in all), which the driver hashes itself rather than
-start tasks for. A file whose hash is unchanged (touched, copied back) counts as unchanged; only
-the hash decides.
+is not opened. Other files are hashed in Ray tasks (one per file), except a handful of them
+(``DRIVER_FILES`` files, ``DRIVER_BYTES`` in all, ``LOCAL_DRIVER_BYTES`` when they are all on a
+local disk), which the driver hashes itself rather than start a Ray Data execution for them. From a
+local disk (the page cache) the driver hashed bench/e2e.py's 16x input, 125 MB, in 0.08 s, where
+the execution took 1.8 s; from an object store it reads at network speed. A file whose hash is
+unchanged (touched, copied back) counts as unchanged; only the hash decides.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from operators import storage
 
 LEDGER_DIR = "ledger"
 DRIVER_FILES, DRIVER_BYTES = 8, 64 << 20  # at most this many files and bytes to hash are hashed on the driver
+LOCAL_DRIVER_BYTES = 1 << 30  # the bytes bound when every file to hash is on a local disk (about 0.5 s)
 OK, UNREADABLE = "ok", "unreadable"
 URI, SIZE, MTIME, HASH, RECORDS, STATUS, REASON = "uri", "size", "mtime_ns", "xxh3_128", "records", "status", "reason"
 SCHEMA = pa.schema(
@@ -99,8 +102,9 @@ def scan(
             rows.append({**row, HASH: old[HASH]})
         else:
             to_hash.append(row)
-    if len(to_hash) <= DRIVER_FILES and sum(row[SIZE] for row in to_hash) <= DRIVER_BYTES:
-        rows += [_hashed(row) for row in to_hash]  # a few small files: cheaper than starting tasks
+    local = not any(storage.is_uri(row[URI]) for row in to_hash)
+    if len(to_hash) <= DRIVER_FILES and sum(row[SIZE] for row in to_hash) <= (LOCAL_DRIVER_BYTES if local else DRIVER_BYTES):
+        rows += [_hashed(row) for row in to_hash]  # a few files: cheaper than starting an execution
     elif to_hash:
         import ray.data
 

@@ -29,7 +29,7 @@ from transformers import BertTokenizerFast
 
 from inspection import inspect_corpus
 from inspection.verify import verify
-from manifests import snapshot
+from manifests import ledger, snapshot
 from operators import read as read_op
 from operators import segment as segment_op
 from operators import write as write_op
@@ -176,6 +176,20 @@ def sequence(ray_local, tmp_path_factory, legacy_model_dir, vocab_path):
     print(f"\nrefresh sequence seconds: {seconds}")
     return {"root": root, "out": out, "steps": steps, "model": model, "vocab": vocab, "seconds": seconds,
             "tokenizer": BertTokenizerFast(vocab=str(vocab))}
+
+
+def test_the_ledger_hashes_the_same_on_the_driver_and_in_ray_tasks(ray_local, tmp_path, monkeypatch):
+    """A few local files are hashed on the driver (Ray is not even joined), more in a Ray Data execution:
+    the same rows either way."""
+    files = [str(write_jsonl(tmp_path / f"{name}.jsonl", [P[i]])) for i, name in enumerate("abc")]
+
+    def refuse() -> None:
+        pytest.fail("the driver hashes a few small local files without Ray")
+
+    on_driver, hashed = ledger.scan(files, None, connect=refuse)
+    monkeypatch.setattr(ledger, "LOCAL_DRIVER_BYTES", 0)
+    in_tasks, _ = ledger.scan(files, None)
+    assert hashed == 3 and in_tasks == on_driver and len({row[ledger.HASH] for row in on_driver}) == 3
 
 
 def test_first_build_is_full_and_keeps_the_earliest_copy(sequence):
