@@ -102,8 +102,9 @@ def scan(
             rows.append({**row, HASH: old[HASH]})
         else:
             to_hash.append(row)
-    local = not any(storage.is_uri(row[URI]) for row in to_hash)
-    if len(to_hash) <= DRIVER_FILES and sum(row[SIZE] for row in to_hash) <= (LOCAL_DRIVER_BYTES if local else DRIVER_BYTES):
+    on_local_disk = not any(storage.is_uri(row[URI]) for row in to_hash)
+    driver_bytes = LOCAL_DRIVER_BYTES if on_local_disk else DRIVER_BYTES
+    if len(to_hash) <= DRIVER_FILES and sum(row[SIZE] for row in to_hash) <= driver_bytes:
         rows += [_hashed(row) for row in to_hash]  # a few files: cheaper than starting an execution
     elif to_hash:
         import ray.data

@@ -378,10 +378,10 @@ def _plot_histograms(series: list[tuple[str, dict[str, Any], str]], xlabel: str,
     uppers = {}
     for _, hist, _ in shown:
         uppers.update(zip(hist["edges"][:-1], hist["edges"][1:]))
-    bars = [
-        (f"{name} ({hist['total']:,})", [dict(zip(hist["edges"], hist["counts"])).get(edge, 0) for edge in lowers], colour)
-        for name, hist, colour in shown
-    ]
+    bars = []
+    for name, hist, colour in shown:
+        count_of = dict(zip(hist["edges"], hist["counts"]))  # by the bin's lower edge
+        bars.append((f"{name} ({hist['total']:,})", [count_of.get(edge, 0) for edge in lowers], colour))
     labels = [_bin_label(edge, uppers[edge]) for edge in lowers]
     chart = report_charts.columns(bars, labels, xlabel, ylabel, every=max(1, len(lowers) // 14), slanted=True)
     return _img(chart, f"histogram of {xlabel}")

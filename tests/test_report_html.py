@@ -277,7 +277,8 @@ def test_chart_gridlines_are_round_steps_from_zero_that_reach_the_largest_value(
 
 
 def test_charts_draw_every_value_to_scale():
-    columns = report_charts.columns([("a", [3, 12, 0], "#111"), ("b", [6, 1, 2], "#222")], ["x", "y", "z"], "bins", "docs")
+    series = [("a", [3, 12, 0], "#111"), ("b", [6, 1, 2], "#222")]
+    columns = report_charts.columns(series, ["x", "y", "z"], "bins", "docs")
     heights = _bar_sizes(columns, "height")
     assert len(heights) == 6 + 2 and heights[2] == 0
     heights = heights[:6]
