@@ -69,12 +69,11 @@ def decide(keyed: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, ...]:
     """Keyed rows (node, content, buckets[, sketch], fate, detail) to (duplicates as fates rows, audit
     rows, index rows, fates rows, the duplicates the previous version kept): the index and the fates
     in the order of ``keyed``."""
-    documents = documents_of(keyed)
+    documents = documents_of(keyed)  # a copy of nearly every row: the index takes its keys from it, not from another
     none = OUTPUT_SCHEMA.empty_table(), AUDIT_SCHEMA.empty_table(), OUTPUT_SCHEMA.empty_table()
     duplicates, audit, retracted = _duplicates(documents, cfg) if documents.num_rows else none
-    decided = with_decisions(keyed, duplicates)
-    index = index_rows(flag_kept(documents_of(decided)), index_schema(cfg))
-    return duplicates, audit, index, fate_rows(decided), retracted
+    index = index_rows(flag_kept(with_decisions(documents, duplicates)), index_schema(cfg))
+    return duplicates, audit, index, fate_rows(with_decisions(keyed, duplicates)), retracted
 
 
 def _duplicates(keyed: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table, pa.Table]:
@@ -87,12 +86,12 @@ def _duplicates(keyed: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table, 
     if cfg.exact:
         exact_keeper = _ids(keep_first(keyed.select([NODE, CONTENT]), CONTENT)[KEEPER].take(row), nodes)
     survivor = exact_keeper == ids
-    sketches = sketch_values(keyed[SKETCH])[row] if cfg.minhash.enabled else None
+    sketches = sketch_values(keyed[SKETCH]) if cfg.minhash.enabled else None  # by row: sketches[row[id]] is id's
     root = ids
     if cfg.minhash.enabled:
         u, v = _candidates(keyed[BUCKETS], row, nodes, np.flatnonzero(survivor), cfg)
         if cfg.minhash.verify:
-            checked = _jaccard(sketches, u, v) >= cfg.minhash.verify_cut
+            checked = _jaccard(sketches, row[u], row[v]) >= cfg.minhash.verify_cut
             u, v = u[checked], v[checked]
         root = components.smallest_in_component(u, v, len(nodes))
     duplicate = np.flatnonzero(~survivor | (root != ids))
@@ -102,7 +101,7 @@ def _duplicates(keyed: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table, 
     if not marked.num_rows:
         return OUTPUT_SCHEMA.empty_table(), AUDIT_SCHEMA.empty_table(), OUTPUT_SCHEMA.empty_table()
     if sketches is not None:
-        marked = marked.append_column(JACCARD, pa.array(_jaccard(sketches, duplicate, keeper), pa.float64()))
+        marked = marked.append_column(JACCARD, pa.array(_jaccard(sketches, row[duplicate], row[keeper]), pa.float64()))
     return duplicate_rows(marked), audit_rows(marked), duplicate_rows(previously_kept(marked))
 
 
@@ -138,7 +137,7 @@ def _candidates(
 
 
 def _jaccard(sketches: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Estimated Jaccard of each pair of ids, ``CHECK_CHUNK`` pairs at a time."""
+    """Estimated Jaccard of each pair of rows of ``sketches``, ``CHECK_CHUNK`` pairs at a time."""
     scores = np.empty(len(u), dtype=np.float64)
     for start in range(0, len(u), CHECK_CHUNK):
         end = start + CHECK_CHUNK
