@@ -69,7 +69,7 @@ def decide(keyed: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, ...]:
     """Keyed rows (node, content, buckets[, sketch], fate, detail) to (duplicates as fates rows, audit
     rows, index rows, fates rows, the duplicates the previous version kept): the index and the fates
     in the order of ``keyed``."""
-    documents = documents_of(keyed)  # a copy of nearly every row: the index takes its keys from it, not from another
+    documents = documents_of(keyed)  # a copy (a filter): the index below takes its keys from it, not from another
     none = OUTPUT_SCHEMA.empty_table(), AUDIT_SCHEMA.empty_table(), OUTPUT_SCHEMA.empty_table()
     duplicates, audit, retracted = _duplicates(documents, cfg) if documents.num_rows else none
     index = index_rows(flag_kept(with_decisions(documents, duplicates)), index_schema(cfg))
