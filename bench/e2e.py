@@ -1,6 +1,6 @@
 """End-to-end benchmark (issue #10): the pipeline against the sequential script a user would otherwise write.
 
-    python bench/e2e.py [--sizes 1 4 16] [--cpus N] [--keep DIR] [--english] [--set KEY=VALUE ...]
+    python bench/e2e.py [--sizes 1 4 16] [--cpus N] [--keep DIR] [--english] [--set KEY=VALUE ...] [--running-ray]
 
 Input: ../shared/data's CMRC2018 + C3 (simplified) and DRCD (traditional) paragraphs when present,
 else the bundled sample's JSONL files. Legacy LTP model trained here on the SIGHAN PKU gold file
@@ -48,6 +48,12 @@ the line Ray Data logs for each, counted in the build's log), and the load avera
 and after each size. Wall times mean little on a machine that other work keeps busy (a load
 average above the core count): the CPU seconds of each process tree (``cpu_s``, and per kind of
 process for the pipeline, ``cpu_s_by_process``: the profile) do not depend on it.
+
+``--running-ray``: every pipeline build joins one local Ray instance of ``--cpus`` CPUs that the
+bench starts first and stops last (``bench/running_ray.py``), as builds on a cluster join one: the
+pipeline's floor and speedups without Ray's own start-up and shutdown (the CPU seconds of every run,
+the naive script's too, then include the idle instance's). Not the figures issue #23 names, which
+are for a build that starts Ray itself.
 """
 
 from __future__ import annotations
@@ -61,11 +67,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.running_ray import joined  # noqa: E402
 from bench.shared_data import C3, CMRC, DRCD, emit, inputs_or_sample, legacy_model, vocab_file  # noqa: E402
 
 SIZES = (1, 4, 16)
@@ -507,7 +515,7 @@ def floor_inputs(files: list[Path], folder: Path) -> list[Path]:
 
 
 def run_size(size: str, files: list[Path], model: Path | str, vocab: Path, cpus: int, workdir: Path,
-             settings_set: Sequence[str] = ()) -> dict:
+             env: dict[str, str], settings_set: Sequence[str] = ()) -> dict:
     from operators.tokenize import load_tokenizer
 
     naive_out, pipeline_out = workdir / f"naive-{size}", workdir / f"pipeline-{size}"
@@ -515,7 +523,7 @@ def run_size(size: str, files: list[Path], model: Path | str, vocab: Path, cpus:
     load_before = os.getloadavg()[0]
     naive_run = measured(
         [sys.executable, __file__, "naive", "--out", str(naive_out), "--model", str(model), "--vocab", str(vocab), *inputs],
-        workdir / f"naive-{size}.log", child_env(),
+        workdir / f"naive-{size}.log", env,
     )
     config = workdir / f"pipeline-{size}.json"  # JSON is YAML
     settings = {"inputs": inputs, "output": str(pipeline_out), "tokenize": {"tokenizer": str(vocab), "max_seq_len": MAX_SEQ_LEN}}
@@ -527,7 +535,7 @@ def run_size(size: str, files: list[Path], model: Path | str, vocab: Path, cpus:
     pipeline_run = measured(
         [sys.executable, "-m", "pipeline", "build", str(config), "--num-cpus", str(cpus), "--verbose",
          *(arg for setting in settings_set for arg in ("--set", setting))],
-        workdir / f"pipeline-{size}.log", child_env(),
+        workdir / f"pipeline-{size}.log", env,
     )
     report = json.loads((pipeline_out / "report.json").read_text(encoding="utf-8"))
     pipeline_log = (workdir / f"pipeline-{size}.log").read_text(encoding="utf-8", errors="replace")
@@ -570,9 +578,11 @@ def main() -> None:
     parser.add_argument("--english", action="store_true",
                         help="English: Python's reference docs, segment.model none, no OpenCC (module doc)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting for the pipeline's builds")
+    parser.add_argument("--running-ray", action="store_true", help="every build joins one Ray instance started first")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as scratch:
+    running = joined(child_env(), args.cpus) if args.running_ray else nullcontext(child_env())
+    with tempfile.TemporaryDirectory() as scratch, running as env:
         workdir = args.keep or Path(scratch)
         workdir.mkdir(parents=True, exist_ok=True)
         if args.english:
@@ -580,13 +590,15 @@ def main() -> None:
         else:
             inputs, model, vocab = inputs_or_sample([CMRC, C3, DRCD]), legacy_model(workdir), vocab_file()
         emit({"bench": "e2e-english" if args.english else "e2e", "inputs": [p.name for p in inputs], "model": str(model), "vocab": vocab.name,
-              "cpus": args.cpus, "cores": os.cpu_count(), "settings": args.set})
-        floor = run_size("floor", floor_inputs(inputs, workdir / "input-floor"), model, vocab, args.cpus, workdir, args.set)
+              "cpus": args.cpus, "cores": os.cpu_count(), "settings": args.set,
+              "running_ray": args.running_ray})
+        floor = run_size("floor", floor_inputs(inputs, workdir / "input-floor"), model, vocab, args.cpus, workdir, env,
+                         args.set)
         emit(floor)
         rows = []
         for size in args.sizes:
             files = inputs if size == 1 else grow(inputs, size, workdir / f"input-{size}x", english=args.english)
-            rows.append(run_size(f"{size}x", files, model, vocab, args.cpus, workdir, args.set))
+            rows.append(run_size(f"{size}x", files, model, vocab, args.cpus, workdir, env, args.set))
             emit(rows[-1])
         base = rows[0]
         emit({

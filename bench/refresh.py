@@ -1,6 +1,6 @@
 """A small refresh against a full build of the same inputs (issue #23), side by side.
 
-    python bench/refresh.py [--docs 2000] [--new 20] [--files 4]
+    python bench/refresh.py [--docs 2000] [--new 20] [--files 4] [--running-ray]
 
 Input: the first ``--docs`` paragraphs of ../shared/data's CMRC2018 and C3 files (else the bundled
 sample's records, repeated with a counter so that they stay distinct), spread over ``--files``
@@ -18,6 +18,10 @@ seconds / full seconds; issue #23 asks for at most 0.35), the same for the secon
 (``refresh_vs_full_above_floor``: the refresh's own work against the full build's), the Ray Data
 executions each build ran (Ray Data's own log line), and whether the refresh's docs, fates and shards
 equal the full build's.
+
+``--running-ray``: every build joins one local Ray instance that the bench starts first and stops
+last (``bench/running_ray.py``), so no build pays Ray's own start-up: what a refresh costs when Ray
+already runs.
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ import argparse
 import json
 import sys
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.e2e import FLOOR_RECORDS, RAY_DATA_EXECUTION, child_env, measured  # noqa: E402
+from bench.running_ray import joined  # noqa: E402
 from bench.shared_data import C3, CMRC, SAMPLE, emit, legacy_model, vocab_file  # noqa: E402
 
 
@@ -53,14 +59,15 @@ def write_jsonl(path: Path, texts: list[str]) -> None:
     path.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8")
 
 
-def build(workdir: Path, name: str, output: Path, model: Path, vocab: Path, inputs: str = "in/*.jsonl") -> dict:
+def build(workdir: Path, name: str, output: Path, model: Path, vocab: Path, env: dict[str, str],
+          inputs: str = "in/*.jsonl") -> dict:
     config = workdir / f"{name}.json"
     config.write_text(json.dumps({
         "inputs": [str(workdir / inputs)], "output": str(output),
         "segment": {"model": str(model)}, "tokenize": {"tokenizer": str(vocab)},
     }))
     log = workdir / f"{name}.log"
-    run = measured([sys.executable, "-m", "pipeline", "build", str(config), "--verbose"], log, child_env())
+    run = measured([sys.executable, "-m", "pipeline", "build", str(config), "--verbose"], log, env)
     run["ray_data_executions"] = log.read_text(encoding="utf-8", errors="replace").count(RAY_DATA_EXECUTION)
     return {key: run[key] for key in ("seconds", "cpu_s", "ray_data_executions")}
 
@@ -78,8 +85,10 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=2000, help="paragraphs in the first build")
     parser.add_argument("--new", type=int, default=20, help="paragraphs the refresh adds, in a new file")
     parser.add_argument("--files", type=int, default=4, help="files the first build's paragraphs are spread over")
+    parser.add_argument("--running-ray", action="store_true", help="every build joins one Ray instance started first")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as scratch:
+    running = joined(child_env()) if args.running_ray else nullcontext(child_env())
+    with tempfile.TemporaryDirectory() as scratch, running as env:
         workdir = Path(scratch)
         (workdir / "in").mkdir()
         texts = paragraphs(args.docs + args.new)
@@ -88,15 +97,16 @@ def main() -> None:
             write_jsonl(workdir / "in" / f"part-{i:02d}.jsonl", texts[i * per_file : min((i + 1) * per_file, args.docs)])
         model, vocab = legacy_model(workdir), vocab_file()
         corpus = workdir / "corpus"
-        first = build(workdir, "first", corpus, model, vocab)
+        first = build(workdir, "first", corpus, model, vocab, env)
         write_jsonl(workdir / "in" / "zz-new.jsonl", texts[args.docs :])
-        refresh = build(workdir, "refresh", corpus, model, vocab)
-        full = build(workdir, "full", workdir / "full", model, vocab)
+        refresh = build(workdir, "refresh", corpus, model, vocab, env)
+        full = build(workdir, "full", workdir / "full", model, vocab, env)
         (workdir / "floor-in").mkdir()
         write_jsonl(workdir / "floor-in" / "part-00.jsonl", texts[:FLOOR_RECORDS])
-        floor = build(workdir, "floor", workdir / "floor", model, vocab, "floor-in/*.jsonl")
+        floor = build(workdir, "floor", workdir / "floor", model, vocab, env, "floor-in/*.jsonl")
         emit({
             "bench": "refresh", "docs": args.docs, "new": args.new, "files": args.files,
+            "running_ray": args.running_ray,
             "first": first, "refresh": refresh, "full": full, "floor": floor,
             "refresh_vs_full": round(refresh["seconds"] / full["seconds"], 3),
             "refresh_vs_full_above_floor": round(
