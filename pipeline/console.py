@@ -5,7 +5,8 @@ the console: about 120 lines for the bundled sample. Unless ``--verbose``, its c
 keeps warnings only; its log file (``logs/ray-data/ray-data.log`` in the Ray session directory)
 gets every record either way. Ray's "Started a local Ray instance" line goes the same way, and so
 does its warning, on every start of a local instance, that it turned token authentication on (it
-stays on; ``RAY_AUTH_MODE`` set explicitly silences it too).
+stays on; ``RAY_AUTH_MODE`` set explicitly silences it too). Ray Data's warnings that say nothing
+about the build (``HARMLESS_WARNINGS``) stay off the console, ``--verbose`` or not.
 """
 
 from __future__ import annotations
@@ -16,8 +17,15 @@ import logging
 RAY_STARTED = "ray._private.worker"  # "Started a local Ray instance."
 RAY_TOKEN_AUTH = "ray._private.authentication.authentication_token_setup"
 RAY_DATA_CONSOLE = "console"  # the console handler's name in Ray Data's logging config
-# Ray Data warns each time it shortens a long operator name for its progress bar: about its own labels
-HARMLESS_WARNINGS = ("Truncating long operator name",)
+HARMLESS_WARNINGS = (
+    # Ray Data warns each time it shortens a long operator name for its progress bar: about its own labels
+    "Truncating long operator name",
+    # and when an execution starts at an instant no CPU is free (``ray.available_resources()``, Ray 2.60's
+    # ``Dataset._execute``): a task of the build's last execution, or the one-task dedup graph, has not handed
+    # its CPU back yet. The build never waits on a CPU that it holds itself (pass 2 materializes its input when
+    # the segmentation pool holds every CPU: ``cluster.cpus_beside_segmentation``), so it never hangs there
+    "Warning: The Ray cluster currently does not have any available CPUs",
+)
 
 
 def setup(verbose: bool = False, ray_data: bool = False) -> None:

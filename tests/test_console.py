@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import subprocess
 import sys
 
+from pipeline import console
 from tests.conftest import REPO
 
 RAY_LOG_LINE = re.compile(r"^\S+ \S+\t(INFO|WARNING|ERROR) ")  # Ray's Python log format
@@ -25,6 +27,21 @@ def test_a_build_prints_its_stages_and_no_ray_log_lines(sample_corpus):
     assert stage_lines and len(stage_lines) == 2 * len([line for line in stage_lines if line.endswith(": started")])
     assert len(lines) < 40, lines
     assert "records" in sample_corpus["stdout"] and "wrote " in sample_corpus["stdout"]
+
+
+def test_ray_datas_console_drops_its_harmless_warnings_only():
+    console.setup(ray_data=True)
+    handler = next(h for h in logging.getLogger("ray.data").handlers if h.get_name() == console.RAY_DATA_CONSOLE)
+
+    def shown(message: str) -> bool:
+        record = logging.LogRecord("ray.data.dataset", logging.WARNING, __file__, 1, message, None, None)
+        return bool(handler.filter(record))
+
+    # as Ray Data 2.60 logs them (ray/data/_internal/progress/utils.py, ray/data/dataset.py)
+    assert not shown("Truncating long operator name to 100 characters. To disable this behavior, set ...")
+    assert not shown("Warning: The Ray cluster currently does not have any available CPUs. The Dataset job will hang "
+                     "unless more CPUs are freed up. A common reason is that cluster resources are used by Actors ...")
+    assert shown("Warning: a block could not be read")
 
 
 def test_verbose_shows_ray_datas_execution_lines(sample_corpus, tmp_path):
