@@ -67,13 +67,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.running_ray import joined  # noqa: E402
+from bench.running_ray import builds_env  # noqa: E402
 from bench.shared_data import C3, CMRC, DRCD, emit, inputs_or_sample, legacy_model, vocab_file  # noqa: E402
 
 SIZES = (1, 4, 16)
@@ -581,8 +580,7 @@ def main() -> None:
     parser.add_argument("--running-ray", action="store_true", help="every build joins one Ray instance started first")
     args = parser.parse_args()
 
-    running = joined(child_env(), args.cpus) if args.running_ray else nullcontext(child_env())
-    with tempfile.TemporaryDirectory() as scratch, running as env:
+    with tempfile.TemporaryDirectory() as scratch, builds_env(child_env(), args.running_ray, args.cpus) as env:
         workdir = args.keep or Path(scratch)
         workdir.mkdir(parents=True, exist_ok=True)
         if args.english:

@@ -30,14 +30,13 @@ import argparse
 import json
 import sys
 import tempfile
-from contextlib import nullcontext
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.e2e import FLOOR_RECORDS, RAY_DATA_EXECUTION, child_env, measured  # noqa: E402
-from bench.running_ray import joined  # noqa: E402
+from bench.running_ray import builds_env  # noqa: E402
 from bench.shared_data import C3, CMRC, SAMPLE, emit, legacy_model, vocab_file  # noqa: E402
 
 
@@ -87,8 +86,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=4, help="files the first build's paragraphs are spread over")
     parser.add_argument("--running-ray", action="store_true", help="every build joins one Ray instance started first")
     args = parser.parse_args()
-    running = joined(child_env()) if args.running_ray else nullcontext(child_env())
-    with tempfile.TemporaryDirectory() as scratch, running as env:
+    with tempfile.TemporaryDirectory() as scratch, builds_env(child_env(), args.running_ray) as env:
         workdir = Path(scratch)
         (workdir / "in").mkdir()
         texts = paragraphs(args.docs + args.new)

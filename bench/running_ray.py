@@ -2,7 +2,7 @@
 
     python bench/running_ray.py [--num-cpus N]   # prints the instance's address, holds it until stdin closes
 
-A bench's builds then join it through ``RAY_ADDRESS`` (``joined``) and pay none of Ray's own start-up
+A bench's builds then join it through ``RAY_ADDRESS`` (``builds_env``) and pay none of Ray's own start-up
 and shutdown: what is left of the floor when Ray already runs, as under ``ray job submit``. The
 instance has a build's options (``cluster.LOCAL_RAY_OPTIONS``) and no token authentication
 (``RAY_AUTH_MODE=disabled``): a build that joins an instance has no token of it. While it runs, its
@@ -23,8 +23,12 @@ sys.path.insert(0, str(REPO))
 
 
 @contextmanager
-def joined(env: dict[str, str], num_cpus: int | None = None) -> Iterator[dict[str, str]]:
-    """``env`` with ``RAY_ADDRESS`` naming a local Ray instance held while the context lasts."""
+def builds_env(env: dict[str, str], running_ray: bool, num_cpus: int | None = None) -> Iterator[dict[str, str]]:
+    """``env`` as it is, or with ``running_ray`` ``RAY_ADDRESS`` naming a local Ray instance of ``num_cpus`` CPUs
+    (default: all) held while the context lasts."""
+    if not running_ray:
+        yield env
+        return
     env = {**env, "RAY_AUTH_MODE": "disabled"}
     cpus = [] if num_cpus is None else ["--num-cpus", str(num_cpus)]
     holder = subprocess.Popen([sys.executable, __file__, *cpus], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
