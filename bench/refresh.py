@@ -1,23 +1,25 @@
 """A small refresh against a full build of the same inputs (issue #23), side by side.
 
-    python bench/refresh.py [--docs 2000] [--new 20] [--files 4] [--running-ray]
+    python bench/refresh.py [--docs 2000] [--new 20] [--files 4] [--scale 1] [--running-ray]
 
 Input: the first ``--docs`` paragraphs of ../shared/data's CMRC2018 and C3 files (else the bundled
 sample's records, repeated with a counter so that they stay distinct), spread over ``--files``
-JSONL files; then one more file of ``--new`` paragraphs that follow them. Segmenter and vocab as
-in bench/e2e.py. Each build is ``python -m pipeline build`` in a child process, start-up included:
+JSONL files, each grown to ``--scale`` times its records as bench/e2e.py grows its sizes (exact
+and near duplicates, mosaics); then one more file of ``--new`` paragraphs that follow them, named
+to sort after the others. Segmenter and vocab as in bench/e2e.py. Each build is
+``python -m pipeline build`` in a child process, start-up included:
 
-- ``first``: the corpus of ``--docs`` paragraphs;
+- ``first``: the corpus of ``--docs`` paragraphs (grown ``--scale`` times);
 - ``refresh``: the same output after the new file appears;
 - ``full``: a new output from all the files, the refresh's inputs;
 - ``floor``: a new output from one file of the first ``FLOOR_RECORDS`` paragraphs: what any build pays
   whatever its size (start-up, Ray, model loads, the commit and the exit; as in bench/e2e.py).
 
-Prints one JSON line: the seconds and CPU seconds of each build, ``refresh_vs_full`` (refresh
-seconds / full seconds; issue #23 asks for at most 0.35), the same for the seconds above the floor
-(``refresh_vs_full_above_floor``: the refresh's own work against the full build's), the Ray Data
-executions each build ran (Ray Data's own log line), and whether the refresh's docs, fates and shards
-equal the full build's.
+Prints one JSON line: the documents of the refreshed corpus (``docs_after``), the seconds and CPU
+seconds of each build, ``refresh_vs_full`` (refresh seconds / full seconds; issue #23 asks for at
+most 0.35), the same for the seconds above the floor (``refresh_vs_full_above_floor``: the refresh's
+own work against the full build's), the Ray Data executions each build ran (Ray Data's own log
+line), and whether the refresh's docs, fates and shards equal the full build's.
 
 ``--running-ray``: every build joins one local Ray instance that the bench starts first and stops
 last (``bench/running_ray.py``), so no build pays Ray's own start-up: what a refresh costs when Ray
@@ -35,7 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.e2e import FLOOR_RECORDS, RAY_DATA_EXECUTION, child_env, measured  # noqa: E402
+from bench.e2e import FLOOR_RECORDS, RAY_DATA_EXECUTION, child_env, grow, measured  # noqa: E402
 from bench.running_ray import builds_env  # noqa: E402
 from bench.shared_data import C3, CMRC, SAMPLE, emit, legacy_model, vocab_file  # noqa: E402
 
@@ -84,15 +86,18 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=2000, help="paragraphs in the first build")
     parser.add_argument("--new", type=int, default=20, help="paragraphs the refresh adds, in a new file")
     parser.add_argument("--files", type=int, default=4, help="files the first build's paragraphs are spread over")
+    parser.add_argument("--scale", type=int, default=1, help="each file grown to this many times its records")
     parser.add_argument("--running-ray", action="store_true", help="every build joins one Ray instance started first")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch, builds_env(child_env(), args.running_ray) as env:
         workdir = Path(scratch)
-        (workdir / "in").mkdir()
+        base = workdir / "base"
+        base.mkdir()
         texts = paragraphs(args.docs + args.new)
         per_file = -(-args.docs // args.files)
         for i in range(args.files):
-            write_jsonl(workdir / "in" / f"part-{i:02d}.jsonl", texts[i * per_file : min((i + 1) * per_file, args.docs)])
+            write_jsonl(base / f"part-{i:02d}.jsonl", texts[i * per_file : min((i + 1) * per_file, args.docs)])
+        grow(sorted(base.glob("*.jsonl")), args.scale, workdir / "in")
         model, vocab = legacy_model(workdir), vocab_file()
         corpus = workdir / "corpus"
         first = build(workdir, "first", corpus, model, vocab, env)
@@ -103,8 +108,9 @@ def main() -> None:
         write_jsonl(workdir / "floor-in" / "part-00.jsonl", texts[:FLOOR_RECORDS])
         floor = build(workdir, "floor", workdir / "floor", model, vocab, env, "floor-in/*.jsonl")
         emit({
-            "bench": "refresh", "docs": args.docs, "new": args.new, "files": args.files,
+            "bench": "refresh", "docs": args.docs, "new": args.new, "files": args.files, "scale": args.scale,
             "running_ray": args.running_ray,
+            "docs_after": json.loads((workdir / "full" / "report.json").read_text(encoding="utf-8"))["corpus"]["docs"],
             "first": first, "refresh": refresh, "full": full, "floor": floor,
             "refresh_vs_full": round(refresh["seconds"] / full["seconds"], 3),
             "refresh_vs_full_above_floor": round(

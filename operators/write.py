@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -34,6 +36,7 @@ DOCS_FILE_ROWS = 2048  # documents per docs file (the last one fewer); tokenizin
 SHARD_BATCH_ROWS = 1024  # rows per IPC record batch: the unit a reader of compressed shards decompresses
 INPUT_PLACE = "input_place"  # a fates row's place in the order its records were read (``in_input_order``)
 _LAST_PLACE = (1 << 63) - 1
+_PATH = "path"  # a read_in_order listing's column
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,8 @@ class WriteConfig:
     compression: str = "none"  # Arrow IPC body compression of shards: none | lz4 | zstd (readers decompress)
     # fates tables of up to this many rows (~100 bytes each) are sorted in one task; larger ones by Ray Data's sort
     local_sort_max_rows: int = 2_000_000
-    # a refresh's docs rows (text and words, ~3 KB each), up to this many, are ordered in one task; more by Ray Data's sort
+    # a refresh's docs rows (text and words, ~3 KB each), up to this many, are ordered in one task; more by Ray Data's
+    # sort, or, where the added files all sort after the others, by segmenting theirs first (kept_docs.appended)
     local_sort_max_docs: int = 20_000
 
     def __post_init__(self) -> None:
@@ -275,27 +279,34 @@ def write_shards(ds, output: str, schema: pa.Schema, version: int, cfg: WriteCon
     )
 
 
-def read_in_order(output: str, relatives: list[str], schema: pa.Schema):
+def read_in_order(output: str, relatives: list[str], schema: pa.Schema, then: Sequence[Any] = ()):
     """The Parquet files ``relatives`` (inside ``output``) as one Ray dataset, rows in the files' order:
-    one read task and one block per file.
+    one read task and one block per file; then the rows of the blocks ``then`` (references to a
+    materialized dataset's blocks with ``schema``'s columns, and maybe more), in their order.
 
     Ray's ``read_parquet`` does not keep the order of its files, even with ``preserve_order``:
     it bundles them into read tasks by size (Ray 2.60 moved a run of 863 documents in the 130
     docs files of bench/e2e.py's 16x build). Packing follows the order of the docs table, so the
-    tokenizer reads it with this. ``schema``: what an empty list of files gives.
+    tokenizer reads it with this. A union would not put ``then`` after the files: with
+    ``preserve_order`` it takes its inputs' blocks in turn. ``schema``: what an empty list of files gives.
     """
+    import ray
     import ray.data
 
-    if not relatives:
+    if not relatives and not then:
         return ray.data.from_arrow(schema.empty_table())
     filesystem, root = storage.resolve(output)  # once: on an object store each resolve builds a filesystem
-    paths = [storage.join(root, relative) for relative in relatives]
-    listing = ray.data.from_arrow([pa.table({"path": [path]}) for path in paths])
-    return listing.map_batches(_read_files, fn_kwargs={"filesystem": filesystem}, batch_format="pyarrow", batch_size=None)
+    listing = [ray.put(pa.table({_PATH: [storage.join(root, relative)]})) for relative in relatives]
+    return ray.data.from_arrow_refs([*listing, *then]).map_batches(
+        _read_files, fn_kwargs={"filesystem": filesystem, "schema": schema}, batch_format="pyarrow", batch_size=None
+    )
 
 
-def _read_files(batch: pa.Table, filesystem: pafs.FileSystem) -> pa.Table:
-    return pa.concat_tables(pq.read_table(path, filesystem=filesystem) for path in batch["path"].to_pylist())
+def _read_files(batch: pa.Table, filesystem: pafs.FileSystem, schema: pa.Schema) -> pa.Table:
+    """A listing block's files read, or a block of rows (``read_in_order``'s ``then``) with ``schema``'s columns."""
+    if _PATH in batch.column_names:
+        return pa.concat_tables(pq.read_table(path, filesystem=filesystem) for path in batch[_PATH].to_pylist())
+    return batch.select(schema.names) if batch.num_rows else schema.empty_table()  # an empty block may have no columns
 
 
 def version_files(output: str, directory: str, version: int) -> list[str]:

@@ -99,35 +99,48 @@ def paired(batch: pa.Table, what: str) -> pa.Table:
     return batch.drop_columns([FLAGGED_DOC_ID])
 
 
-def appended(cfg: BuildConfig, plan: refresh.Plan, previous_docs, records, deduped: DedupOutput,
+def appended(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any], records, deduped: DedupOutput,
              kept_count: int) -> tuple[Any, int, int] | None:
     """The docs table's rows for a refresh that only adds files (``plan.only_appends``), lazily, with no
-    join and no cache lookup: the unchanged files' documents as ``previous_docs`` holds them (the
-    previous docs table, read file by file in order; it has no record column: their records come from
-    their kept fates rows, which line up with it once in (source, record) order), then the new files'
-    kept documents (``with_fates``), segmented, the two sorted together. Returns (docs, documents to segment,
-    documents carried), or None when a new document joined two groups of old ones, so that an old
-    kept document became a duplicate (``deduped.retracted``): the general path then runs."""
+    join and no cache lookup: every row of the previous docs table (read file by file in order; it
+    has no record column: their records come from their kept fates rows, which line up with it once
+    in (source, record) order), and the new files' kept documents (``with_fates``), segmented. Returns
+    (docs, documents to segment, documents carried), or None when a new document joined two groups of
+    old ones, so that an old kept document became a duplicate (``deduped.retracted``): the general
+    path then runs.
+
+    The two are put in (source, record) order by ``write.docs_in_record_order`` (Ray's sort above
+    ``write.local_sort_max_docs`` documents), except where that sort would be Ray's and the new files
+    all sort after the old ones: then the new documents are segmented first (an execution of their
+    own) and read after the old ones, one ordered stream (at 16x bench/e2e.py's corpus, Ray's sort
+    took a third of a 20-document refresh)."""
     if deduped.retracted.count():
         return None
-    unchanged = plan.unchanged
-    old_kept = deduped.fates.filter(expr=col(SOURCE).is_in(unchanged) & (col(FATE) == KEPT))
-    places = write.in_record_order(old_kept.select_columns(KEPT_ROWS.names), cfg.write, KEPT_ROWS)
-    carried_count = places.count()  # materialized: from its blocks' metadata
-    carried = _zipped(previous_docs.filter(expr=col(SOURCE).is_in(unchanged)), places.select_columns([DOC_ID, RECORD]))
-    full = _docs_rows(cfg)
-    carried = carried.map_batches(paired, fn_kwargs={"what": "previous docs and their kept fates rows"},
-                                  batch_format="pyarrow")
-    parts = [carried.map_batches(refresh.conform, fn_kwargs={"schema": full}, batch_format="pyarrow")]
+    carried_count = int(previous["corpus"]["docs"])  # with no kept document retracted, every one stays
     segmented = kept_count - carried_count
+    new_docs, sources, then = None, plan.unchanged, ()
     if segmented:
         new_fates = deduped.fates.filter(expr=col(SOURCE).is_in(plan.to_read))
-        parts.append(segment_docs(cfg, kept_of(with_fates(records, new_fates, deduped.in_order, cfg))))
-    if len(parts) == 1:
-        return parts[0], segmented, carried_count
+        new_docs = segment_docs(cfg, kept_of(with_fates(records, new_fates, deduped.in_order, cfg)))
+        if kept_count > cfg.write.local_sort_max_docs and min(plan.to_read) > max(plan.unchanged):
+            sources, then, new_docs = plan.unchanged + plan.to_read, new_docs.materialize().to_arrow_refs(), None
+    docs = refresh.read_listed(cfg.output, previous, write.DOCS_DIR, docs_schema(cfg.segment.tasks), then)
+    docs = _placed(docs, deduped, sources, cfg)
+    if new_docs is None:
+        return docs, segmented, carried_count
     # with preserve_order a union takes its inputs' blocks in turn: sorted, the new files' documents go to their place
-    docs = write.docs_in_record_order(parts[0].union(*parts[1:]), kept_count, full, cfg.write)
+    docs = write.docs_in_record_order(docs.union(new_docs), kept_count, _docs_rows(cfg), cfg.write)
     return docs, segmented, carried_count
+
+
+def _placed(docs, deduped: DedupOutput, sources: list[str], cfg: BuildConfig):
+    """``docs`` (docs table rows, in (source, record) order) with their records, from the kept fates rows
+    of ``sources`` in that order, checked row by row (``paired``)."""
+    kept = deduped.fates.filter(expr=col(SOURCE).is_in(sources) & (col(FATE) == KEPT))
+    places = write.in_record_order(kept.select_columns(KEPT_ROWS.names), cfg.write, KEPT_ROWS)
+    placed = _zipped(docs, places.select_columns([DOC_ID, RECORD]))
+    placed = placed.map_batches(paired, fn_kwargs={"what": "docs and their kept fates rows"}, batch_format="pyarrow")
+    return placed.map_batches(refresh.conform, fn_kwargs={"schema": _docs_rows(cfg)}, batch_format="pyarrow")
 
 
 def texts(cfg: BuildConfig, kept, pending, previous_docs, unchanged: list[str]):

@@ -44,7 +44,7 @@ def docs(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any] | None, 
     by joins and their words looked up in the cache (``kept_docs.texts``, ``kept_docs.segmented``)."""
     appended = None
     if plan.only_appends and previous_docs is not None:
-        appended = kept_docs.appended(cfg, plan, previous_docs, records, deduped, kept_count)
+        appended = kept_docs.appended(cfg, plan, previous, records, deduped, kept_count)
     if appended is not None:
         docs_rows, segmented, reused = appended
         return docs_rows, DocCounts(segmented, reused)

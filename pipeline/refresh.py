@@ -20,7 +20,7 @@ Tokenize and pack always run from the final docs table.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,8 +126,9 @@ def listed(manifest: dict[str, Any] | None, directory: str) -> list[str]:
     return [e["path"] for e in manifest.get("files", []) if e["path"].startswith(f"{directory}/")]
 
 
-def read_listed(out: str, manifest: dict[str, Any], directory: str, schema: pa.Schema):
+def read_listed(out: str, manifest: dict[str, Any], directory: str, schema: pa.Schema, then: Sequence[Any] = ()):
     """The Parquet table of ``directory`` as ``manifest`` lists it (``schema``: what no file gives), one read
-    task and block per file (``write.read_in_order``): Ray's ``read_parquet`` spends over a second
-    starting each call, which a refresh that reads three small tables paid three times."""
-    return write.read_in_order(out, listed(manifest, directory), schema)
+    task and block per file, then the rows of the blocks ``then`` (``write.read_in_order``): Ray's
+    ``read_parquet`` spends over a second starting each call, which a refresh that reads three small
+    tables paid three times."""
+    return write.read_in_order(out, listed(manifest, directory), schema, then)

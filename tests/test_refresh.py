@@ -392,6 +392,27 @@ def test_a_refresh_that_adds_a_file_carries_the_old_documents_without_a_join(
 
 
 @pytest.mark.parametrize("local_sort_max_docs", [write_op.WriteConfig().local_sort_max_docs, 0])
+def test_added_files_that_sort_after_the_others_are_read_after_the_old_documents_without_a_sort(
+    ray_local, tmp_path, legacy_model_dir, vocab_path, monkeypatch, local_sort_max_docs
+):
+    """Where the old and new documents would take Ray's sort (``local_sort_max_docs: 0``), new files
+    that all sort after the old ones are segmented first and read after the old docs files instead;
+    below the bound they are sorted in one task as before. Same tables as a full build either way."""
+    monkeypatch.setattr(write_op, "DOCS_FILE_ROWS", 2)  # several docs files, read back in their order
+    sorts = []
+    real_sort = write_op.docs_in_record_order
+    monkeypatch.setattr(write_op, "docs_in_record_order", lambda *args: sorts.append(1) or real_sort(*args))
+    old = {"a.jsonl": [P[0], P[1], "太短"], "b.jsonl": [P[2], P[0], P[3], P[6], P[8]]}
+    new = {"c.jsonl": [P[7], P[1]], "d.jsonl": [P[4], NEAR_P3, P[5]]}  # a duplicate and a near duplicate of old ones
+    refreshed, full, joins = _append_then_compare(tmp_path, legacy_model_dir, vocab_path, monkeypatch, old, new,
+                                                  write={"local_sort_max_docs": local_sort_max_docs})
+    assert joins == 0 and len(sorts) == (local_sort_max_docs > 0)
+    assert refreshed["report"]["refresh"]["docs"] == {"segmented": 3, "reused": 6}
+    for name in ("docs", "fates", "shards"):
+        assert refreshed["tables"][name].equals(full[name]), name
+
+
+@pytest.mark.parametrize("local_sort_max_docs", [write_op.WriteConfig().local_sort_max_docs, 0])
 def test_an_added_file_that_joins_two_kept_documents_takes_the_general_path(
     ray_local, tmp_path, legacy_model_dir, vocab_path, monkeypatch, local_sort_max_docs
 ):

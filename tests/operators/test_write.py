@@ -27,6 +27,21 @@ def test_read_in_order_keeps_the_files_order_whatever_their_sizes(ray_local, tmp
     assert [value for block in blocks for value in block["value"].to_pylist()] == expected
 
 
+def test_read_in_order_reads_the_files_then_the_blocks_it_is_given(ray_local, tmp_path):
+    """A refresh's new documents after the previous docs files, in one ordered stream: blocks with more
+    columns than the schema's are cut to them, and an empty block with no columns at all gives no row."""
+    (tmp_path / "t").mkdir()
+    relatives = []
+    for index in range(5):
+        relatives.append(f"t/part-v00001-{index:06d}.parquet")
+        pq.write_table(pa.table({"value": [f"file-{index}-{row}" for row in range(index + 1)]}), tmp_path / relatives[-1])
+    blocks = [pa.table({"value": [f"block-{index}-{row}" for row in range(3)], "extra": [index] * 3}) for index in range(4)]
+    then = [ray_local.put(block) for block in blocks[:2]] + [ray_local.put(pa.table({}))] + [ray_local.put(blocks[2])]
+    ds = write.read_in_order(str(tmp_path), relatives, pa.schema([("value", pa.string())]), then)
+    files = [f"file-{index}-{row}" for index in range(5) for row in range(index + 1)]
+    assert ds.take_all() == [{"value": value} for value in files + [f"block-{i}-{row}" for i in range(3) for row in range(3)]]
+
+
 def test_read_in_order_of_no_files_is_empty_with_the_schema(ray_local, tmp_path):
     ds = write.read_in_order(str(tmp_path), [], FATES_SCHEMA)
     assert ds.count() == 0 and ds.schema().names == FATES_SCHEMA.names
