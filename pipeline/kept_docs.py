@@ -113,7 +113,7 @@ def appended(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any], rec
     ``write.local_sort_max_docs`` documents), except where that sort would be Ray's and the new files
     all sort after the old ones: then the new documents are segmented first (an execution of their
     own) and read after the old ones, one ordered stream (at 16x bench/e2e.py's corpus, Ray's sort
-    took a third of a 20-document refresh)."""
+    took over a quarter of a 20-document refresh: 40.7 s against 28.9 s)."""
     if deduped.retracted.count():
         return None
     carried_count = int(previous["corpus"]["docs"])  # with no kept document retracted, every one stays
