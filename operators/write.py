@@ -46,7 +46,7 @@ class WriteConfig:
     # fates tables of up to this many rows (~100 bytes each) are sorted in one task; larger ones by Ray Data's sort
     local_sort_max_rows: int = 2_000_000
     # a refresh's docs rows (text and words, ~3 KB each), up to this many, are ordered in one task; more by Ray Data's
-    # sort, or, where the added files all sort after the others, by segmenting theirs first (kept_docs.appended)
+    # sort, or, where the added files all sort after the others, by segmenting theirs first (kept_docs.carried)
     local_sort_max_docs: int = 20_000
 
     def __post_init__(self) -> None:

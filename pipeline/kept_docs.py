@@ -2,8 +2,9 @@
 
 - A full build: in its own records, in input order (``with_fates``: the records zipped with their
   fates rows, no join, no sort after segmentation; ``kept_of`` and ``segment_docs``).
-- A refresh that only adds files: the previous docs rows of the unchanged files and the new files'
-  kept documents, segmented (``appended``, no join).
+- A refresh whose unchanged files keep their kept documents (added, changed and removed files whose
+  documents kept none of theirs in place): the previous docs rows of the unchanged files and the kept
+  documents of the files read, segmented (``carried``, no join of texts).
 - Any other refresh: by joins of the kept documents with this build's records, the previous docs
   and, for duplicates kept in a retracted document's place, their files read again (``texts``);
   then the previous docs table as the segmentation cache, by text hash (``segmented``).
@@ -99,48 +100,58 @@ def paired(batch: pa.Table, what: str) -> pa.Table:
     return batch.drop_columns([FLAGGED_DOC_ID])
 
 
-def appended(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any], records, deduped: DedupOutput,
-             kept_count: int) -> tuple[Any, int, int] | None:
-    """The docs table's rows for a refresh that only adds files (``plan.only_appends``), lazily, with no
-    join and no cache lookup: every row of the previous docs table (read file by file in order; it
-    has no record column: their records come from their kept fates rows, which line up with it once
-    in (source, record) order), and the new files' kept documents (``with_fates``), segmented. Returns
-    (docs, documents to segment, documents carried), or None when a new document joined two groups of
-    old ones, so that an old kept document became a duplicate (``deduped.retracted``): the general
-    path then runs.
+def carried(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any], records, deduped: DedupOutput,
+            kept_count: int, kept_before: int, cache_docs, unique: bool) -> tuple[Any, int, int] | None:
+    """The docs table's rows for a refresh whose unchanged files keep their kept documents, lazily,
+    with no join of texts: the unchanged files' rows of the previous docs table (read file by file
+    in order; it has no record column: their records come from their kept fates rows, which line up
+    with it once in (source, record) order), and the kept documents of the files read
+    (``with_fates``), segmented; where files changed or left, their previous docs rows are the
+    segmentation cache of those documents (``segmented``). Returns (docs, documents to segment,
+    documents whose words were carried or cached), or None where the general path must run: a new
+    document joined two groups of old ones, so that an old kept document became a duplicate
+    (``deduped.retracted``), or a duplicate in an unchanged file is kept in the place of a keeper
+    that left, so its text is in no table at hand (the unchanged files then keep other than the
+    ``kept_before`` documents the previous version kept in them).
 
     The two are put in (source, record) order by ``write.docs_in_record_order`` (Ray's sort above
-    ``write.local_sort_max_docs`` documents), except where that sort would be Ray's and the new files
-    all sort after the old ones: then the new documents are segmented first (an execution of their
-    own) and read after the old ones, one ordered stream (at 16x bench/e2e.py's corpus, Ray's sort
-    took over a quarter of a 20-document refresh: 40.7 s against 28.9 s)."""
+    ``write.local_sort_max_docs`` documents), except where that sort would be Ray's, the refresh only
+    adds files and they all sort after the old ones: then the new documents are segmented first (an
+    execution of their own) and read after the old ones, one ordered stream (at 16x bench/e2e.py's
+    corpus, Ray's sort took over a quarter of a 20-document refresh: 40.7 s against 28.9 s)."""
     if deduped.retracted.count():
         return None
-    carried_count = int(previous["corpus"]["docs"])  # with no kept document retracted, every one stays
-    segmented = kept_count - carried_count
-    new_docs, sources, then = None, plan.unchanged, ()
-    if segmented:
-        new_fates = deduped.fates.filter(expr=col(SOURCE).is_in(plan.to_read))
-        new_docs = segment_docs(cfg, kept_of(with_fates(records, new_fates, deduped.in_order, cfg)))
-        if kept_count > cfg.write.local_sort_max_docs and min(plan.to_read) > max(plan.unchanged):
-            sources, then, new_docs = plan.unchanged + plan.to_read, new_docs.materialize().to_arrow_refs(), None
-    docs = refresh.read_listed(cfg.output, previous, write.DOCS_DIR, docs_schema(cfg.segment.tasks), then)
-    docs = _placed(docs, deduped, sources, cfg)
-    if new_docs is None:
-        return docs, segmented, carried_count
-    # with preserve_order a union takes its inputs' blocks in turn: sorted, the new files' documents go to their place
-    docs = write.docs_in_record_order(docs.union(new_docs), kept_count, _docs_rows(cfg), cfg.write)
-    return docs, segmented, carried_count
-
-
-def _placed(docs, deduped: DedupOutput, sources: list[str], cfg: BuildConfig):
-    """``docs`` (docs table rows, in (source, record) order) with their records, from the kept fates rows
-    of ``sources`` in that order, checked row by row (``paired``)."""
+    unchanged, gone = plan.unchanged, plan.diff.changed + plan.diff.removed
+    fresh = kept_count - kept_before  # kept documents of the files read, unless one was promoted (checked below)
+    appended_last = (not gone and fresh > 0 and kept_count > cfg.write.local_sort_max_docs
+                     and min(plan.to_read) > max(unchanged))
+    sources = unchanged + plan.to_read if appended_last else unchanged
     kept = deduped.fates.filter(expr=col(SOURCE).is_in(sources) & (col(FATE) == KEPT))
     places = write.in_record_order(kept.select_columns(KEPT_ROWS.names), cfg.write, KEPT_ROWS)
-    placed = _zipped(docs, places.select_columns([DOC_ID, RECORD]))
-    placed = placed.map_batches(paired, fn_kwargs={"what": "docs and their kept fates rows"}, batch_format="pyarrow")
-    return placed.map_batches(refresh.conform, fn_kwargs={"schema": _docs_rows(cfg)}, batch_format="pyarrow")
+    if not appended_last and places.count() != kept_before:  # materialized: from its blocks' metadata
+        return None
+    fresh_docs, segmented_count, reused, then = None, fresh, kept_before, ()
+    if fresh:
+        texts = kept_of(with_fates(records, deduped.fates.filter(expr=col(SOURCE).is_in(plan.to_read)),
+                                   deduped.in_order, cfg))
+        if gone:  # materialized: the cache join is sized by their blocks
+            cache = cache_docs.filter(expr=col(SOURCE).is_in(gone))
+            fresh_docs, segmented_count, hits = segmented(cfg, texts.materialize(), cache, unique)
+            reused += hits
+        else:
+            fresh_docs = segment_docs(cfg, texts)
+        if appended_last:
+            then, fresh_docs = fresh_docs.materialize().to_arrow_refs(), None
+    docs = refresh.read_listed(cfg.output, previous, write.DOCS_DIR, docs_schema(cfg.segment.tasks), then)
+    if gone:
+        docs = docs.filter(expr=col(SOURCE).is_in(unchanged))
+    docs = _zipped(docs, places.select_columns([DOC_ID, RECORD]))
+    docs = docs.map_batches(paired, fn_kwargs={"what": "docs and their kept fates rows"}, batch_format="pyarrow")
+    docs = docs.map_batches(refresh.conform, fn_kwargs={"schema": _docs_rows(cfg)}, batch_format="pyarrow")
+    if fresh_docs is not None:
+        # with preserve_order a union takes its inputs' blocks in turn: sorted, the documents read go to their place
+        docs = write.docs_in_record_order(docs.union(fresh_docs), kept_count, _docs_rows(cfg), cfg.write)
+    return docs, segmented_count, reused
 
 
 def texts(cfg: BuildConfig, kept, pending, previous_docs, unchanged: list[str]):

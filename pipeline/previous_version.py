@@ -12,7 +12,7 @@ from typing import Any
 from ray.data.expressions import col
 
 from manifests import snapshot
-from operators import write
+from operators import dedup, write
 from operators.columns import DEDUP_SCHEMA, FATE, FATES_SCHEMA, FILTERED, REJECTED, SOURCE
 from operators.dedup import DedupOutput
 from operators.dedup.rules import INDEX_KEPT
@@ -39,21 +39,34 @@ def carry(out: str, previous: dict[str, Any], version: int, tally) -> DocCounts:
 def docs(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any] | None, previous_docs, cache_docs, records,
          deduped: DedupOutput, kept_count: int) -> tuple[Any, DocCounts]:
     """The docs table's rows of a refresh (or of a build whose segmentation cache, ``cache_docs``, is the
-    previous docs table), lazily, to be segmented where they lack words: an append when the refresh only
-    adds files and retracts no kept document (``kept_docs.appended``), else the kept documents' texts found
-    by joins and their words looked up in the cache (``kept_docs.texts``, ``kept_docs.segmented``)."""
-    appended = None
-    if plan.only_appends and previous_docs is not None:
-        appended = kept_docs.appended(cfg, plan, previous, records, deduped, kept_count)
-    if appended is not None:
-        docs_rows, segmented, reused = appended
+    previous docs table), lazily, to be segmented where they lack words: the unchanged files' previous
+    docs rows and the documents read, when the unchanged files keep the documents they had
+    (``kept_docs.carried``), else the kept documents' texts found by joins and their words looked up
+    in the cache (``kept_docs.texts``, ``kept_docs.segmented``)."""
+    unique = bool(previous and previous.get("config", {}).get("dedup", {}).get("exact"))  # one doc per text
+    carried = None
+    if plan.carries_unchanged_docs and previous_docs is not None:
+        kept_before = _kept_before(cfg, previous, plan)
+        carried = kept_docs.carried(cfg, plan, previous, records, deduped, kept_count, kept_before, previous_docs, unique)
+    if carried is not None:
+        docs_rows, segmented, reused = carried
         return docs_rows, DocCounts(segmented, reused)
     kept = deduped.index.filter(expr=col(INDEX_KEPT)).select_columns(kept_docs.KEPT_ROWS.names).materialize()
     pending = records.filter(expr=col(FATE).is_null()) if records is not None else None
     texts, promoted, reread = kept_docs.texts(cfg, kept, pending, previous_docs, plan.unchanged)
-    unique = bool(previous and previous.get("config", {}).get("dedup", {}).get("exact"))  # one doc per text
     docs_rows, segmented, reused = kept_docs.segmented(cfg, texts, cache_docs, unique)
     return docs_rows, DocCounts(segmented, reused, promoted, reread)
+
+
+def _kept_before(cfg: BuildConfig, previous: dict[str, Any], plan: refresh.Plan) -> int:
+    """The documents the previous version kept in the files this refresh leaves unchanged: all of them
+    (its docs table's rows), less those of changed and removed files (its dedup index's kept rows)."""
+    kept = int(previous["corpus"]["docs"])
+    gone = plan.diff.changed + plan.diff.removed
+    if not gone:
+        return kept
+    index = refresh.read_listed(cfg.output, previous, INDEX_DIR, dedup.index_schema(cfg.dedup))
+    return kept - index.filter(expr=col(SOURCE).is_in(gone) & col(INDEX_KEPT)).count()
 
 
 def write_fates(cfg: BuildConfig, out: str, previous: dict[str, Any] | None, version: int, fates, unchanged: list[str],

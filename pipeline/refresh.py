@@ -14,7 +14,8 @@ removed, unchanged files; ``manifests.ledger``) and the stage fingerprints
 
 Either way segmentation is cached by content: when the segment fingerprint is unchanged, the
 previous docs table is the cache, joined by the xxh3-128 of the normalized text, and LTP runs only
-on texts it does not hold; a refresh that only adds files needs no lookup (``Plan.only_appends``).
+on texts it does not hold; the unchanged files' documents need no lookup while they stay the ones
+kept (``Plan.carries_unchanged_docs``).
 Tokenize and pack always run from the final docs table.
 """
 
@@ -58,12 +59,12 @@ class Plan:
                 and self.reuse_segmentation)
 
     @property
-    def only_appends(self) -> bool:
-        """A refresh that adds files and changes no other, with segmentation settings unchanged: no kept
-        document leaves, so no duplicate of an unchanged file is kept in its place, and the unchanged
-        files' kept documents have their words in the previous docs table."""
-        return (self.mode == REFRESH and bool(self.diff.new) and bool(self.diff.unchanged)
-                and not (self.diff.changed or self.diff.removed) and self.reuse_segmentation)
+    def carries_unchanged_docs(self) -> bool:
+        """A refresh that adds, changes or removes files beside unchanged ones, with segmentation settings
+        unchanged: the unchanged files' kept documents have their words in the previous docs table
+        (``kept_docs.carried`` checks that they are still the ones kept)."""
+        return (self.mode == REFRESH and bool(self.diff.unchanged) and self.reuse_segmentation
+                and bool(self.diff.new or self.diff.changed or self.diff.removed))
 
     @property
     def unchanged(self) -> list[str]:

@@ -341,7 +341,7 @@ def test_a_second_writer_is_refused_with_one_line(sequence, capsys):
     assert code == 2 and "another build" in err and len(err.splitlines()) == 1
 
 
-# ---- refreshes that only add files (pipeline.kept_docs.appended) ------------------------------------------
+# ---- refreshes whose unchanged files keep their documents (pipeline.kept_docs.carried) --------------------
 
 BRIDGED = P[1] + P[3] + P[5] + P[7] + P[8]  # ~260 characters: five one-character edits move its 5-grams' Jaccard ~0.19
 
@@ -353,11 +353,12 @@ def _edited(text: str, first: int, char: str) -> str:
     return "".join(chars)
 
 
-def _append_then_compare(root: Path, model: Path, vocab: Path, monkeypatch, old: dict[str, list[str]],
-                         new: dict[str, list[str]], **refresh_sections) -> tuple[dict, dict, int]:
-    """Build ``old``, add ``new`` and refresh (with ``refresh_sections`` settings); then a full build of all
-    the files elsewhere. Returns the refresh's tables and report, the full build's tables, and how often
-    the general path's text join ran."""
+def _refresh_then_compare(root: Path, model: Path, vocab: Path, monkeypatch, old: dict[str, list[str]],
+                          new: dict[str, list[str]], removed: tuple[str, ...] = (),
+                          **refresh_sections) -> tuple[dict, dict, int]:
+    """Build ``old``, write ``new`` (added or changed files), delete ``removed`` and refresh (with
+    ``refresh_sections`` settings); then a full build of all the files elsewhere. Returns the refresh's
+    tables and report, the full build's tables, and how often the general path's text join ran."""
     (root / "in").mkdir()
     for name, texts in old.items():
         write_jsonl(root / "in" / name, texts)
@@ -365,6 +366,8 @@ def _append_then_compare(root: Path, model: Path, vocab: Path, monkeypatch, old:
     build_corpus(load_config(config_for(root, "base", out, model, vocab)))
     for name, texts in new.items():
         write_jsonl(root / "in" / name, texts)
+    for name in removed:
+        (root / "in" / name).unlink()
     joins = []
     real_texts = kept_docs.texts
     monkeypatch.setattr(kept_docs, "texts", lambda *args: joins.append(1) or real_texts(*args))
@@ -382,7 +385,7 @@ def test_a_refresh_that_adds_a_file_carries_the_old_documents_without_a_join(
     monkeypatch.setattr(write_op, "DOCS_FILE_ROWS", 2)  # several docs files, read back in their order
     old = {"a.jsonl": [P[0], P[1], "太短"], "b.jsonl": [P[2], P[0], P[3], P[6], P[8]]}
     new = {"ab.jsonl": [P[7]], "z.jsonl": [P[4], NEAR_P3, P[5]]}  # one sorts between the old files, one after them
-    refreshed, full, joins = _append_then_compare(tmp_path, legacy_model_dir, vocab_path, monkeypatch, old, new,
+    refreshed, full, joins = _refresh_then_compare(tmp_path, legacy_model_dir, vocab_path, monkeypatch, old, new,
                                                   write={"local_sort_max_docs": local_sort_max_docs})
     assert joins == 0
     assert refreshed["report"]["refresh"]["docs"] == {"segmented": 3, "reused": 6}
@@ -404,10 +407,41 @@ def test_added_files_that_sort_after_the_others_are_read_after_the_old_documents
     monkeypatch.setattr(write_op, "docs_in_record_order", lambda *args: sorts.append(1) or real_sort(*args))
     old = {"a.jsonl": [P[0], P[1], "太短"], "b.jsonl": [P[2], P[0], P[3], P[6], P[8]]}
     new = {"c.jsonl": [P[7], P[1]], "d.jsonl": [P[4], NEAR_P3, P[5]]}  # a duplicate and a near duplicate of old ones
-    refreshed, full, joins = _append_then_compare(tmp_path, legacy_model_dir, vocab_path, monkeypatch, old, new,
+    refreshed, full, joins = _refresh_then_compare(tmp_path, legacy_model_dir, vocab_path, monkeypatch, old, new,
                                                   write={"local_sort_max_docs": local_sort_max_docs})
     assert joins == 0 and len(sorts) == (local_sort_max_docs > 0)
     assert refreshed["report"]["refresh"]["docs"] == {"segmented": 3, "reused": 6}
+    for name in ("docs", "fates", "shards"):
+        assert refreshed["tables"][name].equals(full[name]), name
+
+
+@pytest.mark.parametrize("local_sort_max_docs", [write_op.WriteConfig().local_sort_max_docs, 0])
+def test_changed_and_removed_files_whose_documents_kept_none_of_the_others_take_no_join(
+    ray_local, tmp_path, legacy_model_dir, vocab_path, monkeypatch, local_sort_max_docs
+):
+    """b.jsonl gains a paragraph and c.jsonl leaves; b's copy of P[0] stays a duplicate of a's, so a.jsonl
+    keeps its documents: they come from the previous docs table, b's from its records with their words
+    from b's and c's previous docs (only the new paragraph runs LTP), in order by either sort."""
+    monkeypatch.setattr(write_op, "DOCS_FILE_ROWS", 2)
+    old = {"a.jsonl": [P[0], P[1], "太短"], "b.jsonl": [P[2], P[0], P[3], P[6]], "c.jsonl": [P[4], P[5]]}
+    new = {"b.jsonl": [P[2], P[0], P[3], P[6], P[5], P[7]]}  # c's P[5] moves to b
+    sort = {"local_sort_max_docs": local_sort_max_docs}
+    refreshed, full, joins = _refresh_then_compare(tmp_path, legacy_model_dir, vocab_path, monkeypatch, old, new,
+                                                   removed=("c.jsonl",), write=sort)
+    assert joins == 0
+    assert refreshed["report"]["refresh"]["docs"] == {"segmented": 1, "reused": 6}
+    for name in ("docs", "fates", "shards"):
+        assert refreshed["tables"][name].equals(full[name]), name
+
+
+def test_a_duplicate_kept_in_place_of_a_keeper_that_left_takes_the_general_path(
+    ray_local, tmp_path, legacy_model_dir, vocab_path, monkeypatch
+):
+    """a.jsonl's P[0] was the keeper of b's copy; a.jsonl changes, so b's copy is kept now, and its text is
+    in no docs table: the general path reads b.jsonl again for it."""
+    old, new = {"a.jsonl": [P[0], P[1]], "b.jsonl": [P[0], P[2]]}, {"a.jsonl": [P[3], P[1]]}
+    refreshed, full, joins = _refresh_then_compare(tmp_path, legacy_model_dir, vocab_path, monkeypatch, old, new)
+    assert joins == 1 and refreshed["report"]["refresh"]["promoted"] == 1
     for name in ("docs", "fates", "shards"):
         assert refreshed["tables"][name].equals(full[name]), name
 
@@ -418,7 +452,7 @@ def test_an_added_file_that_joins_two_kept_documents_takes_the_general_path(
 ):
     x, y = _edited(BRIDGED, 10, "鑫"), _edited(BRIDGED, 150, "淼")  # each near BRIDGED, not near each other
     old, new = {"a.jsonl": [x, P[0]], "b.jsonl": [y]}, {"c.jsonl": [BRIDGED]}
-    refreshed, full, joins = _append_then_compare(tmp_path, legacy_model_dir, vocab_path, monkeypatch, old, new,
+    refreshed, full, joins = _refresh_then_compare(tmp_path, legacy_model_dir, vocab_path, monkeypatch, old, new,
                                                   write={"local_sort_max_docs": local_sort_max_docs})
     fates = {Path(r["source"]).name: r["fate"] for r in full["fates"].to_pylist() if r["record"] == 0}
     assert fates == {"a.jsonl": "kept", "b.jsonl": "near_dup", "c.jsonl": "near_dup"}  # b's kept document left
