@@ -1,16 +1,17 @@
 """A small refresh against a full build of the same inputs (issue #23), side by side.
 
-    python bench/refresh.py [--docs 2000] [--new 20] [--files 4] [--scale 1] [--running-ray]
+    python bench/refresh.py [--docs 2000] [--new 20] [--files 4] [--scale 1] [--change] [--running-ray]
 
 Input: the first ``--docs`` paragraphs of ../shared/data's CMRC2018 and C3 files (else the bundled
 sample's records, repeated with a counter so that they stay distinct), spread over ``--files``
 JSONL files, each grown to ``--scale`` times its records as bench/e2e.py grows its sizes (exact
 and near duplicates, mosaics); then one more file of ``--new`` paragraphs that follow them, named
-to sort after the others. Segmenter and vocab as in bench/e2e.py. Each build is
+to sort after the others (with ``--change``, those paragraphs are appended to the last input file
+instead: a changed file). Segmenter and vocab as in bench/e2e.py. Each build is
 ``python -m pipeline build`` in a child process, start-up included:
 
 - ``first``: the corpus of ``--docs`` paragraphs (grown ``--scale`` times);
-- ``refresh``: the same output after the new file appears;
+- ``refresh``: the same output after the new file appears (or the last file grows);
 - ``full``: a new output from all the files, the refresh's inputs;
 - ``floor``: a new output from one file of the first ``FLOOR_RECORDS`` paragraphs: what any build pays
   whatever its size (start-up, Ray, model loads, the commit and the exit; as in bench/e2e.py).
@@ -87,6 +88,7 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=20, help="paragraphs the refresh adds, in a new file")
     parser.add_argument("--files", type=int, default=4, help="files the first build's paragraphs are spread over")
     parser.add_argument("--scale", type=int, default=1, help="each file grown to this many times its records")
+    parser.add_argument("--change", action="store_true", help="append the new paragraphs to the last file instead")
     parser.add_argument("--running-ray", action="store_true", help="every build joins one Ray instance started first")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch, builds_env(child_env(), args.running_ray) as env:
@@ -101,7 +103,11 @@ def main() -> None:
         model, vocab = legacy_model(workdir), vocab_file()
         corpus = workdir / "corpus"
         first = build(workdir, "first", corpus, model, vocab, env)
-        write_jsonl(workdir / "in" / "zz-new.jsonl", texts[args.docs :])
+        if args.change:
+            with (workdir / "in" / f"part-{args.files - 1:02d}.jsonl").open("a", encoding="utf-8") as last:
+                last.writelines(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts[args.docs :])
+        else:
+            write_jsonl(workdir / "in" / "zz-new.jsonl", texts[args.docs :])
         refresh = build(workdir, "refresh", corpus, model, vocab, env)
         full = build(workdir, "full", workdir / "full", model, vocab, env)
         (workdir / "floor-in").mkdir()
@@ -109,6 +115,7 @@ def main() -> None:
         floor = build(workdir, "floor", workdir / "floor", model, vocab, env, "floor-in/*.jsonl")
         emit({
             "bench": "refresh", "docs": args.docs, "new": args.new, "files": args.files, "scale": args.scale,
+            "change": args.change,
             "running_ray": args.running_ray,
             "docs_after": json.loads((workdir / "full" / "report.json").read_text(encoding="utf-8"))["corpus"]["docs"],
             "first": first, "refresh": refresh, "full": full, "floor": floor,
