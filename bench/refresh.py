@@ -57,8 +57,10 @@ def paragraphs(count: int) -> list[str]:
     return texts[:count]
 
 
-def write_jsonl(path: Path, texts: list[str]) -> None:
-    path.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8")
+def write_jsonl(path: Path, texts: list[str], mode: str = "w") -> None:
+    """``texts`` as JSONL records, in a new file (``mode`` "w") or after the file's records ("a")."""
+    with path.open(mode, encoding="utf-8") as file:
+        file.writelines(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts)
 
 
 def build(workdir: Path, name: str, output: Path, model: Path, vocab: Path, env: dict[str, str],
@@ -104,8 +106,7 @@ def main() -> None:
         corpus = workdir / "corpus"
         first = build(workdir, "first", corpus, model, vocab, env)
         if args.change:
-            with (workdir / "in" / f"part-{args.files - 1:02d}.jsonl").open("a", encoding="utf-8") as last:
-                last.writelines(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts[args.docs :])
+            write_jsonl(workdir / "in" / f"part-{args.files - 1:02d}.jsonl", texts[args.docs :], "a")
         else:
             write_jsonl(workdir / "in" / "zz-new.jsonl", texts[args.docs :])
         refresh = build(workdir, "refresh", corpus, model, vocab, env)
