@@ -46,7 +46,8 @@ class WriteConfig:
     # fates tables of up to this many rows (~100 bytes each) are sorted in one task; larger ones by Ray Data's sort
     local_sort_max_rows: int = 2_000_000
     # a refresh's docs rows (text and words, ~3 KB each), up to this many, are ordered in one task; more by Ray Data's
-    # sort, or, where the added files all sort after the others, by segmenting theirs first (kept_docs.carried)
+    # sort, or, where the files read (added or changed) all sort after the unchanged ones, by segmenting theirs first
+    # (kept_docs.carried)
     local_sort_max_docs: int = 20_000
 
     def __post_init__(self) -> None:
@@ -279,7 +280,8 @@ def write_shards(ds, output: str, schema: pa.Schema, version: int, cfg: WriteCon
     )
 
 
-def read_in_order(output: str, relatives: list[str], schema: pa.Schema, then: Sequence[Any] = ()):
+def read_in_order(output: str, relatives: list[str], schema: pa.Schema, then: Sequence[Any] = (),
+                  sources: Sequence[str] | None = None):
     """The Parquet files ``relatives`` (inside ``output``) as one Ray dataset, rows in the files' order:
     one read task and one block per file; then the rows of the blocks ``then`` (references to a
     materialized dataset's blocks with ``schema``'s columns, and maybe more), in their order.
@@ -289,6 +291,7 @@ def read_in_order(output: str, relatives: list[str], schema: pa.Schema, then: Se
     docs files of bench/e2e.py's 16x build). Packing follows the order of the docs table, so the
     tokenizer reads it with this. A union would not put ``then`` after the files: with
     ``preserve_order`` it takes its inputs' blocks in turn. ``schema``: what an empty list of files gives.
+    ``sources``: where given, only the files' rows of these sources (``then``'s rows are all kept).
     """
     import ray
     import ray.data
@@ -298,14 +301,20 @@ def read_in_order(output: str, relatives: list[str], schema: pa.Schema, then: Se
     filesystem, root = storage.resolve(output)  # once: on an object store each resolve builds a filesystem
     listing = [ray.put(pa.table({_PATH: [storage.join(root, relative)]})) for relative in relatives]
     return ray.data.from_arrow_refs([*listing, *then]).map_batches(
-        _read_files, fn_kwargs={"filesystem": filesystem, "schema": schema}, batch_format="pyarrow", batch_size=None
+        _read_files, fn_kwargs={"filesystem": filesystem, "schema": schema, "sources": sources}, batch_format="pyarrow",
+        batch_size=None,
     )
 
 
-def _read_files(batch: pa.Table, filesystem: pafs.FileSystem, schema: pa.Schema) -> pa.Table:
-    """A listing block's files read, or a block of rows (``read_in_order``'s ``then``) with ``schema``'s columns."""
+def _read_files(batch: pa.Table, filesystem: pafs.FileSystem, schema: pa.Schema, sources: Sequence[str] | None
+                ) -> pa.Table:
+    """A listing block's files read (their rows of ``sources`` only, where given), or a block of rows
+    (``read_in_order``'s ``then``) with ``schema``'s columns."""
     if _PATH in batch.column_names:
-        return pa.concat_tables(pq.read_table(path, filesystem=filesystem) for path in batch[_PATH].to_pylist())
+        rows = pa.concat_tables(pq.read_table(path, filesystem=filesystem) for path in batch[_PATH].to_pylist())
+        if sources is not None:
+            rows = rows.filter(pc.is_in(rows[SOURCE], value_set=pa.array(sources, pa.string())))
+        return rows
     return batch.select(schema.names) if batch.num_rows else schema.empty_table()  # an empty block may have no columns
 
 

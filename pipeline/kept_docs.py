@@ -115,21 +115,23 @@ def carried(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any], reco
     ``kept_before`` documents the previous version kept in them).
 
     The two are put in (source, record) order by ``write.docs_in_record_order`` (Ray's sort above
-    ``write.local_sort_max_docs`` documents), except where that sort would be Ray's, the refresh only
-    adds files and they all sort after the old ones: then the new documents are segmented first (an
-    execution of their own) and read after the old ones, one ordered stream (at 16x bench/e2e.py's
-    corpus, Ray's sort took over a quarter of a 20-document refresh: 40.7 s against 28.9 s)."""
+    ``write.local_sort_max_docs`` documents), except where that sort would be Ray's and the files
+    read (added or changed) all sort after the unchanged ones: then the documents read are segmented
+    first (an execution of their own) and read after the unchanged files' rows, one ordered stream
+    (at 16x bench/e2e.py's corpus, Ray's sort took over a quarter of a 20-document refresh: 40.7 s
+    against 28.9 s)."""
     if deduped.retracted.count():
         return None
     unchanged, gone = plan.unchanged, plan.diff.changed + plan.diff.removed
     fresh = kept_count - kept_before  # kept documents of the files read, unless one was promoted (checked below)
-    appended_last = (not gone and fresh > 0 and kept_count > cfg.write.local_sort_max_docs
-                     and min(plan.to_read) > max(unchanged))
-    sources = unchanged + plan.to_read if appended_last else unchanged
+    read_last = fresh > 0 and kept_count > cfg.write.local_sort_max_docs and min(plan.to_read) > max(unchanged)
+    sources = unchanged + plan.to_read if read_last else unchanged
     kept = deduped.fates.filter(expr=col(SOURCE).is_in(sources) & (col(FATE) == KEPT))
     places = write.in_record_order(kept.select_columns(KEPT_ROWS.names), cfg.write, KEPT_ROWS)
-    if not appended_last and places.count() != kept_before:  # materialized: from its blocks' metadata
-        return None
+    if gone:  # a duplicate kept in the place of a keeper that left: more kept in the unchanged files than before
+        kept_there = places.filter(expr=col(SOURCE).is_in(unchanged)) if read_last else places
+        if kept_there.count() != kept_before:  # materialized: from its blocks' metadata
+            return None
     fresh_docs, segmented_count, reused, then = None, fresh, kept_before, ()
     if fresh:
         texts = kept_of(with_fates(records, deduped.fates.filter(expr=col(SOURCE).is_in(plan.to_read)),
@@ -140,11 +142,10 @@ def carried(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any], reco
             reused += hits
         else:
             fresh_docs = segment_docs(cfg, texts)
-        if appended_last:
+        if read_last:
             then, fresh_docs = fresh_docs.materialize().to_arrow_refs(), None
-    docs = refresh.read_listed(cfg.output, previous, write.DOCS_DIR, docs_schema(cfg.segment.tasks), then)
-    if gone:
-        docs = docs.filter(expr=col(SOURCE).is_in(unchanged))
+    docs = refresh.read_listed(cfg.output, previous, write.DOCS_DIR, docs_schema(cfg.segment.tasks), then,
+                               unchanged if gone else None)
     docs = _zipped(docs, places.select_columns([DOC_ID, RECORD]))
     docs = docs.map_batches(paired, fn_kwargs={"what": "docs and their kept fates rows"}, batch_format="pyarrow")
     docs = docs.map_batches(refresh.conform, fn_kwargs={"schema": _docs_rows(cfg)}, batch_format="pyarrow")

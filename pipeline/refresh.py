@@ -127,9 +127,10 @@ def listed(manifest: dict[str, Any] | None, directory: str) -> list[str]:
     return [e["path"] for e in manifest.get("files", []) if e["path"].startswith(f"{directory}/")]
 
 
-def read_listed(out: str, manifest: dict[str, Any], directory: str, schema: pa.Schema, then: Sequence[Any] = ()):
+def read_listed(out: str, manifest: dict[str, Any], directory: str, schema: pa.Schema, then: Sequence[Any] = (),
+                sources: Sequence[str] | None = None):
     """The Parquet table of ``directory`` as ``manifest`` lists it (``schema``: what no file gives), one read
-    task and block per file, then the rows of the blocks ``then`` (``write.read_in_order``): Ray's
-    ``read_parquet`` spends over a second starting each call, which a refresh that reads three small
-    tables paid three times."""
-    return write.read_in_order(out, listed(manifest, directory), schema, then)
+    task and block per file (their rows of ``sources`` only, where given), then the rows of the blocks
+    ``then`` (``write.read_in_order``): Ray's ``read_parquet`` spends over a second starting each call,
+    which a refresh that reads three small tables paid three times."""
+    return write.read_in_order(out, listed(manifest, directory), schema, then, sources)

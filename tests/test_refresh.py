@@ -421,14 +421,21 @@ def test_changed_and_removed_files_whose_documents_kept_none_of_the_others_take_
 ):
     """b.jsonl gains a paragraph and c.jsonl leaves; b's copy of P[0] stays a duplicate of a's, so a.jsonl
     keeps its documents: they come from the previous docs table, b's from its records with their words
-    from b's and c's previous docs (only the new paragraph runs LTP), in order by either sort."""
+    from b's and c's previous docs (only the new paragraph runs LTP). Below the bound all are sorted in
+    one task; above it (``local_sort_max_docs: 0``) b, which sorts after a, has its documents sorted
+    alone and read after a's rows of the previous docs files (b's and c's old rows left out)."""
     monkeypatch.setattr(write_op, "DOCS_FILE_ROWS", 2)
+    sorted_counts = []
+    real_sort = write_op.docs_in_record_order
+    monkeypatch.setattr(write_op, "docs_in_record_order",
+                        lambda *args: sorted_counts.append(args[1]) or real_sort(*args))
     old = {"a.jsonl": [P[0], P[1], "太短"], "b.jsonl": [P[2], P[0], P[3], P[6]], "c.jsonl": [P[4], P[5]]}
     new = {"b.jsonl": [P[2], P[0], P[3], P[6], P[5], P[7]]}  # c's P[5] moves to b
     sort = {"local_sort_max_docs": local_sort_max_docs}
     refreshed, full, joins = _refresh_then_compare(tmp_path, legacy_model_dir, vocab_path, monkeypatch, old, new,
                                                    removed=("c.jsonl",), write=sort)
     assert joins == 0
+    assert sorted_counts == ([5, 7] if local_sort_max_docs else [5])  # b's kept documents, then with a's (2)
     assert refreshed["report"]["refresh"]["docs"] == {"segmented": 1, "reused": 6}
     for name in ("docs", "fates", "shards"):
         assert refreshed["tables"][name].equals(full[name]), name

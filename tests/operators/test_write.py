@@ -42,6 +42,22 @@ def test_read_in_order_reads_the_files_then_the_blocks_it_is_given(ray_local, tm
     assert ds.take_all() == [{"value": value} for value in files + [f"block-{i}-{row}" for i in range(3) for row in range(3)]]
 
 
+def test_read_in_order_keeps_only_the_given_sources_rows_of_the_files_and_every_row_of_the_blocks(ray_local, tmp_path):
+    """A refresh whose changed file sorts last: the previous docs files' rows of the unchanged files, then
+    the changed file's new documents (same source as rows left out of the files)."""
+    (tmp_path / "t").mkdir()
+    relatives = []
+    for index, sources in enumerate([["a", "a"], ["a", "b"], ["b", "c"]]):
+        relatives.append(f"t/part-v00001-{index:06d}.parquet")
+        pq.write_table(pa.table({"source": sources, "record": [index * 2, index * 2 + 1]}), tmp_path / relatives[-1])
+    schema = pa.schema([("source", pa.string()), ("record", pa.int64())])
+    then = [ray_local.put(pa.table({"source": ["b", "b"], "record": [10, 11]}, schema=schema))]
+    ds = write.read_in_order(str(tmp_path), relatives, schema, then, sources=["a", "c"])
+    assert [(row["source"], row["record"]) for row in ds.take_all()] == [
+        ("a", 0), ("a", 1), ("a", 2), ("c", 5), ("b", 10), ("b", 11)
+    ]
+
+
 def test_read_in_order_of_no_files_is_empty_with_the_schema(ray_local, tmp_path):
     ds = write.read_in_order(str(tmp_path), [], FATES_SCHEMA)
     assert ds.count() == 0 and ds.schema().names == FATES_SCHEMA.names
