@@ -16,7 +16,8 @@ instead: a changed file). Segmenter and vocab as in bench/e2e.py. Each build is
 - ``floor``: a new output from one file of the first ``FLOOR_RECORDS`` paragraphs: what any build pays
   whatever its size (start-up, Ray, model loads, the commit and the exit; as in bench/e2e.py).
 
-Prints one JSON line: the documents of the refreshed corpus (``docs_after``), the seconds and CPU
+Prints one JSON line: the documents of the refreshed corpus (``docs_after``), the docs files the refresh
+linked with their shard files instead of writing them (``docs_files_linked``), the seconds and CPU
 seconds of each build, ``refresh_vs_full`` (refresh seconds / full seconds; issue #23 asks for at
 most 0.35), the same for the seconds above the floor (``refresh_vs_full_above_floor``: the refresh's
 own work against the full build's), the Ray Data executions each build ran (Ray Data's own log
@@ -114,11 +115,13 @@ def main() -> None:
         (workdir / "floor-in").mkdir()
         write_jsonl(workdir / "floor-in" / "part-00.jsonl", texts[:FLOOR_RECORDS])
         floor = build(workdir, "floor", workdir / "floor", model, vocab, env, "floor-in/*.jsonl")
+        refreshed = json.loads((corpus / "report.json").read_text(encoding="utf-8"))["refresh"]
         emit({
             "bench": "refresh", "docs": args.docs, "new": args.new, "files": args.files, "scale": args.scale,
             "change": args.change,
             "running_ray": args.running_ray,
             "docs_after": json.loads((workdir / "full" / "report.json").read_text(encoding="utf-8"))["corpus"]["docs"],
+            "docs_files_linked": refreshed["docs_files_linked"],
             "first": first, "refresh": refresh, "full": full, "floor": floor,
             "refresh_vs_full": round(refresh["seconds"] / full["seconds"], 3),
             "refresh_vs_full_above_floor": round(

@@ -61,6 +61,7 @@ class WriteConfig:
 
 
 _VERSIONED_NAME = re.compile(r"part-v\d{5}-")
+_TASK = re.compile(r"part-v\d{5}-(\d{6})[._]")
 
 
 def version_prefix(version: int) -> str:
@@ -77,14 +78,25 @@ def renamed_for_version(path: str, version: int) -> str:
 
 
 class VersionedNames(FilenameProvider):
-    """``part-v<version>-<task>.<ext>``: deterministic for a given version and task index."""
+    """``part-v<version>-<task>.<ext>``: deterministic for a given version and task index (counted from
+    ``first_task``: a refresh that links the first shard files of the previous version writes the rest)."""
 
-    def __init__(self, version: int, extension: str):
+    def __init__(self, version: int, extension: str, first_task: int = 0):
         super().__init__(file_format=extension)
         self.version = version
+        self.first_task = first_task
 
     def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
-        return f"{version_prefix(self.version)}{task_index:06d}.{self.file_format}"
+        return f"{version_prefix(self.version)}{self.first_task + task_index:06d}.{self.file_format}"
+
+
+def files_by_task(relatives: Sequence[str]) -> dict[int, list[str]]:
+    """Versioned files (``VersionedNames``, and ``VersionedSink.write_block``'s parts) by the write task that
+    wrote them."""
+    tasks: dict[int, list[str]] = {}
+    for path in relatives:
+        tasks.setdefault(int(_TASK.match(path.rpartition("/")[2]).group(1)), []).append(path)
+    return tasks
 
 
 class VersionedSink(BlockBasedFileDatasink):
@@ -98,13 +110,14 @@ class VersionedSink(BlockBasedFileDatasink):
         file_format: str,
         rows_per_file: int | None = None,
         compression: str | None = None,
+        first_task: int = 0,
     ):
         filesystem, inner = storage.resolve(path)
         super().__init__(
             inner,
             filesystem=filesystem,
             min_rows_per_file=rows_per_file,
-            filename_provider=VersionedNames(version, file_format),
+            filename_provider=VersionedNames(version, file_format, first_task),
             file_format=file_format,
         )
         self.schema = schema
@@ -199,6 +212,13 @@ def _write_fates_block(block: pa.Table, **where) -> pa.Table:
     return block
 
 
+def docs_file_place(relative: str) -> tuple[int, int]:
+    """(index of its source among the sources it was written with, record) of a docs file's first row, from
+    its name (``_write_placed``)."""
+    source, record = relative.rpartition("/")[2].removesuffix(".parquet").split("-")[2:]
+    return int(source), int(record)
+
+
 def _write_placed(
     rows: pa.Table, filesystem: pafs.FileSystem, root: str, schema: pa.Schema, version: int, sources: list[str]
 ) -> None:
@@ -274,10 +294,9 @@ def write_table(ds, output: str, directory: str, schema: pa.Schema, version: int
     ds.write_datasink(VersionedSink(storage.join(output, directory), schema, version, "parquet"))
 
 
-def write_shards(ds, output: str, schema: pa.Schema, version: int, cfg: WriteConfig) -> None:
-    ds.write_datasink(
-        VersionedSink(storage.join(output, SHARDS_DIR), schema, version, "arrow", cfg.shard_rows, cfg.compression)
-    )
+def write_shards(ds, output: str, schema: pa.Schema, version: int, cfg: WriteConfig, first_task: int = 0) -> None:
+    ds.write_datasink(VersionedSink(storage.join(output, SHARDS_DIR), schema, version, "arrow", cfg.shard_rows,
+                                   cfg.compression, first_task))
 
 
 def read_in_order(output: str, relatives: list[str], schema: pa.Schema, then: Sequence[Any] = (),

@@ -21,6 +21,7 @@ from pipeline.config import BuildConfig
 INDEX_DIR = "index"  # the dedup index: every deduplicated document's keys, for the next refresh
 DATA_DIRS = (write.DOCS_DIR, write.FATES_DIR, write.SHARDS_DIR, write.DEDUP_DIR, INDEX_DIR)
 OUTPUT_DIRS = (*DATA_DIRS, ledger.LEDGER_DIR)
+DOC_COUNTS = "doc_counts"  # a docs file's manifest entry: its documents' report counters (a refresh may link the file)
 MANIFEST_KEYS = (
     "version", "config_fingerprint", "stage_fingerprints", "fates", "corpus", "tokenizer", "segment_model", "refresh"
 )
@@ -33,6 +34,7 @@ class DocCounts(NamedTuple):
     reused: int = 0  # from the previous version
     promoted: int = 0  # duplicates kept in the place of a document the refresh retracted
     reread: int = 0  # unchanged files read again to find those duplicates' texts
+    linked: int = 0  # docs files linked from the previous version with their shard files, not written again
 
 
 def shard_totals(files: list[dict[str, Any]]) -> dict[str, int]:
@@ -40,6 +42,21 @@ def shard_totals(files: list[dict[str, Any]]) -> dict[str, int]:
     shards = [entry for entry in files if entry["path"].startswith(f"{write.SHARDS_DIR}/")]
     return {"examples": sum(entry.get("rows", 0) for entry in shards),
             "tokens": sum(entry.get("tokens", 0) for entry in shards), "shards": len(shards)}
+
+
+def with_docs_counts(files: list[dict[str, Any]], docs_by_place: dict[tuple[str, int], Any], sources: list[str]
+                     ) -> list[dict[str, Any]]:
+    """``files`` (manifest entries), each docs file's with its documents' counters (``DOC_COUNTS``) where this
+    build counted the documents on their way to the docs table (``report.Tallied``): a refresh that links a
+    docs file instead of writing it takes its counters from there. ``sources``: what the docs files'
+    names index (every input file)."""
+    ordered = sorted(sources)
+    docs = [entry["path"] for entry in files if entry["path"].startswith(f"{write.DOCS_DIR}/")]
+    if not docs or not docs_by_place:
+        return files
+    places = {path: (ordered[source], record) for path in docs for source, record in [write.docs_file_place(path)]}
+    per_file = report.counts_per_docs_file(docs_by_place, places)
+    return [{**entry, DOC_COUNTS: per_file[entry["path"]]} if per_file.get(entry["path"]) else entry for entry in files]
 
 
 def publish(out: str, manifest: dict[str, Any], built: dict[str, Any], files: list[dict[str, Any]],
@@ -72,6 +89,8 @@ def build(
     unreadable = summary.unreadable
     written.append(ledger.write(out, version, ledger.complete(plan.rows, plan.previous_ledger, sources, unreadable)))
     files = snapshot.describe_files(out, written)
+    if refresh.docs_files_pack_alone(cfg.tokenize):
+        files = with_docs_counts(files, summary.docs_by_place, inputs)
     built = {
         "version": version,
         "config_fingerprint": cfg.fingerprint(),
@@ -95,6 +114,7 @@ def build(
             "files_reread": counts.reread,
             "promoted": counts.promoted,
             "docs": {"segmented": counts.segmented, "reused": counts.reused},
+            "docs_files_linked": counts.linked,
         },
     }
     built.update(summary.profile)

@@ -80,7 +80,7 @@ def _build(
         records, docs, counts = passes.read_and_dedup(cfg, plan, previous, out, version, timer, tally)
         docs_sources = inputs  # the docs table is written as the documents stream to the shards
     with timer("segment+tokenize+pack"):
-        passes.write_examples(docs, cfg, vocab, out, version, tally, docs_sources)
+        passes.write_examples(docs, cfg, vocab, out, version, tally, docs_sources, counts.linked)
     with timer("report"):
         summary = report.summarize(report.finish_tally(tally), records, plan.to_read)
     return commit.build(cfg, inputs, vocab, previous, prints, plan, version, summary, counts, started, timer)

@@ -28,6 +28,7 @@ from operators import normalize, read, segment, write
 from operators.columns import DETAIL, DOC_ID, DOCS_SCHEMA, FATE, KEPT, RECORD, SOURCE, TEXT, WORDS, docs_schema
 from operators.dedup import DedupOutput
 from pipeline import cluster, refresh
+from pipeline.commit import DOC_COUNTS
 from pipeline.config import BuildConfig
 
 log = logging.getLogger("pipeline")
@@ -101,25 +102,29 @@ def paired(batch: pa.Table, what: str) -> pa.Table:
 
 
 def carried(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any], records, deduped: DedupOutput,
-            kept_count: int, kept_before: int, cache_docs, unique: bool) -> tuple[Any, int, int] | None:
+            kept_count: int, kept_before: int, cache_docs, unique: bool) -> tuple[Any, int, int, int] | None:
     """The docs table's rows for a refresh whose unchanged files keep their kept documents, lazily,
     with no join of texts: the unchanged files' rows of the previous docs table (read file by file
     in order; it has no record column: their records come from their kept fates rows, which line up
     with it once in (source, record) order), and the kept documents of the files read
     (``with_fates``), segmented; where files changed or left, their previous docs rows are the
     segmentation cache of those documents (``segmented``). Returns (docs, documents to segment,
-    documents whose words were carried or cached), or None where the general path must run: a new
-    document joined two groups of old ones, so that an old kept document became a duplicate
-    (``deduped.retracted``), or a duplicate in an unchanged file is kept in the place of a keeper
-    that left, so its text is in no table at hand (the unchanged files then keep other than the
-    ``kept_before`` documents the previous version kept in them).
+    documents whose words were carried or cached, previous docs files to link), or None where the
+    general path must run: a new document joined two groups of old ones, so that an old kept
+    document became a duplicate (``deduped.retracted``), or a duplicate in an unchanged file is kept
+    in the place of a keeper that left, so its text is in no table at hand (the unchanged files then
+    keep other than the ``kept_before`` documents the previous version kept in them).
 
     The two are put in (source, record) order by ``write.docs_in_record_order`` (Ray's sort above
     ``write.local_sort_max_docs`` documents), except where that sort would be Ray's and the files
     read (added or changed) all sort after the unchanged ones: then the documents read are segmented
     first (an execution of their own) and read after the unchanged files' rows, one ordered stream
     (at 16x bench/e2e.py's corpus, Ray's sort took over a quarter of a 20-document refresh: 40.7 s
-    against 28.9 s)."""
+    against 28.9 s).
+
+    The previous docs files that hold only rows before the first file read or gone are the same files
+    in this version, and so are the shard files packed from them: they are linked
+    (``previous_version.link_docs``), and the rows returned start after them (``_linkable``)."""
     if deduped.retracted.count():
         return None
     unchanged, gone = plan.unchanged, plan.diff.changed + plan.diff.removed
@@ -144,15 +149,42 @@ def carried(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any], reco
             fresh_docs = segment_docs(cfg, texts)
         if read_last:
             then, fresh_docs = fresh_docs.materialize().to_arrow_refs(), None
-    docs = refresh.read_listed(cfg.output, previous, write.DOCS_DIR, docs_schema(cfg.segment.tasks), then,
+    files = refresh.listed(previous, write.DOCS_DIR)
+    linked = _linkable(cfg, plan, previous, files)
+    if linked:  # the rows from the first file not linked
+        source, record = refresh.first_places(plan, files[linked : linked + 1])[0]
+        places = places.filter(expr=(col(SOURCE) > source) | ((col(SOURCE) == source) & (col(RECORD) >= record)))
+    docs = write.read_in_order(cfg.output, files[linked:], docs_schema(cfg.segment.tasks), then,
                                unchanged if gone else None)
     docs = _zipped(docs, places.select_columns([DOC_ID, RECORD]))
     docs = docs.map_batches(paired, fn_kwargs={"what": "docs and their kept fates rows"}, batch_format="pyarrow")
     docs = docs.map_batches(refresh.conform, fn_kwargs={"schema": _docs_rows(cfg)}, batch_format="pyarrow")
     if fresh_docs is not None:
         # with preserve_order a union takes its inputs' blocks in turn: sorted, the documents read go to their place
-        docs = write.docs_in_record_order(docs.union(fresh_docs), kept_count, _docs_rows(cfg), cfg.write)
-    return docs, segmented_count, reused
+        rows = kept_count - linked * write.DOCS_FILE_ROWS
+        docs = write.docs_in_record_order(docs.union(fresh_docs), rows, _docs_rows(cfg), cfg.write)
+    return docs, segmented_count, reused, linked
+
+
+def _linkable(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any], files: list[str]) -> int:
+    """How many of the previous docs ``files``, from the first, this version takes as they are: those
+    whose rows all come before the first file read (added or changed) or gone, in (source, record)
+    order, while each is packed on its own with the same settings (no setting changed) and its
+    manifest entry holds its documents' counters for the report. A file is known to end before that
+    file where the next file starts before it (the names give each file's first row); the last file,
+    which new rows may fill, is never linked. The previous shard files must come from one write task
+    per docs file, in order (a docs file always gives at least one example)."""
+    if plan.changed_stages or not refresh.docs_files_pack_alone(cfg.tokenize):
+        return 0
+    if sorted(write.files_by_task(refresh.listed(previous, write.SHARDS_DIR))) != list(range(len(files))):
+        return 0
+    first_touched = min(plan.to_read + plan.diff.removed)
+    counted = {entry["path"] for entry in previous["files"] if DOC_COUNTS in entry}
+    starts = refresh.first_places(plan, files)
+    linked = 0
+    while linked + 1 < len(files) and files[linked] in counted and starts[linked + 1][0] < first_touched:
+        linked += 1
+    return linked
 
 
 def texts(cfg: BuildConfig, kept, pending, previous_docs, unchanged: list[str]):

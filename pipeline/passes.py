@@ -56,20 +56,23 @@ def read_and_dedup(
         decided = write.tee_fates(report.tallied(decided, report.fate_counters, tally), out, version, plan.to_read)
         return records, kept_docs.segment_docs(cfg, kept_docs.kept_of(decided)), DocCounts(segmented=kept_count)
     with timer("kept texts"):
-        docs, counts = previous_version.docs(cfg, plan, previous, previous_docs, cache_docs, records, deduped, kept_count)
+        docs, counts = previous_version.docs(cfg, plan, previous, previous_docs, cache_docs, records, deduped,
+                                             kept_count, version, tally)
     with timer("fates"):  # this build's records and the unchanged files' documents, and their filtered records
         previous_version.write_fates(cfg, out, previous, version, deduped.fates, unchanged, tally)
     return records, docs, counts
 
 
 def write_examples(
-    docs, cfg: BuildConfig, vocab, out: str, version: int, tally=None, docs_sources: list[str] | None = None
+    docs, cfg: BuildConfig, vocab, out: str, version: int, tally=None, docs_sources: list[str] | None = None,
+    first_task: int = 0,
 ) -> None:
     """Tokenize and pack ``docs`` (the docs table's rows, in its order) into this version's shards, in one
     streaming execution: segmentation, when ``docs`` is still to be segmented, runs beside the CPU
     stages. With ``docs_sources`` (every input file) the docs table is written as it passes
     (``write.tee_docs``). ``report.doc_counters`` of the documents go to ``tally`` when given. The one code path
-    that writes shards: builds, refreshes and ``pack``."""
+    that writes shards: builds, refreshes and ``pack``. ``first_task``: the shard files linked before them
+    (``previous_version.link_docs``)."""
     if docs_sources is not None:
         docs = write.tee_docs(docs, out, version, docs_schema(cfg.segment.tasks), docs_sources)
     tokenized = tokenize.apply(docs, cfg.tokenize)
@@ -80,7 +83,7 @@ def write_examples(
     examples = pack.apply(tokenized, cfg.tokenize, vocab)
     schema = pack.shard_schema_for(vocab, cfg.segment.model, cfg.tokenize)
     try:
-        write.write_shards(examples, out, schema, version, cfg.write)
+        write.write_shards(examples, out, schema, version, cfg.write, first_task)
     except ray.exceptions.RayError as error:  # segmentation runs here: a model that will not load, a piece too big
         if (reason := segment.stage_error(error)) is None:
             raise

@@ -17,7 +17,7 @@ from operators.columns import DEDUP_SCHEMA, FATE, FATES_SCHEMA, FILTERED, REJECT
 from operators.dedup import DedupOutput
 from operators.dedup.rules import INDEX_KEPT
 from pipeline import kept_docs, refresh, report
-from pipeline.commit import INDEX_DIR, DocCounts
+from pipeline.commit import DOC_COUNTS, INDEX_DIR, DocCounts
 from pipeline.config import BuildConfig
 
 log = logging.getLogger("pipeline")
@@ -37,7 +37,7 @@ def carry(out: str, previous: dict[str, Any], version: int, tally) -> DocCounts:
 
 
 def docs(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any] | None, previous_docs, cache_docs, records,
-         deduped: DedupOutput, kept_count: int) -> tuple[Any, DocCounts]:
+         deduped: DedupOutput, kept_count: int, version: int, tally) -> tuple[Any, DocCounts]:
     """The docs table's rows of a refresh (or of a build whose segmentation cache, ``cache_docs``, is the
     previous docs table), lazily, to be segmented where they lack words: the unchanged files' previous
     docs rows and the documents read, when the unchanged files keep the documents they had
@@ -49,13 +49,28 @@ def docs(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any] | None, 
         kept_before = _kept_before(cfg, previous, plan)
         carried = kept_docs.carried(cfg, plan, previous, records, deduped, kept_count, kept_before, previous_docs, unique)
     if carried is not None:
-        docs_rows, segmented, reused = carried
-        return docs_rows, DocCounts(segmented, reused)
+        docs_rows, segmented, reused, linked = carried
+        if linked:
+            link_docs(cfg.output, previous, plan, version, linked, tally)
+        return docs_rows, DocCounts(segmented, reused, linked=linked)
     kept = deduped.index.filter(expr=col(INDEX_KEPT)).select_columns(kept_docs.KEPT_ROWS.names).materialize()
     pending = records.filter(expr=col(FATE).is_null()) if records is not None else None
     texts, promoted, reread = kept_docs.texts(cfg, kept, pending, previous_docs, plan.unchanged)
     docs_rows, segmented, reused = kept_docs.segmented(cfg, texts, cache_docs, unique)
     return docs_rows, DocCounts(segmented, reused, promoted, reread)
+
+
+def link_docs(out: str, previous: dict[str, Any], plan: refresh.Plan, version: int, count: int, tally) -> None:
+    """The previous version's first ``count`` docs files and the shard files packed from them (write task
+    ``i`` packs docs file ``i``: ``refresh.docs_files_pack_alone``), linked into this version; their
+    documents' counters, from their manifest entries, go to ``tally``."""
+    entries = {entry["path"]: entry for entry in previous["files"]}
+    shards = write.files_by_task(refresh.listed(previous, write.SHARDS_DIR))
+    docs_files = refresh.listed(previous, write.DOCS_DIR)[:count]
+    for task, (path, place) in enumerate(zip(docs_files, refresh.first_places(plan, docs_files))):
+        for linked in (path, *shards[task]):
+            snapshot.link(out, linked, write.renamed_for_version(linked, version))
+        report.add_docs_counts(tally, place, entries[path][DOC_COUNTS])
 
 
 def _kept_before(cfg: BuildConfig, previous: dict[str, Any], plan: refresh.Plan) -> int:
@@ -91,6 +106,7 @@ def up_to_date(out: str, previous: dict[str, Any], plan: refresh.Plan) -> dict[s
     built["refresh"] = {
         "mode": plan.mode, "reason": plan.reason, "noop": True, "from_version": int(previous["version"]),
         "changed_stages": [], "files": plan.diff.counts(), "records_read": 0, "files_reread": 0, "promoted": 0,
+        "docs_files_linked": 0,
         "docs": {"segmented": 0, "reused": built.get("corpus", {}).get("docs", 0)},
     }
     built["version"] = int(previous["version"])

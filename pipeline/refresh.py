@@ -16,7 +16,8 @@ Either way segmentation is cached by content: when the segment fingerprint is un
 previous docs table is the cache, joined by the xxh3-128 of the normalized text, and LTP runs only
 on texts it does not hold; the unchanged files' documents need no lookup while they stay the ones
 kept (``Plan.carries_unchanged_docs``).
-Tokenize and pack always run from the final docs table.
+Tokenize and pack run from the final docs table, but for its first files when they are the previous
+version's as they were: those are linked with the shard files packed from them (``docs_files_pack_alone``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import pyarrow as pa
 import xxhash
 
 from manifests import fingerprints, ledger
-from operators import write
+from operators import tokenize, write
 from operators.columns import TEXT
 
 TEXT_HASH = "text_hash"
@@ -91,6 +92,19 @@ def plan(previous: dict[str, Any] | None, previous_root: str, files: list[str], 
     if not (diff.new or diff.changed or diff.removed or changed):
         return Plan(NOOP, "no input file and no setting changed", diff, rows, previous_ledger, changed, reuse)
     return Plan(REFRESH, what_changed(diff, changed), diff, rows, previous_ledger, changed, reuse)
+
+
+def docs_files_pack_alone(cfg: tokenize.TokenizeConfig) -> bool:
+    """Each docs file is tokenized, counted and packed on its own, into the shard files of the write task of
+    its rank (``pack.apply``): a tokenizer batch divides a docs file. A refresh may then link a docs file
+    and its shard files unchanged (``kept_docs.carried``)."""
+    return write.DOCS_FILE_ROWS % tokenize.batch_rows(cfg) == 0
+
+
+def first_places(plan: Plan, docs_files: list[str]) -> list[tuple[str, int]]:
+    """(source, record) of each previous docs file's first row: their names index the previous version's inputs."""
+    sources = sorted(plan.previous_ledger[ledger.URI].to_pylist())
+    return [(sources[source], record) for source, record in map(write.docs_file_place, docs_files)]
 
 
 def what_changed(diff: ledger.Diff, changed_stages: list[str]) -> str:

@@ -84,10 +84,11 @@ def _repack(output: str, overrides: list[str] | tuple[str, ...]) -> dict[str, An
     tally = report.start_tally()
     docs = write.read_in_order(output, docs_files, docs_schema(cfg.segment.tasks))
     write_examples(docs, cfg, vocab, output, version, tally)
-    counts = report.finish_tally(tally)
+    counts = report.finish_tally(tally).totals
     shards = snapshot.describe_files(output, write.version_files(output, write.SHARDS_DIR, version))
 
-    kept = [e for e in manifest["files"]
+    # the docs files' counters hold tokens of the shards replaced: a refresh may no longer link them (commit.DOC_COUNTS)
+    kept = [{k: v for k, v in e.items() if k != commit.DOC_COUNTS} for e in manifest["files"]
             if not e["path"].startswith(f"{write.SHARDS_DIR}/") and e["path"] not in REPORTS]
     totals = commit.shard_totals(shards)
     committed = {k: v for k, v in manifest.items() if k not in ("format", "committed_at")}

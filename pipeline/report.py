@@ -13,6 +13,7 @@ also printed by the CLI) and ``report.html`` (plots, see ``pipeline.report_html`
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import time
@@ -97,6 +98,18 @@ class Tally:
     def total(self) -> Counter[str]:
         return sum(self._parts.values(), Counter())
 
+    def parts(self, name: str) -> dict[str, Counter[str]]:
+        """The counts of counter ``name`` per block, by the rest of their keys."""
+        start = name + KEY_SEP
+        return {key[len(start) :]: counts for key, counts in self._parts.items() if key.startswith(start)}
+
+
+class Tallied(NamedTuple):
+    totals: Counter[str]
+    # the documents' counters (doc_counters) by the place (source, record) of each counted batch's first row,
+    # where the batches were on their way to the docs table (``_tally_block``)
+    docs_by_place: dict[tuple[str, int], Counter[str]]
+
 
 def start_tally():
     import ray
@@ -104,18 +117,20 @@ def start_tally():
     return ray.remote(num_cpus=0)(Tally).remote()
 
 
-def finish_tally(tally) -> Counter[str]:
-    """The tally's totals; the actor is ended."""
+def finish_tally(tally) -> Tallied:
+    """The tally's totals and the documents' counters by place; the actor is ended."""
     import ray
 
-    totals = ray.get(tally.total.remote())
+    totals, parts = ray.get([tally.total.remote(), tally.parts.remote(doc_counters.__name__)])
     ray.kill(tally)
-    return totals
+    places = {key: key.split(KEY_SEP) for key in parts}
+    return Tallied(totals, {(place[0], int(place[1])): parts[key] for key, place in places.items() if len(place) == 2})
 
 
 def tallied(ds, counters: Callable[[pa.Table], Counter[str]], tally, batch_size: int | None = None) -> Any:
     """``ds`` unchanged, its batches (whole blocks, or ``batch_size`` rows) counted into ``tally``
-    (``start_tally``) as they pass."""
+    (``start_tally``) as they pass. The documents' counts are kept by the place of each batch's first
+    row (``finish_tally``): a refresh takes a linked docs file's counts from the manifest."""
     return ds.map_batches(_tally_block, fn_kwargs={"counters": counters, "tally": tally}, batch_format="pyarrow",
                           batch_size=batch_size, udf_modifying_row_count=False)
 
@@ -124,8 +139,29 @@ def _tally_block(block: pa.Table, counters: Callable[[pa.Table], Counter[str]], 
     import ray
 
     if block.num_rows:
-        ray.get(tally.add.remote(_keyed(counters.__name__, block[DOC_ID][0].as_py()), counters(block)))
+        placed = counters is doc_counters and RECORD in block.column_names  # docs rows on their way to the docs table
+        first = (block[SOURCE][0].as_py(), block[RECORD][0].as_py()) if placed else (block[DOC_ID][0].as_py(),)
+        ray.get(tally.add.remote(_keyed(counters.__name__, *first), counters(block)))
     return block
+
+
+def add_docs_counts(tally, place: tuple[str, int], counts: dict[str, int]) -> None:
+    """The documents' counters of a docs file this build links instead of writing (``place``: its first row's)."""
+    import ray
+
+    ray.get(tally.add.remote(_keyed(doc_counters.__name__, *place), Counter(counts)))
+
+
+def counts_per_docs_file(docs_by_place: dict[tuple[str, int], Counter[str]], first_places: dict[str, tuple[str, int]]
+                         ) -> dict[str, dict[str, int]]:
+    """The documents' counters summed per docs file (``first_places``: each file's first row's place): a
+    counted batch belongs to the file that holds its first row."""
+    files = sorted(first_places, key=first_places.__getitem__)
+    starts = [first_places[path] for path in files]
+    sums: dict[str, Counter[str]] = {path: Counter() for path in files}
+    for place, counts in docs_by_place.items():
+        sums[files[max(0, bisect.bisect_right(starts, place) - 1)]].update(counts)
+    return {path: {key: n for key, n in sorted(counts.items()) if n} for path, counts in sums.items()}
 
 
 def _keyed(prefix: str, *parts: Any) -> str:
@@ -236,13 +272,15 @@ class Summary(NamedTuple):
     docs: dict[str, int]  # kept documents: docs, chars, words
     profile: dict[str, Any]  # the report's distributions (lengths, tokens, OpenCC, duplicate clusters)
     pairs: list[dict[str, Any]]  # a few duplicate pairs with their texts, for report.html
+    docs_by_place: dict[tuple[str, int], Counter[str]]  # the documents' counters by place (``Tallied``)
 
 
-def summarize(counts: Counter[str], records, files_read: list[str]) -> Summary:
-    """``counts``: the totals of ``record_counters``, ``doc_counters``, ``fate_counters`` and
+def summarize(tallied: Tallied, records, files_read: list[str]) -> Summary:
+    """``tallied``: the totals of ``record_counters``, ``doc_counters``, ``fate_counters`` and
     ``cluster_counters`` over the build's records, kept documents, fates and audit rows (their keys
     do not overlap); ``records``: every record read after normalize, for the duplicate pairs' texts
     (None when no file was read)."""
+    counts = tallied.totals
     sizes = sorted([int(size), n] for (size,), n in _with_prefix(counts, "size").items())
     before = histogram(counts, "before")
     profile = {
@@ -273,6 +311,7 @@ def summarize(counts: Counter[str], records, files_read: list[str]) -> Summary:
         docs={name: counts[name] for name in ("docs", "chars", "words")},
         profile=profile,
         pairs=duplicate_pairs(records, _with_prefix(counts, "pick")),
+        docs_by_place=tallied.docs_by_place,
     )
 
 

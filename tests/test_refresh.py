@@ -24,6 +24,7 @@ import json
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from transformers import BertTokenizerFast
 
@@ -354,16 +355,18 @@ def _edited(text: str, first: int, char: str) -> str:
 
 
 def _refresh_then_compare(root: Path, model: Path, vocab: Path, monkeypatch, old: dict[str, list[str]],
-                          new: dict[str, list[str]], removed: tuple[str, ...] = (),
+                          new: dict[str, list[str]], removed: tuple[str, ...] = (), every_build: dict | None = None,
                           **refresh_sections) -> tuple[dict, dict, int]:
     """Build ``old``, write ``new`` (added or changed files), delete ``removed`` and refresh (with
-    ``refresh_sections`` settings); then a full build of all the files elsewhere. Returns the refresh's
-    tables and report, the full build's tables, and how often the general path's text join ran."""
+    ``refresh_sections`` settings); then a full build of all the files elsewhere (``every_build``: settings
+    of all three). Returns the refresh's tables and report, the full build's tables (and report), and how
+    often the general path's text join ran."""
     (root / "in").mkdir()
     for name, texts in old.items():
         write_jsonl(root / "in" / name, texts)
     out = root / "out"
-    build_corpus(load_config(config_for(root, "base", out, model, vocab)))
+    every_build = every_build or {}
+    build_corpus(load_config(config_for(root, "base", out, model, vocab, **every_build)))
     for name, texts in new.items():
         write_jsonl(root / "in" / name, texts)
     for name in removed:
@@ -371,10 +374,11 @@ def _refresh_then_compare(root: Path, model: Path, vocab: Path, monkeypatch, old
     joins = []
     real_texts = kept_docs.texts
     monkeypatch.setattr(kept_docs, "texts", lambda *args: joins.append(1) or real_texts(*args))
-    refreshed = build_corpus(load_config(config_for(root, "refresh", out, model, vocab, **refresh_sections)))
+    refreshed = build_corpus(load_config(config_for(root, "refresh", out, model, vocab,
+                                                    **{**every_build, **refresh_sections})))
     full = root / "full"
-    build_corpus(load_config(config_for(root, "full", full, model, vocab)))
-    return {"tables": tables(out), "report": refreshed}, tables(full), len(joins)
+    built = build_corpus(load_config(config_for(root, "full", full, model, vocab, **every_build)))
+    return {"tables": tables(out), "report": refreshed}, {**tables(full), "report": built}, len(joins)
 
 
 @pytest.mark.parametrize("local_sort_max_docs", [write_op.WriteConfig().local_sort_max_docs, 0])
@@ -466,3 +470,42 @@ def test_an_added_file_that_joins_two_kept_documents_takes_the_general_path(
     assert joins == 1
     for name in ("docs", "fates", "shards"):
         assert refreshed["tables"][name].equals(full[name]), name
+
+
+PAIRS = [P[i] + P[j] for i in range(len(P)) for j in range(i + 1, len(P))]  # 36 texts, no two near each other
+
+
+def _docs_counts(out: Path) -> list:
+    """Each docs file's documents' counters, from the manifest, in file order."""
+    files = json.loads((out / "manifest.json").read_text())["files"]
+    return [entry.get("doc_counts") for entry in files if entry["path"].startswith("docs/")]
+
+
+@pytest.mark.parametrize("change", ["added", "changed"])
+def test_docs_files_before_the_first_file_read_are_linked_with_their_shards(
+    ray_local, tmp_path, legacy_model_dir, vocab_path, monkeypatch, change
+):
+    """Docs files of 8 documents, each tokenized (tokenize.batch_size 1: 8 a call) and packed alone: of the
+    previous version's three (a: 10 documents, b: 10, c: 4), the two before c.jsonl's rows are linked with
+    the shard files packed from them, when a file after them is added or c changes; the rest is written
+    again. Tables, report figures and each docs file's counters equal a full build's."""
+    monkeypatch.setattr(write_op, "DOCS_FILE_ROWS", 8)
+    old = {"a.jsonl": PAIRS[:10], "b.jsonl": PAIRS[10:20], "c.jsonl": PAIRS[20:24]}
+    new = {"d.jsonl": PAIRS[24:27]} if change == "added" else {"c.jsonl": [PAIRS[20], PAIRS[24], *PAIRS[21:24]]}
+    every_build = {"tokenize": {"batch_size": 1}}
+    refreshed, full, joins = _refresh_then_compare(tmp_path, legacy_model_dir, vocab_path, monkeypatch, old, new,
+                                                   every_build=every_build)
+    assert joins == 0 and refreshed["report"]["refresh"]["docs_files_linked"] == 2
+    for name in ("docs", "fates", "shards"):
+        assert refreshed["tables"][name].equals(full[name]), name
+    for figure in ("corpus", "tokens_per_doc"):  # the documents' figures (a refresh's records are those it read)
+        assert refreshed["report"][figure] == full["report"][figure], figure
+    assert refreshed["report"]["lengths"]["after"] == full["report"]["lengths"]["after"]
+    counts = _docs_counts(tmp_path / "full")
+    assert _docs_counts(tmp_path / "out") == counts and len(counts) == 4 and None not in counts
+    linked = sorted((tmp_path / "out" / "shards").glob("part-v00002-00000[01]*.arrow"))
+    assert linked and all(path.stat().st_nlink > 1 for path in linked)  # the previous version's files, hard-linked
+    tasks = [sorted((path.name[len("part-v00001-"):], pa.ipc.open_stream(path.read_bytes()).read_all().num_rows)
+                    for path in (tmp_path / out / "shards").glob("*.arrow")) for out in ("out", "full")]
+    assert tasks[0] == tasks[1]  # file by file: the shard writer numbers its tasks after the linked ones
+    assert verify(str(tmp_path / "out")) == []

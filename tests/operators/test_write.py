@@ -58,6 +58,14 @@ def test_read_in_order_keeps_only_the_given_sources_rows_of_the_files_and_every_
     ]
 
 
+def test_a_docs_files_name_gives_its_first_rows_place_and_a_tasks_shard_files_are_found_by_name():
+    assert write.docs_file_place("docs/part-v00002-000012-0000000042.parquet") == (12, 42)
+    shards = ["shards/part-v00002-000001.arrow", "shards/part-v00002-000001_0001.arrow",
+              "shards/part-v00002-000011.arrow"]
+    assert write.files_by_task(shards) == {1: shards[:2], 11: shards[2:]}
+    assert write.VersionedNames(3, "arrow", first_task=5).get_filename_for_task("", 2) == "part-v00003-000007.arrow"
+
+
 def test_read_in_order_of_no_files_is_empty_with_the_schema(ray_local, tmp_path):
     ds = write.read_in_order(str(tmp_path), [], FATES_SCHEMA)
     assert ds.count() == 0 and ds.schema().names == FATES_SCHEMA.names
