@@ -275,12 +275,12 @@ class Summary(NamedTuple):
     docs_by_place: dict[tuple[str, int], Counter[str]]  # the documents' counters by place (``Tallied``)
 
 
-def summarize(tallied: Tallied, records, files_read: list[str]) -> Summary:
-    """``tallied``: the totals of ``record_counters``, ``doc_counters``, ``fate_counters`` and
+def summarize(counted: Tallied, records, files_read: list[str]) -> Summary:
+    """``counted``: the totals of ``record_counters``, ``doc_counters``, ``fate_counters`` and
     ``cluster_counters`` over the build's records, kept documents, fates and audit rows (their keys
-    do not overlap); ``records``: every record read after normalize, for the duplicate pairs' texts
-    (None when no file was read)."""
-    counts = tallied.totals
+    do not overlap), and the documents' counters by place; ``records``: every record read after
+    normalize, for the duplicate pairs' texts (None when no file was read)."""
+    counts = counted.totals
     sizes = sorted([int(size), n] for (size,), n in _with_prefix(counts, "size").items())
     before = histogram(counts, "before")
     profile = {
@@ -311,7 +311,7 @@ def summarize(tallied: Tallied, records, files_read: list[str]) -> Summary:
         docs={name: counts[name] for name in ("docs", "chars", "words")},
         profile=profile,
         pairs=duplicate_pairs(records, _with_prefix(counts, "pick")),
-        docs_by_place=tallied.docs_by_place,
+        docs_by_place=counted.docs_by_place,
     )
 
 
