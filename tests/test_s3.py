@@ -152,6 +152,18 @@ def test_manifest_commit_on_s3_is_one_put(aws_env, s3_server):
     assert snapshot.read_manifest(output)["version"] == 7 and snapshot.next_version(output) == 8
 
 
+def test_a_file_linked_into_the_next_version_on_s3_is_a_copy_beside_the_original(aws_env, s3_server):
+    """What a refresh does with the previous version's files it keeps (``snapshot.link``: ``carry``, and the docs
+    and shard files before the first file it reads): S3 has no hard links, so the object is copied."""
+    output = f"s3://{OUT_BUCKET}/link-test"
+    old, new = "shards/part-v00001-000000.arrow", "shards/part-v00002-000000.arrow"
+    snapshot.write_bytes(output, old, b"examples of docs file 0")
+    snapshot.link(output, old, new)
+    client = s3_server["client"]
+    bodies = [client.get_object(Bucket=OUT_BUCKET, Key=f"link-test/{key}")["Body"].read() for key in (old, new)]
+    assert bodies == [b"examples of docs file 0"] * 2
+
+
 def run_build(config: Path, env: dict[str, str], log: Path) -> str:
     """``python -m pipeline build`` as a separate process; its stdout+stderr, also kept in ``log``."""
     try:
