@@ -150,9 +150,10 @@ def carried(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any], reco
         if read_last:
             then, fresh_docs = fresh_docs.materialize().to_arrow_refs(), None
     files = refresh.listed(previous, write.DOCS_DIR)
-    linked = _linkable(cfg, plan, previous, files)
+    starts = refresh.first_places(plan, files)
+    linked = _linkable(cfg, plan, previous, files, starts)
     if linked:  # the rows from the first file not linked
-        source, record = refresh.first_places(plan, files[linked : linked + 1])[0]
+        source, record = starts[linked]
         places = places.filter(expr=(col(SOURCE) > source) | ((col(SOURCE) == source) & (col(RECORD) >= record)))
     docs = write.read_in_order(cfg.output, files[linked:], docs_schema(cfg.segment.tasks), then,
                                unchanged if gone else None)
@@ -166,13 +167,14 @@ def carried(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any], reco
     return docs, segmented_count, reused, linked
 
 
-def _linkable(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any], files: list[str]) -> int:
-    """How many of the previous docs ``files``, from the first, this version takes as they are: those
-    whose rows all come before the first file read (added or changed) or gone, in (source, record)
-    order, while each is packed on its own with the same settings (no setting changed) and its
-    manifest entry holds its documents' counters for the report. A file is known to end before that
-    file where the next file starts before it (the names give each file's first row); the last file,
-    which new rows may fill, is never linked. The previous shard files must come from one write task
+def _linkable(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any], files: list[str],
+              starts: list[tuple[str, int]]) -> int:
+    """How many of the previous docs ``files`` (``starts``: their first rows' places), from the first,
+    this version takes as they are: those whose rows all come before the first file read (added or
+    changed) or gone, in (source, record) order, while each is packed on its own with the same
+    settings (no setting changed) and its manifest entry holds its documents' counters for the
+    report. A file is known to end before that file where the next file starts before it; the last
+    file, which new rows may fill, is never linked. The previous shard files must come from one write task
     per docs file, in order (a docs file always gives at least one example)."""
     if plan.changed_stages or not refresh.docs_files_pack_alone(cfg.tokenize):
         return 0
@@ -180,7 +182,6 @@ def _linkable(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any], fi
         return 0
     first_touched = min(plan.to_read + plan.diff.removed)
     counted = {entry["path"] for entry in previous["files"] if DOC_COUNTS in entry}
-    starts = refresh.first_places(plan, files)
     linked = 0
     while linked + 1 < len(files) and files[linked] in counted and starts[linked + 1][0] < first_touched:
         linked += 1

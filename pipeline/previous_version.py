@@ -1,7 +1,8 @@
 """What a build takes from the version it replaces: its report when nothing changed (``up_to_date``),
-its tables linked unchanged (``carry``), its documents and words beside this build's (``docs``), and
-its filtered and rejected records beside this build's fates (``write_fates``). A full build takes none of it: its pass 2 makes the docs and
-fates from its own records (``kept_docs.with_fates``).
+its tables linked unchanged (``carry``), its documents and words beside this build's (``docs``; its
+first docs files and their shard files linked unchanged, ``link_docs``), and its filtered and rejected
+records beside this build's fates (``write_fates``). A full build takes none of it: its pass 2 makes
+the docs and fates from its own records (``kept_docs.with_fates``).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def docs(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any] | None, 
     carried = None
     if plan.carries_unchanged_docs and previous_docs is not None:
         kept_before = _kept_before(cfg, previous, plan)
-        carried = kept_docs.carried(cfg, plan, previous, records, deduped, kept_count, kept_before, previous_docs, unique)
+        carried = kept_docs.carried(cfg, plan, previous, records, deduped, kept_count, kept_before, previous_docs,
+                                    unique)
     if carried is not None:
         docs_rows, segmented, reused, linked = carried
         if linked:

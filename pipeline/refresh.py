@@ -22,7 +22,7 @@ version's as they were: those are linked with the shard files packed from them (
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,10 +141,8 @@ def listed(manifest: dict[str, Any] | None, directory: str) -> list[str]:
     return [e["path"] for e in manifest.get("files", []) if e["path"].startswith(f"{directory}/")]
 
 
-def read_listed(out: str, manifest: dict[str, Any], directory: str, schema: pa.Schema, then: Sequence[Any] = (),
-                sources: Sequence[str] | None = None):
+def read_listed(out: str, manifest: dict[str, Any], directory: str, schema: pa.Schema):
     """The Parquet table of ``directory`` as ``manifest`` lists it (``schema``: what no file gives), one read
-    task and block per file (their rows of ``sources`` only, where given), then the rows of the blocks
-    ``then`` (``write.read_in_order``): Ray's ``read_parquet`` spends over a second starting each call,
-    which a refresh that reads three small tables paid three times."""
-    return write.read_in_order(out, listed(manifest, directory), schema, then, sources)
+    task and block per file (``write.read_in_order``): Ray's ``read_parquet`` spends over a second starting
+    each call, which a refresh that reads three small tables paid three times."""
+    return write.read_in_order(out, listed(manifest, directory), schema)

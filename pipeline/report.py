@@ -86,8 +86,8 @@ def reason_of(detail: str | None) -> str:
 class Tally:
     """Counters of the blocks that pass through the build's executions on their way to being written
     (records, fates, audit, documents): a Ray actor, one per build. Each block's counts are kept under
-    the counter's name and the block's first doc_id, so a task that Ray runs again replaces its own
-    counts instead of adding them twice."""
+    the counter's name and the block's first row (``_first_place``), so a task that Ray runs again
+    replaces its own counts instead of adding them twice."""
 
     def __init__(self) -> None:
         self._parts: dict[str, Counter[str]] = {}
@@ -139,10 +139,17 @@ def _tally_block(block: pa.Table, counters: Callable[[pa.Table], Counter[str]], 
     import ray
 
     if block.num_rows:
-        placed = counters is doc_counters and RECORD in block.column_names  # docs rows on their way to the docs table
-        first = (block[SOURCE][0].as_py(), block[RECORD][0].as_py()) if placed else (block[DOC_ID][0].as_py(),)
-        ray.get(tally.add.remote(_keyed(counters.__name__, *first), counters(block)))
+        ray.get(tally.add.remote(_keyed(counters.__name__, *_first_place(block)), counters(block)))
     return block
+
+
+def _first_place(block: pa.Table) -> tuple:
+    """A block's key in the tally: its first row's (source, record) where its rows have one (records, fates,
+    audit, and documents on their way to the docs table), else its first doc_id (documents read back from
+    the docs table, which has no record column)."""
+    if RECORD in block.column_names:
+        return block[SOURCE][0].as_py(), block[RECORD][0].as_py()
+    return (block[DOC_ID][0].as_py(),)
 
 
 def add_docs_counts(tally, place: tuple[str, int], counts: dict[str, int]) -> None:
