@@ -25,8 +25,8 @@ The flow; every step runs where the data is, and the driver holds only counts:
    (``DedupKeyer``, ``batch_size`` documents at a time): order key, xxh3-128 of the text, the
    fingerprint's LSH buckets and its MinHash sketch, appended to each document's row. ``keys``
    takes those columns alone: text leaves the flow here, so nothing below moves text.
-2. Exact: one hash shuffle by content hash of (node, content, buckets); in each partition an
-   Arrow group-by finds the smallest key per hash (``keep_first``). A hash's copies share a
+2. Exact: one hash shuffle by content hash of (node, content, buckets); in each partition a
+   sort by (hash, key) finds the smallest key per hash (``keep_first``). A hash's copies share a
    partition, as they would in a hash join, but only as two short strings and the bucket list,
    never as a Python group; sketches stay out of this shuffle.
 3. Near: each survivor's band rows ``(bucket, node)``, one hash shuffle by bucket, and in each

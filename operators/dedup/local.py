@@ -20,11 +20,17 @@ Same rules, same decisions, bit for bit (the tests force corpora through both ex
   ``dedup.index_rows`` and ``dedup.fate_rows``, the decisions attached by doc_id (``with_decisions``)
   where the distributed executor joins them.
 
-Memory: the key table, plus scratch (one band's rows and pairs at a time, ``CHECK_CHUNK`` pairs
+Memory: the key table is read where its blocks lie (Ray's object store): the buckets and sketches
+chunk by chunk, never combined into a copy, and only blocks that hold a record with a fate are
+filtered (copied), so the index, which returns the documents' keys, mostly points into them. Beside
+it: the nodes in order and scratch (one band's rows and pairs at a time, ``CHECK_CHUNK`` pairs
 scored at a time); measured figures in the README's "Deduplication".
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -56,7 +62,7 @@ from operators.dedup.rules import (
     with_decisions,
 )
 
-CHECK_CHUNK = 65_536  # pairs scored at once: two (pairs, num_perm) uint16 arrays, 32 MiB at 128 permutations
+CHECK_CHUNK = 8_192  # pairs scored at once: two (pairs, num_perm) uint16 arrays, 4 MiB at 128 permutations
 
 
 def decide_blocks(cfg: DedupConfig, *blocks: pa.Table) -> tuple[pa.Table, ...]:
@@ -86,7 +92,7 @@ def _duplicates(keyed: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table, 
     if cfg.exact:
         exact_keeper = _ids(keep_first(keyed.select([NODE, CONTENT]), CONTENT)[KEEPER].take(row), nodes)
     survivor = exact_keeper == ids
-    sketches = sketch_values(keyed[SKETCH]) if cfg.minhash.enabled else None  # by row: sketches[row[id]] is id's
+    sketches = _chunk_views(keyed[SKETCH], sketch_values) if cfg.minhash.enabled else None  # rows of keyed, in place
     root = ids
     if cfg.minhash.enabled:
         u, v = _candidates(keyed[BUCKETS], row, nodes, np.flatnonzero(survivor), cfg)
@@ -119,15 +125,17 @@ def _candidates(
     pair that several bands propose is kept once, so the scratch is one band's, not all of them.
     """
     docs = survivors[plain_order(nodes.take(survivors)).to_numpy()]  # in (source, record) order
-    buckets = buckets.take(row[docs]).combine_chunks()
-    lengths = pc.list_value_length(buckets).to_numpy(zero_copy_only=False)
     bands = cfg.minhash.band_count
+    lengths = pc.list_value_length(buckets).to_numpy(zero_copy_only=False)
     if np.any((lengths != 0) & (lengths != bands)):
         raise ValueError(f"a document has buckets, but not one in each of the {bands} bands")
-    docs, per_band = docs[lengths > 0], pc.list_flatten(buckets).to_numpy().reshape(-1, bands).T
+    docs = docs[lengths[row[docs]] > 0]
+    per_band = _chunk_views(buckets, lambda chunk: pc.list_flatten(chunk).to_numpy().reshape(-1, bands))
+    at = (np.cumsum(lengths > 0) - 1)[row[docs]]  # where each of docs is among the rows that have buckets
     all_pairs_max = cfg.minhash.all_pairs_max if cfg.minhash.verify else 1  # without the check, stars link the same
     documents, pairs = len(nodes), []
-    for band in per_band:
+    for column in range(bands):
+        band = np.concatenate([view[:, column] for view in per_band.views])[at]
         by_bucket = np.argsort(band, kind="stable")  # owners stay in (source, record) order within a bucket
         later, earlier = pair_positions(band[by_bucket], all_pairs_max)
         owner = docs[by_bucket]
@@ -136,10 +144,33 @@ def _candidates(
     return pairs // documents, pairs % documents
 
 
-def _jaccard(sketches: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+class _ChunkViews(NamedTuple):
+    """A column's chunks as numpy arrays of rows, read where they lie (combining them would copy them)."""
+
+    views: list[np.ndarray]
+    starts: np.ndarray  # the first row of each view, and the total after the last
+
+    def rows(self, positions: np.ndarray) -> np.ndarray:
+        """The rows at ``positions`` (counted across the views), as one array."""
+        positions = positions.astype(np.int64, copy=False)
+        chunk = np.searchsorted(self.starts, positions, side="right") - 1
+        taken = np.empty((len(positions), *self.views[0].shape[1:]), self.views[0].dtype)
+        for index in np.unique(chunk):
+            at = chunk == index
+            taken[at] = self.views[index][positions[at] - self.starts[index]]
+        return taken
+
+
+def _chunk_views(column: pa.ChunkedArray, view: Callable[[pa.Array], np.ndarray]) -> _ChunkViews:
+    """``view`` of each non-empty chunk of ``column``."""
+    views = [view(chunk) for chunk in column.chunks if len(chunk)]
+    return _ChunkViews(views, np.cumsum([0, *(len(rows) for rows in views)]))
+
+
+def _jaccard(sketches: _ChunkViews, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Estimated Jaccard of each pair of rows of ``sketches``, ``CHECK_CHUNK`` pairs at a time."""
     scores = np.empty(len(u), dtype=np.float64)
     for start in range(0, len(u), CHECK_CHUNK):
         end = start + CHECK_CHUNK
-        scores[start:end] = estimated_jaccard(sketches[u[start:end]], sketches[v[start:end]])
+        scores[start:end] = estimated_jaccard(sketches.rows(u[start:end]), sketches.rows(v[start:end]))
     return scores

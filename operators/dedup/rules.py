@@ -145,15 +145,22 @@ def with_fate_columns(keys: pa.Table, rows: pa.Table) -> pa.Table:
 
 
 def documents_of(keyed: pa.Table) -> pa.Table:
-    """The keyed rows that are documents of the graph: not the records filtered or rejected before dedup."""
-    return keyed.filter(pc.is_null(keyed[FATE]))
+    """The keyed rows that are documents of the graph: not the records filtered or rejected before dedup.
+    A block with no such record is kept as it is (a filter would copy it)."""
+    blocks = [block if block[FATE].null_count == block.num_rows else block.filter(pc.is_null(block[FATE]))
+              for block in keyed.to_batches()]
+    return pa.Table.from_batches(blocks, keyed.schema)
 
 
 def keep_first(partition: pa.Table, key: str) -> pa.Table:
-    """Add each row's keeper: the smallest node among the partition's rows with the same ``key``."""
-    grouped = partition.group_by(key, use_threads=False).aggregate([(NODE, "min")])
-    index = pc.index_in(partition[key], value_set=grouped[key].combine_chunks())
-    return partition.append_column(KEEPER, grouped[f"{NODE}_min"].take(index))
+    """Add each row's keeper: the smallest node among the partition's rows with the same ``key``: the
+    first of its run once sorted by (key, node), where an Arrow group-by held four times the memory."""
+    order = pc.sort_indices(partition, [(key, "ascending"), (NODE, "ascending")]).to_numpy()
+    keys = partition[key].take(order)
+    starts = np.flatnonzero(np.r_[True, pc.not_equal(keys[1:], keys[:-1]).to_numpy(zero_copy_only=False)])
+    keeper = np.empty_like(order)
+    keeper[order] = order[np.repeat(starts, np.diff(np.r_[starts, len(order)]))]
+    return partition.append_column(KEEPER, partition[NODE].take(keeper))
 
 
 def bucket_pairs(partition: pa.Table, all_pairs_max: int) -> pa.Table:

@@ -17,7 +17,20 @@ import ray.data
 from operators import dedup
 from operators.columns import DETAIL, DOC_ID, EXACT_DUP, FATE, FILTERED, KEPT, NEAR_DUP
 from operators.dedup.minhash import MinHashConfig
-from operators.dedup.rules import INDEX_KEPT, DedupConfig, DedupKeyer, index_rows, index_schema
+from operators.dedup import local
+from operators.dedup.rules import (
+    BUCKETS,
+    CONTENT,
+    INDEX_KEPT,
+    NODE,
+    SKETCH,
+    DedupConfig,
+    DedupKeyer,
+    index_rows,
+    index_schema,
+    key_rows,
+    signed,
+)
 from tests.operators.test_dedup import CORPUS, LIBRARY, SCIENCE, TOWN, by_doc_id, documents, edit
 
 # five copies of one text, each two characters apart: one bucket of six in most bands
@@ -131,3 +144,22 @@ def test_records_with_a_fate_keep_it_and_stay_out_of_the_graph(ray_local):
         fates = sorted((row[DOC_ID], row[FATE], row[DETAIL]) for row in output.fates.take_all())
         assert fates == [("a-0", FILTERED, "too_short"), ("a-1", KEPT, None), ("a-2", EXACT_DUP, "a-1")]
         assert sorted(row[DOC_ID] for row in output.index.take_all()) == ["a-1", "a-2"]
+
+
+@pytest.mark.parametrize("cuts", [[5], [1, 4, 9], list(range(1, 16))])
+def test_the_one_task_graph_decides_alike_however_its_keys_are_cut_into_blocks(cuts):
+    """It reads the buckets and sketches where each block left them (no combined copy), and filters only
+    the blocks that hold a record with a fate: blocks cut elsewhere, or sliced, give the same tables. Without
+    the check, a document with no buckets (an empty fingerprint) that took another's would be its duplicate."""
+    cfg = DedupConfig(minhash=MinHashConfig(verify=False))
+    rows = [{**row, FATE: None, DETAIL: None} for row in documents([*CORPUS, *COPIES, ("z", 0, "")])]
+    rows[3].update({FATE: FILTERED, DETAIL: "too_short"})
+    keyed = key_rows(signed(pa.Table.from_pylist(rows), DedupKeyer(cfg)), [NODE, CONTENT, BUCKETS, SKETCH])
+    bounds = [0, *cuts, keyed.num_rows]
+    whole = local.decide_blocks(cfg, keyed)
+    cut = local.decide_blocks(cfg, *(keyed.slice(start, end - start) for start, end in zip(bounds, bounds[1:])))
+    assert [table.to_pylist() for table in cut] == [table.to_pylist() for table in whole]
+    duplicates, _, index, fates, _ = whole
+    assert duplicates.num_rows and index.num_rows == keyed.num_rows - 1
+    assert (fates[FATE][3].as_py(), fates[DETAIL][3].as_py()) == (FILTERED, "too_short")
+    assert fates[FATE][-1].as_py() == KEPT and "z-0" not in whole[1][DOC_ID].to_pylist()  # in no cluster
