@@ -244,12 +244,15 @@ def _empty(schema: pa.Schema) -> Dataset:
 
 def _decided_in_one_task(keyed: Dataset, cfg: DedupConfig) -> DedupOutput:
     """The whole graph in one Ray task over the keyed blocks (``operators.dedup.local``): the driver
-    passes block references and gets tables back (``DedupOutput``'s), never the keys."""
+    passes block references and gets references to tables back (``DedupOutput``'s), never the keys. A
+    generator task, so that the index and fates rows are stored block by block as the task makes them."""
     import ray
     import ray.data
 
-    outputs = ray.remote(num_returns=5)(local.decide_blocks).remote(cfg, *keyed.to_arrow_refs())
-    return DedupOutput(*(ray.data.from_arrow_refs([table]) for table in outputs), in_order=True)
+    refs = list(ray.remote(num_returns="streaming")(local.decide_blocks).remote(cfg, *keyed.to_arrow_refs()))
+    duplicates, audit, retracted, index, fates = refs[:1], refs[1:2], refs[2:3], refs[3::2], refs[4::2]
+    return DedupOutput(*(ray.data.from_arrow_refs(part) for part in (duplicates, audit, index, fates, retracted)),
+                       in_order=True)
 
 
 def _decided(keyed: Dataset, duplicates: Dataset, audit: Dataset, retracted: Dataset, cfg: DedupConfig) -> DedupOutput:

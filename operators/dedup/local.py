@@ -9,8 +9,9 @@ join over a shuffle when one side fits.
 
 Same rules, same decisions, bit for bit (the tests force corpora through both executors):
 
-- a document's id is its position in order-key order, so "the smallest id" is "the smallest
-  order key", the keeper rule of both paths;
+- a keyed row's id is its position in order-key order, so "the smallest id" is "the smallest
+  order key", the keeper rule of both paths (a record with a fate has an id too, but no keys: it
+  is its own keeper, and nobody's candidate);
 - exact groups by ``dedup.keep_first``; candidate pairs by ``dedup.pair_positions``, on band rows
   in (source, record) order within a bucket, as ``dedup.bucket_pairs`` orders them;
 - the check by ``minhash.estimated_jaccard`` against ``verify_cut``, as ``dedup.at_least`` cuts;
@@ -21,15 +22,16 @@ Same rules, same decisions, bit for bit (the tests force corpora through both ex
   where the distributed executor joins them.
 
 Memory: the key table is read where its blocks lie (Ray's object store): the buckets and sketches
-chunk by chunk, never combined into a copy, and only blocks that hold a record with a fate are
-filtered (copied), so the index, which returns the documents' keys, mostly points into them. Beside
-it: the nodes in order and scratch (one band's rows and pairs at a time, ``CHECK_CHUNK`` pairs
-scored at a time); measured figures in the README's "Deduplication".
+chunk by chunk, never combined into a copy, the records with a fate among them rather than filtered
+out (a filter copies even the rows it keeps). Beside it: the nodes in order and scratch (one band's
+rows and pairs at a time, ``CHECK_CHUNK`` pairs scored at a time). The index and fates rows are
+yielded ``OUTPUT_ROWS`` keyed rows at a time, and Ray stores each block as it comes, so they are
+never all in the task at once. Measured figures in the README's "Deduplication".
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -63,36 +65,45 @@ from operators.dedup.rules import (
 )
 
 CHECK_CHUNK = 8_192  # pairs scored at once: two (pairs, num_perm) uint16 arrays, 4 MiB at 128 permutations
+OUTPUT_ROWS = 16_384  # keyed rows whose index and fates rows are yielded together
 
 
-def decide_blocks(cfg: DedupConfig, *blocks: pa.Table) -> tuple[pa.Table, ...]:
-    """``decide`` over the keyed blocks of a dataset, as a Ray task gets them (an empty block may have no
-    columns at all: it is left out; the caller sends at least one row)."""
-    return decide(pa.concat_tables([block for block in blocks if block.num_rows]), cfg)
+def decide_blocks(cfg: DedupConfig, *blocks: pa.Table) -> Iterator[pa.Table]:
+    """``decide`` over the keyed blocks of a dataset, as a Ray generator task gets them (an empty block may
+    have no columns at all: it is left out; the caller sends at least one row)."""
+    yield from decide(pa.concat_tables([block for block in blocks if block.num_rows]), cfg)
 
 
-def decide(keyed: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, ...]:
-    """Keyed rows (node, content, buckets[, sketch], fate, detail) to (duplicates as fates rows, audit
-    rows, index rows, fates rows, the duplicates the previous version kept): the index and the fates
-    in the order of ``keyed``."""
-    documents = documents_of(keyed)  # a copy (a filter): the index below takes its keys from it, not from another
+def decide(keyed: pa.Table, cfg: DedupConfig) -> Iterator[pa.Table]:
+    """Keyed rows (node, content, buckets[, sketch], fate, detail) to the duplicates as fates rows, the audit
+    rows and the duplicates the previous version kept; then, ``OUTPUT_ROWS`` keyed rows at a time, in their
+    order, their index rows and their fates rows, alternately. Yielded one by one: a Ray generator task
+    stores each as it comes, so the task never holds every index and fates row at once."""
     none = OUTPUT_SCHEMA.empty_table(), AUDIT_SCHEMA.empty_table(), OUTPUT_SCHEMA.empty_table()
-    duplicates, audit, retracted = _duplicates(documents, cfg) if documents.num_rows else none
-    index = index_rows(flag_kept(with_decisions(documents, duplicates)), index_schema(cfg))
-    return duplicates, audit, index, fate_rows(with_decisions(keyed, duplicates)), retracted
+    duplicates, audit, retracted = _duplicates(keyed, cfg) if keyed[FATE].null_count else none
+    for table in (duplicates, audit, retracted):  # not ``yield from``: Ray sends values to the generator
+        yield table
+    schema = index_schema(cfg)
+    for start in range(0, keyed.num_rows, OUTPUT_ROWS):
+        rows = keyed.slice(start, OUTPUT_ROWS)
+        yield index_rows(flag_kept(with_decisions(documents_of(rows), duplicates)), schema)
+        yield fate_rows(with_decisions(rows, duplicates))
 
 
 def _duplicates(keyed: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table, pa.Table]:
-    """Documents' keyed rows to their duplicates (fates rows), audit rows and the duplicates the previous
-    version kept."""
-    row = pc.sort_indices(keyed[NODE]).to_numpy()  # a document's id is its rank: row[id] is where it is
+    """Keyed rows to the documents' duplicates (fates rows), audit rows and the duplicates the previous
+    version kept. A record with a fate has no keys: it is its own keeper and nobody's candidate, so the
+    graph reads it in place with the documents rather than filtering it out (a copy)."""
+    row = pc.sort_indices(keyed[NODE]).to_numpy()  # a row's id is its rank: row[id] is where it is
     nodes = keyed[NODE].take(row).combine_chunks()
     ids = np.arange(len(nodes))
     exact_keeper = ids
     if cfg.exact:
         exact_keeper = _ids(keep_first(keyed.select([NODE, CONTENT]), CONTENT)[KEEPER].take(row), nodes)
     survivor = exact_keeper == ids
-    sketches = _chunk_views(keyed[SKETCH], sketch_values) if cfg.minhash.enabled else None  # rows of keyed, in place
+    sketches = None  # rows of keyed, in place; a record with a fate has none (null), and is never scored
+    if cfg.minhash.enabled:
+        sketches = _chunk_views(keyed[SKETCH], lambda chunk: sketch_values(chunk, nulls=True))
     root = ids
     if cfg.minhash.enabled:
         u, v = _candidates(keyed[BUCKETS], row, nodes, np.flatnonzero(survivor), cfg)
@@ -126,7 +137,7 @@ def _candidates(
     """
     docs = survivors[plain_order(nodes.take(survivors)).to_numpy()]  # in (source, record) order
     bands = cfg.minhash.band_count
-    lengths = pc.list_value_length(buckets).to_numpy(zero_copy_only=False)
+    lengths = pc.list_value_length(buckets).fill_null(0).to_numpy(zero_copy_only=False)
     if np.any((lengths != 0) & (lengths != bands)):
         raise ValueError(f"a document has buckets, but not one in each of the {bands} bands")
     docs = docs[lengths[row[docs]] > 0]

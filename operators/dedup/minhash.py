@@ -264,11 +264,12 @@ def sketches(signatures: np.ndarray) -> pa.FixedSizeBinaryArray:
     return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), len(values), [None, pa.py_buffer(values.tobytes())])
 
 
-def sketch_values(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """(rows, num_perm) uint16 back from a non-null sketch column."""
+def sketch_values(column: pa.Array | pa.ChunkedArray, nulls: bool = False) -> np.ndarray:
+    """(rows, num_perm) uint16 back from a sketch column. A null is an error, unless ``nulls``: then its
+    row holds whatever its slot does (for a caller that never reads it)."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
-    if column.null_count:
+    if column.null_count and not nulls:
         raise ValueError("sketch column has nulls")
     width = column.type.byte_width
     if not len(column):

@@ -157,7 +157,8 @@ def keep_first(partition: pa.Table, key: str) -> pa.Table:
     first of its run once sorted by (key, node), where an Arrow group-by held four times the memory."""
     order = pc.sort_indices(partition, [(key, "ascending"), (NODE, "ascending")]).to_numpy()
     keys = partition[key].take(order)
-    starts = np.flatnonzero(np.r_[True, pc.not_equal(keys[1:], keys[:-1]).to_numpy(zero_copy_only=False)])
+    change = pc.not_equal(keys[1:], keys[:-1]).fill_null(True)  # a row without a key is its own keeper
+    starts = np.flatnonzero(np.r_[True, change.to_numpy(zero_copy_only=False)])
     keeper = np.empty_like(order)
     keeper[order] = order[np.repeat(starts, np.diff(np.r_[starts, len(order)]))]
     return partition.append_column(KEEPER, partition[NODE].take(keeper))

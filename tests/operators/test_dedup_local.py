@@ -147,19 +147,29 @@ def test_records_with_a_fate_keep_it_and_stay_out_of_the_graph(ray_local):
 
 
 @pytest.mark.parametrize("cuts", [[5], [1, 4, 9], list(range(1, 16))])
-def test_the_one_task_graph_decides_alike_however_its_keys_are_cut_into_blocks(cuts):
-    """It reads the buckets and sketches where each block left them (no combined copy), and filters only
-    the blocks that hold a record with a fate: blocks cut elsewhere, or sliced, give the same tables. Without
-    the check, a document with no buckets (an empty fingerprint) that took another's would be its duplicate."""
+def test_the_one_task_graph_decides_alike_however_its_keys_are_cut_into_blocks(cuts, monkeypatch):
+    """It reads the keys where each block left them (no combined copy, the records with a fate among them),
+    and yields the index and fates rows a few rows at a time: blocks cut elsewhere, or sliced, give the same
+    tables. Without the check, a document with no buckets (an empty fingerprint) that took another's would
+    be its duplicate."""
+    monkeypatch.setattr(local, "OUTPUT_ROWS", 4)
     cfg = DedupConfig(minhash=MinHashConfig(verify=False))
     rows = [{**row, FATE: None, DETAIL: None} for row in documents([*CORPUS, *COPIES, ("z", 0, "")])]
     rows[3].update({FATE: FILTERED, DETAIL: "too_short"})
     keyed = key_rows(signed(pa.Table.from_pylist(rows), DedupKeyer(cfg)), [NODE, CONTENT, BUCKETS, SKETCH])
     bounds = [0, *cuts, keyed.num_rows]
-    whole = local.decide_blocks(cfg, keyed)
-    cut = local.decide_blocks(cfg, *(keyed.slice(start, end - start) for start, end in zip(bounds, bounds[1:])))
+
+    def decided(*blocks: pa.Table) -> list[pa.Table]:
+        """(duplicates, audit, retracted, index, fates), the index and fates rows gathered from their blocks."""
+        tables = list(local.decide_blocks(cfg, *blocks))
+        assert len(tables) == 3 + 2 * 5  # 19 rows, 4 at a time
+        return [*tables[:3], pa.concat_tables(tables[3::2]), pa.concat_tables(tables[4::2])]
+
+    whole = decided(keyed)
+    cut = decided(*(keyed.slice(start, end - start) for start, end in zip(bounds, bounds[1:])))
     assert [table.to_pylist() for table in cut] == [table.to_pylist() for table in whole]
-    duplicates, _, index, fates, _ = whole
-    assert duplicates.num_rows and index.num_rows == keyed.num_rows - 1
+    duplicates, audit, _, index, fates = whole
+    assert duplicates.num_rows and index[DOC_ID].to_pylist() == [row[DOC_ID] for row in rows if row[FATE] is None]
+    assert fates[DOC_ID].to_pylist() == [row[DOC_ID] for row in rows]
     assert (fates[FATE][3].as_py(), fates[DETAIL][3].as_py()) == (FILTERED, "too_short")
-    assert fates[FATE][-1].as_py() == KEPT and "z-0" not in whole[1][DOC_ID].to_pylist()  # in no cluster
+    assert fates[FATE][-1].as_py() == KEPT and "z-0" not in audit[DOC_ID].to_pylist()  # in no cluster
