@@ -1,7 +1,7 @@
 """Dedup benchmark: signature speed, the check's cost and gain, the near-dup stage against datatrove, the
 whole stage on both executors of the graph.
 
-    python bench/dedup.py [signatures] [check] [near] [stage]   (default: all)
+    python bench/dedup.py [signatures] [check] [near] [stage] [task]   (default: all)
 
 Input: ../shared/data's CMRC2018 + C3 (simplified) and DRCD (traditional) paragraphs when
 present, else the bundled sample. Prints one JSON line per measurement:
@@ -29,6 +29,12 @@ present, else the bundled sample. Prints one JSON line per measurement:
   above what it held before (sampled from /proc) and which worker, the largest high-water mark
   (which also counts object-store pages a worker mapped), the driver's peak RSS; then per scale
   ``local_equals_distributed``: whether both wrote the same duplicates, audit rows and index rows.
+- ``task``: the one-task graph alone (``local.decide_blocks``, the generator a Ray task runs) at 16x,
+  in a fresh process, over keys signed here and read from a memory-mapped Arrow file in blocks of
+  4,096 rows, as Ray's object store serves a task its argument blocks (mapped pages, not the task's
+  own memory); each table it yields is dropped, as Ray stores it elsewhere. Its anonymous memory
+  (RssAnon, sampled every 2 ms) before and its growth, and seconds; once with documents only, once
+  with one record with a fate (no keys) in every block.
 """
 
 from __future__ import annotations
@@ -463,13 +469,76 @@ def stage_run(folder: str, path: str, local_max_docs: str) -> None:
     }, ensure_ascii=False))
 
 
-SECTIONS = ("signatures", "check", "near", "stage")
+TASK_RUN = "_task_run"  # the hidden section a task run's child process is started with
+TASK_SCALE = 16
+
+
+def bench_task(rows) -> None:
+    """``decide_blocks`` in a process of its own over the 16x keys, without and with records with a fate."""
+    import pyarrow as pa
+
+    from operators.columns import DETAIL, FATE, FILTERED
+    from operators.dedup.rules import BUCKETS, CONTENT, NODE, SKETCH, DedupConfig, DedupKeyer, key_rows, signed
+    from tests import processes
+
+    table = documents_table(grown(rows, TASK_SCALE))
+    keyer = DedupKeyer(DedupConfig())
+    with tempfile.TemporaryDirectory() as scratch:
+        for fated in (False, True):
+            blocks = []
+            for start in range(0, table.num_rows, INPUT_FILE_ROWS):
+                block = table.slice(start, INPUT_FILE_ROWS)
+                fate = pa.array([FILTERED if fated and i == 0 else None for i in range(block.num_rows)], pa.string())
+                block = block.append_column(FATE, fate).append_column(DETAIL, fate)
+                blocks.append(key_rows(signed(block, keyer), [NODE, CONTENT, BUCKETS, SKETCH]))
+            path = os.path.join(scratch, f"keys-{fated}.arrow")
+            with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, blocks[0].schema) as writer:
+                for block in blocks:
+                    writer.write_table(block)
+            child = subprocess.Popen([sys.executable, __file__, TASK_RUN, path], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+            child.stdout.readline()  # imported and mapped
+            before = peak = processes.private_rss_mb(child.pid)
+            child.stdin.write("\n")
+            child.stdin.flush()
+            while child.poll() is None:
+                peak = max(peak, processes.private_rss_mb(child.pid))
+                time.sleep(0.002)
+            measured = json.loads(child.stdout.read().strip().splitlines()[-1])
+            with_a_fate = len(blocks) if fated else 0
+            emit({"bench": "task", "scale": TASK_SCALE, "documents": table.num_rows - with_a_fate,
+                  "records_with_a_fate": with_a_fate, "rss_anon_before_mb": before,
+                  "rss_anon_growth_mb": peak - before, **measured})
+
+
+def task_run(path: str) -> None:
+    """The child of ``bench_task``: ``decide_blocks`` over the mapped keys once the parent is watching."""
+    import pyarrow as pa
+    import ray.data  # noqa: F401  (a Ray Data worker has it imported)
+
+    from operators.dedup.local import decide_blocks
+    from operators.dedup.rules import DedupConfig
+
+    reader = pa.ipc.open_file(pa.memory_map(path))
+    blocks = [pa.Table.from_batches([reader.get_batch(i)]) for i in range(reader.num_record_batches)]
+    print("ready", flush=True)
+    sys.stdin.readline()
+    started, tables, rows = time.perf_counter(), 0, 0
+    for table in decide_blocks(DedupConfig(), *blocks):
+        tables, rows = tables + 1, rows + table.num_rows
+    print(json.dumps({"seconds": round(time.perf_counter() - started, 2), "tables": tables, "rows_out": rows}))
+
+
+SECTIONS = ("signatures", "check", "near", "stage", "task")
 
 
 def main() -> None:
     """All sections, or those named on the command line (``python bench/dedup.py stage``)."""
     if sys.argv[1:2] == [STAGE_RUN]:
         stage_run(*sys.argv[2:5])
+        return
+    if sys.argv[1:2] == [TASK_RUN]:
+        task_run(sys.argv[2])
         return
     chosen = sys.argv[1:] or SECTIONS
     if set(chosen) - set(SECTIONS):
@@ -487,6 +556,8 @@ def main() -> None:
         bench_near_stage(rows)
     if "stage" in chosen:
         bench_stage(rows)
+    if "task" in chosen:
+        bench_task(rows)
 
 
 if __name__ == "__main__":
