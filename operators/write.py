@@ -212,11 +212,15 @@ def _write_fates_block(block: pa.Table, **where) -> pa.Table:
     return block
 
 
-def docs_file_place(relative: str) -> tuple[int, int]:
-    """(index of its source among the sources it was written with, record) of a docs file's first row, from
-    its name (``_write_placed``)."""
-    source, record = relative.rpartition("/")[2].removesuffix(".parquet").split("-")[2:]
-    return int(source), int(record)
+def docs_file_places(relatives: Sequence[str], sources: Sequence[str]) -> list[tuple[str, int]]:
+    """(source, record) of each docs file's first row, from its name (``_write_placed``), which indexes the
+    source among ``sources`` (every input file of the build that wrote the file) in sorted order."""
+    ordered = sorted(sources)
+    places = []
+    for relative in relatives:
+        source, record = relative.rpartition("/")[2].removesuffix(".parquet").split("-")[2:]
+        places.append((ordered[int(source)], int(record)))
+    return places
 
 
 def _write_placed(

@@ -50,12 +50,10 @@ def with_docs_counts(files: list[dict[str, Any]], docs_by_place: dict[tuple[str,
     build counted the documents on their way to the docs table (``report.Tallied``): a refresh that links a
     docs file instead of writing it takes its counters from there. ``sources``: what the docs files'
     names index (every input file)."""
-    ordered = sorted(sources)
     docs = [entry["path"] for entry in files if entry["path"].startswith(f"{write.DOCS_DIR}/")]
     if not docs or not docs_by_place:
         return files
-    places = {path: (ordered[source], record) for path in docs for source, record in [write.docs_file_place(path)]}
-    per_file = report.counts_per_docs_file(docs_by_place, places)
+    per_file = report.counts_per_docs_file(docs_by_place, dict(zip(docs, write.docs_file_places(docs, sources))))
     return [{**entry, DOC_COUNTS: per_file[entry["path"]]} if per_file.get(entry["path"]) else entry for entry in files]
 
 

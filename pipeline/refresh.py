@@ -103,8 +103,7 @@ def docs_files_pack_alone(cfg: tokenize.TokenizeConfig) -> bool:
 
 def first_places(plan: Plan, docs_files: list[str]) -> list[tuple[str, int]]:
     """(source, record) of each previous docs file's first row: their names index the previous version's inputs."""
-    sources = sorted(plan.previous_ledger[ledger.URI].to_pylist())
-    return [(sources[source], record) for source, record in map(write.docs_file_place, docs_files)]
+    return write.docs_file_places(docs_files, plan.previous_ledger[ledger.URI].to_pylist())
 
 
 def what_changed(diff: ledger.Diff, changed_stages: list[str]) -> str:

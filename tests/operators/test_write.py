@@ -59,7 +59,8 @@ def test_read_in_order_keeps_only_the_given_sources_rows_of_the_files_and_every_
 
 
 def test_a_docs_files_name_gives_its_first_rows_place_and_a_tasks_shard_files_are_found_by_name():
-    assert write.docs_file_place("docs/part-v00002-000012-0000000042.parquet") == (12, 42)
+    sources = [f"in/{index:02d}.jsonl" for index in range(13)][::-1]  # indexed in sorted order
+    assert write.docs_file_places(["docs/part-v00002-000012-0000000042.parquet"], sources) == [("in/12.jsonl", 42)]
     shards = ["shards/part-v00002-000001.arrow", "shards/part-v00002-000001_0001.arrow",
               "shards/part-v00002-000011.arrow"]
     assert write.files_by_task(shards) == {1: shards[:2], 11: shards[2:]}
