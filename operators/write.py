@@ -49,11 +49,14 @@ class WriteConfig:
     # sort, or, where the files read (added or changed) all sort after the unchanged ones, by segmenting theirs first
     # (kept_docs.carried)
     local_sort_max_docs: int = 20_000
+    # a segmentation cache of up to this many documents (their words, ~1.2 KB each) is read into one table that
+    # every task looking texts up holds; a larger one is joined with the texts by Ray Data (pipeline.segmented_docs)
+    local_cache_max_docs: int = 100_000
 
     def __post_init__(self) -> None:
         if self.shard_rows < 1:
             raise ValueError("shard_rows must be at least 1")
-        for name in ("local_sort_max_rows", "local_sort_max_docs"):
+        for name in ("local_sort_max_rows", "local_sort_max_docs", "local_cache_max_docs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if self.compression not in SHARD_COMPRESSIONS:

@@ -1,13 +1,13 @@
 """The kept documents' texts and words, for pass 2: where a build finds them.
 
 - A full build: in its own records, in input order (``with_fates``: the records zipped with their
-  fates rows, no join, no sort after segmentation; ``kept_of`` and ``segment_docs``).
+  fates rows, no join, no sort after segmentation; ``kept_of``, then ``segmented_docs.segment_docs``).
 - A refresh whose unchanged files keep their kept documents (added, changed and removed files whose
   documents kept none of theirs in place): the previous docs rows of the unchanged files and the kept
   documents of the files read, segmented (``carried``, no join of texts).
 - Any other refresh: by joins of the kept documents with this build's records, the previous docs
   and, for duplicates kept in a retracted document's place, their files read again (``texts``);
-  then the previous docs table as the segmentation cache, by text hash (``segmented``).
+  then the previous docs table as the segmentation cache, by text hash (``segmented_docs``).
 
 Every function returns lazy datasets (or materialized ones where a count or a second read needs
 it); ``pipeline.passes`` connects them to pass 2.
@@ -24,10 +24,10 @@ import pyarrow.compute as pc
 import ray
 from ray.data.expressions import col
 
-from operators import normalize, read, segment, write
-from operators.columns import DETAIL, DOC_ID, DOCS_SCHEMA, FATE, KEPT, RECORD, SOURCE, TEXT, WORDS, docs_schema
+from operators import normalize, read, write
+from operators.columns import DETAIL, DOC_ID, FATE, KEPT, RECORD, SOURCE, TEXT, docs_schema
 from operators.dedup import DedupOutput
-from pipeline import cluster, refresh
+from pipeline import refresh, segmented_docs
 from pipeline.commit import DOC_COUNTS
 from pipeline.config import BuildConfig
 
@@ -36,11 +36,6 @@ log = logging.getLogger("pipeline")
 KEPT_ROWS = pa.schema([(DOC_ID, pa.string()), (SOURCE, pa.string()), (RECORD, pa.int64())])  # a kept document's place
 KEPT_TEXTS = pa.schema([*KEPT_ROWS, (TEXT, pa.string())])  # and its text
 FLAGGED_DOC_ID = "flagged_doc_id"  # a fates row's doc_id, beside the record's own (with_fates)
-
-
-def _docs_rows(cfg: BuildConfig) -> pa.Schema:
-    """A docs row as pass 2 takes it: the docs table's columns and the record (for the docs files' names)."""
-    return pa.schema([*docs_schema(cfg.segment.tasks), (RECORD, pa.int64())])
 
 
 def _partitions(ds) -> int:
@@ -74,16 +69,6 @@ def kept_of(records):
     return records.filter(expr=col(FATE) == KEPT).select_columns(KEPT_TEXTS.names)
 
 
-def segment_docs(cfg: BuildConfig, texts):
-    """``texts`` (``KEPT_TEXTS``) segmented into docs rows, lazily: pass 2 runs the segmentation. Where the
-    segmentation pool would hold every CPU of the cluster, ``texts`` are materialized first: the tasks
-    that make them in pass 2 would wait forever for a CPU."""
-    if cluster.cpus_beside_segmentation(cfg.segment) < 1:
-        texts = texts.materialize()
-    segmented = segment.apply(texts, cfg.segment)
-    return segmented.map_batches(refresh.conform, fn_kwargs={"schema": _docs_rows(cfg)}, batch_format="pyarrow")
-
-
 def _zipped(rows, flags):
     """``rows`` zipped with ``flags``, one row each in the same order; the flags' doc_id becomes
     ``FLAGGED_DOC_ID``, for ``paired``."""
@@ -102,13 +87,13 @@ def paired(batch: pa.Table, what: str) -> pa.Table:
 
 
 def carried(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any], records, deduped: DedupOutput,
-            kept_count: int, kept_before: int, cache_docs, unique: bool) -> tuple[Any, int, int, int] | None:
+            kept_count: int, kept_before: int, unique: bool) -> tuple[Any, int, int, int] | None:
     """The docs table's rows for a refresh whose unchanged files keep their kept documents, lazily,
     with no join of texts: the unchanged files' rows of the previous docs table (read file by file
     in order; it has no record column: their records come from their kept fates rows, which line up
     with it once in (source, record) order), and the kept documents of the files read
     (``with_fates``), segmented; where files changed or left, their previous docs rows are the
-    segmentation cache of those documents (``segmented``). Returns (docs, documents to segment,
+    segmentation cache of those documents (``segmented_docs``). Returns (docs, documents to segment,
     documents whose words were carried or cached, previous docs files to link), or None where the
     general path must run: a new document joined two groups of old ones, so that an old kept
     document became a duplicate (``deduped.retracted``), or a duplicate in an unchanged file is kept
@@ -137,20 +122,21 @@ def carried(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any], reco
         kept_there = places.filter(expr=col(SOURCE).is_in(unchanged)) if read_last else places
         if kept_there.count() != kept_before:  # materialized: from its blocks' metadata
             return None
+    files = refresh.listed(previous, write.DOCS_DIR)
+    starts = refresh.first_places(plan, files)
     fresh_docs, segmented_count, reused, then = None, fresh, kept_before, ()
     if fresh:
         texts = kept_of(with_fates(records, deduped.fates.filter(expr=col(SOURCE).is_in(plan.to_read)),
                                    deduped.in_order, cfg))
-        if gone:  # materialized: the cache join is sized by their blocks
-            cache = cache_docs.filter(expr=col(SOURCE).is_in(gone))
-            fresh_docs, segmented_count, hits = segmented(cfg, texts.materialize(), cache, unique)
+        if gone:  # the documents that left are the cache (all the previous docs rows but the unchanged files')
+            cache = segmented_docs.sources_cache(previous, starts, gone, int(previous["corpus"]["docs"]) - kept_before)
+            fresh_docs, segmented_count, hits = segmented_docs.segmented(cfg, texts.materialize(), cache, unique,
+                                                                         ordered=True)
             reused += hits
         else:
-            fresh_docs = segment_docs(cfg, texts)
+            fresh_docs = segmented_docs.segment_docs(cfg, texts)
         if read_last:
             then, fresh_docs = fresh_docs.materialize().to_arrow_refs(), None
-    files = refresh.listed(previous, write.DOCS_DIR)
-    starts = refresh.first_places(plan, files)
     linked = _linkable(cfg, plan, previous, files, starts)
     if linked:  # the rows from the first file not linked
         source, record = starts[linked]
@@ -159,11 +145,12 @@ def carried(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any], reco
                                unchanged if gone else None)
     docs = _zipped(docs, places.select_columns([DOC_ID, RECORD]))
     docs = docs.map_batches(paired, fn_kwargs={"what": "docs and their kept fates rows"}, batch_format="pyarrow")
-    docs = docs.map_batches(refresh.conform, fn_kwargs={"schema": _docs_rows(cfg)}, batch_format="pyarrow")
+    rows_schema = segmented_docs.docs_rows(cfg)
+    docs = docs.map_batches(refresh.conform, fn_kwargs={"schema": rows_schema}, batch_format="pyarrow")
     if fresh_docs is not None:
         # with preserve_order a union takes its inputs' blocks in turn: sorted, the documents read go to their place
         rows = kept_count - linked * write.DOCS_FILE_ROWS
-        docs = write.docs_in_record_order(docs.union(fresh_docs), rows, _docs_rows(cfg), cfg.write)
+        docs = write.docs_in_record_order(docs.union(fresh_docs), rows, rows_schema, cfg.write)
     return docs, segmented_count, reused, linked
 
 
@@ -217,33 +204,3 @@ def texts(cfg: BuildConfig, kept, pending, previous_docs, unchanged: list[str]):
         found = found.union(again.map_batches(refresh.conform, fn_kwargs={"schema": KEPT_TEXTS}, batch_format="pyarrow"))
     found = found.map_batches(refresh.conform, fn_kwargs={"schema": KEPT_TEXTS}, batch_format="pyarrow")
     return found.materialize(), promoted, len(files)
-
-
-def segmented(cfg: BuildConfig, texts, cache_docs, unique: bool) -> tuple[Any, int, int]:
-    """The docs table's rows, lazily: ``texts`` segmented (by LTP only where the cache lacks their words),
-    sorted by (source, record). Also returns (documents to segment, documents whose words come from the
-    cache)."""
-    full = _docs_rows(cfg)
-    tags = [name for name in full.names if name not in (*DOCS_SCHEMA.names, RECORD)]
-    hits, misses = None, texts
-    if cache_docs is not None and texts.count():
-        keyed = texts.map_batches(refresh.with_text_hash, batch_format="pyarrow")
-        cache = cache_docs.select_columns([TEXT, WORDS, *tags]).map_batches(refresh.with_text_hash, batch_format="pyarrow")
-        cache = cache.select_columns([refresh.TEXT_HASH, WORDS, *tags])
-        if cache.count():
-            if not unique:
-                cache = cache.groupby(refresh.TEXT_HASH).map_groups(refresh.first_per_hash, batch_format="pyarrow")
-            joined = keyed.join(cache, "left_outer", _partitions(texts), on=(refresh.TEXT_HASH,)).materialize()
-            hits = joined.filter(expr=~col(WORDS).is_null())
-            misses = joined.filter(expr=col(WORDS).is_null()).select_columns([DOC_ID, SOURCE, RECORD, TEXT]).materialize()
-    parts = []
-    if hits is not None:
-        parts.append(hits)
-    parts = [part.map_batches(refresh.conform, fn_kwargs={"schema": full}, batch_format="pyarrow") for part in parts]
-    to_segment = misses.count()
-    if to_segment:
-        parts.append(segment_docs(cfg, misses))
-    if not parts:
-        parts = [ray.data.from_arrow(full.empty_table())]
-    docs = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
-    return write.docs_in_record_order(docs, texts.count(), full, cfg.write), to_segment, texts.count() - to_segment

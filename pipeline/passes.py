@@ -16,7 +16,7 @@ from ray.data.expressions import col
 
 from operators import dedup, normalize, pack, read, segment, tokenize, write
 from operators.columns import SOURCE, docs_schema
-from pipeline import kept_docs, previous_version, refresh, report
+from pipeline import kept_docs, previous_version, refresh, report, segmented_docs
 from pipeline.commit import INDEX_DIR, DocCounts
 from pipeline.config import BuildConfig
 
@@ -48,16 +48,16 @@ def read_and_dedup(
 
     has_docs = bool(refresh.listed(previous, write.DOCS_DIR))
     previous_docs = refresh.read_listed(out, previous, write.DOCS_DIR, docs_schema(cfg.segment.tasks)) if has_docs else None
-    cache_docs = previous_docs if plan.reuse_segmentation else None  # the segmentation cache, if any
-    if records is not None and not unchanged and cache_docs is None and kept_count > 0:
+    cache = segmented_docs.previous_cache(previous) if has_docs and plan.reuse_segmentation else None
+    if records is not None and not unchanged and cache is None and kept_count > 0:
         # every record and kept document is this build's, and none comes from a cache: in input order, pass 2
         # takes the kept documents from the records with their fates, and writes the fates as they pass
         decided = kept_docs.with_fates(records, deduped.fates, deduped.in_order, cfg)
         decided = write.tee_fates(report.tallied(decided, report.fate_counters, tally), out, version, plan.to_read)
-        return records, kept_docs.segment_docs(cfg, kept_docs.kept_of(decided)), DocCounts(segmented=kept_count)
+        return records, segmented_docs.segment_docs(cfg, kept_docs.kept_of(decided)), DocCounts(segmented=kept_count)
     with timer("kept texts"):
-        docs, counts = previous_version.docs(cfg, plan, previous, previous_docs, cache_docs, records, deduped,
-                                             kept_count, version, tally)
+        docs, counts = previous_version.docs(cfg, plan, previous, previous_docs, cache, records, deduped, kept_count,
+                                             version, tally)
     with timer("fates"):  # this build's records and the unchanged files' documents, and their filtered records
         previous_version.write_fates(cfg, out, previous, version, deduped.fates, unchanged, tally)
     return records, docs, counts

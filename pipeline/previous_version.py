@@ -17,7 +17,7 @@ from operators import dedup, write
 from operators.columns import DEDUP_SCHEMA, FATE, FATES_SCHEMA, FILTERED, REJECTED, SOURCE
 from operators.dedup import DedupOutput
 from operators.dedup.rules import INDEX_KEPT
-from pipeline import kept_docs, refresh, report
+from pipeline import kept_docs, refresh, report, segmented_docs
 from pipeline.commit import DOC_COUNTS, INDEX_DIR, DocCounts
 from pipeline.config import BuildConfig
 
@@ -37,19 +37,19 @@ def carry(out: str, previous: dict[str, Any], version: int, tally) -> DocCounts:
     return DocCounts(reused=int(previous.get("corpus", {}).get("docs", 0)))
 
 
-def docs(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any] | None, previous_docs, cache_docs, records,
-         deduped: DedupOutput, kept_count: int, version: int, tally) -> tuple[Any, DocCounts]:
-    """The docs table's rows of a refresh (or of a build whose segmentation cache, ``cache_docs``, is the
-    previous docs table), lazily, to be segmented where they lack words: the unchanged files' previous
-    docs rows and the documents read, when the unchanged files keep the documents they had
-    (``kept_docs.carried``), else the kept documents' texts found by joins and their words looked up
-    in the cache (``kept_docs.texts``, ``kept_docs.segmented``)."""
+def docs(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any] | None, previous_docs,
+         cache: segmented_docs.Cache | None, records, deduped: DedupOutput, kept_count: int, version: int,
+         tally) -> tuple[Any, DocCounts]:
+    """The docs table's rows of a refresh (or of a build whose segmentation ``cache`` is the previous docs
+    table), lazily, to be segmented where they lack words: the unchanged files' previous docs rows and
+    the documents read, when the unchanged files keep the documents they had (``kept_docs.carried``),
+    else the kept documents' texts found by joins and their words looked up in the cache
+    (``kept_docs.texts``, ``segmented_docs.segmented``)."""
     unique = bool(previous and previous.get("config", {}).get("dedup", {}).get("exact"))  # one doc per text
     carried = None
     if plan.carries_unchanged_docs and previous_docs is not None:
         kept_before = _kept_before(cfg, previous, plan)
-        carried = kept_docs.carried(cfg, plan, previous, records, deduped, kept_count, kept_before, previous_docs,
-                                    unique)
+        carried = kept_docs.carried(cfg, plan, previous, records, deduped, kept_count, kept_before, unique)
     if carried is not None:
         docs_rows, segmented, reused, linked = carried
         if linked:
@@ -58,7 +58,7 @@ def docs(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any] | None, 
     kept = deduped.index.filter(expr=col(INDEX_KEPT)).select_columns(kept_docs.KEPT_ROWS.names).materialize()
     pending = records.filter(expr=col(FATE).is_null()) if records is not None else None
     texts, promoted, reread = kept_docs.texts(cfg, kept, pending, previous_docs, plan.unchanged)
-    docs_rows, segmented, reused = kept_docs.segmented(cfg, texts, cache_docs, unique)
+    docs_rows, segmented, reused = segmented_docs.segmented(cfg, texts, cache, unique, ordered=False)
     return docs_rows, DocCounts(segmented, reused, promoted, reread)
 
 

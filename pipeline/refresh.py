@@ -13,8 +13,8 @@ removed, unchanged files; ``manifests.ledger``) and the stage fingerprints
   normalize or dedup setting): every input is read, normalized and deduplicated again.
 
 Either way segmentation is cached by content: when the segment fingerprint is unchanged, the
-previous docs table is the cache, joined by the xxh3-128 of the normalized text, and LTP runs only
-on texts it does not hold; the unchanged files' documents need no lookup while they stay the ones
+previous docs table is the cache, keyed by the xxh3-128 of the normalized text, and LTP runs only
+on texts it does not hold (``pipeline.segmented_docs``); the unchanged files' documents need no lookup while they stay the ones
 kept (``Plan.carries_unchanged_docs``).
 Tokenize and pack run from the final docs table, but for its first files when they are the previous
 version's as they were: those are linked with the shard files packed from them (``docs_files_pack_alone``).
@@ -27,13 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import xxhash
 
 from manifests import fingerprints, ledger
 from operators import tokenize, write
-from operators.columns import TEXT
 
-TEXT_HASH = "text_hash"
 NOOP, REFRESH, FULL = "noop", "refresh", "full"
 
 
@@ -115,17 +112,6 @@ def what_changed(diff: ledger.Diff, changed_stages: list[str]) -> str:
     if changed_stages:
         parts.append(f"settings changed: {', '.join(changed_stages)}")
     return "; ".join(parts)
-
-
-def with_text_hash(batch: pa.Table) -> pa.Table:
-    """Add ``text_hash``: xxh3-128 of the normalized text, the segmentation cache's key."""
-    hashes = [xxhash.xxh3_128_hexdigest(text.encode("utf-8", "surrogatepass")) for text in batch[TEXT].to_pylist()]
-    return batch.append_column(TEXT_HASH, pa.array(hashes, pa.string()))
-
-
-def first_per_hash(group: pa.Table) -> pa.Table:
-    """One cache row per text (a corpus built without exact dedup may hold a text twice)."""
-    return group.slice(0, 1)
 
 
 def conform(batch: pa.Table, schema: pa.Schema) -> pa.Table:

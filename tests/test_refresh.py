@@ -34,7 +34,7 @@ from manifests import ledger, snapshot
 from operators import read as read_op
 from operators import segment as segment_op
 from operators import write as write_op
-from pipeline import cluster, kept_docs
+from pipeline import cluster, kept_docs, segmented_docs
 from pipeline.cli import main, refresh_line
 from pipeline.config import load_config
 from pipeline.driver import build_corpus
@@ -419,15 +419,18 @@ def test_added_files_that_sort_after_the_others_are_read_after_the_old_documents
         assert refreshed["tables"][name].equals(full[name]), name
 
 
+@pytest.mark.parametrize("local_cache_max_docs", [write_op.WriteConfig().local_cache_max_docs, 0])
 @pytest.mark.parametrize("local_sort_max_docs", [write_op.WriteConfig().local_sort_max_docs, 0])
 def test_changed_and_removed_files_whose_documents_kept_none_of_the_others_take_no_join(
-    ray_local, tmp_path, legacy_model_dir, vocab_path, monkeypatch, local_sort_max_docs
+    ray_local, tmp_path, legacy_model_dir, vocab_path, monkeypatch, local_sort_max_docs, local_cache_max_docs
 ):
     """b.jsonl gains a paragraph and c.jsonl leaves; b's copy of P[0] stays a duplicate of a's, so a.jsonl
     keeps its documents: they come from the previous docs table, b's from its records with their words
-    from b's and c's previous docs (only the new paragraph runs LTP). Below the bound all are sorted in
-    one task; above it (``local_sort_max_docs: 0``) b, which sorts after a, has its documents sorted
-    alone and read after a's rows of the previous docs files (b's and c's old rows left out)."""
+    from b's and c's previous docs (only the new paragraph runs LTP). b's documents look their words up
+    in the cache read into one table, in their order; above ``local_cache_max_docs`` (0) they are joined
+    with it and sorted. Below ``local_sort_max_docs`` they are then sorted with a's in one task; above
+    it (0) b, which sorts after a, has its documents read after a's rows of the previous docs files
+    (b's and c's old rows left out)."""
     monkeypatch.setattr(write_op, "DOCS_FILE_ROWS", 2)
     sorted_counts = []
     real_sort = write_op.docs_in_record_order
@@ -435,24 +438,33 @@ def test_changed_and_removed_files_whose_documents_kept_none_of_the_others_take_
                         lambda *args: sorted_counts.append(args[1]) or real_sort(*args))
     old = {"a.jsonl": [P[0], P[1], "太短"], "b.jsonl": [P[2], P[0], P[3], P[6]], "c.jsonl": [P[4], P[5]]}
     new = {"b.jsonl": [P[2], P[0], P[3], P[6], P[5], P[7]]}  # c's P[5] moves to b
-    sort = {"local_sort_max_docs": local_sort_max_docs}
+    bounds = {"local_sort_max_docs": local_sort_max_docs, "local_cache_max_docs": local_cache_max_docs}
     refreshed, full, joins = _refresh_then_compare(tmp_path, legacy_model_dir, vocab_path, monkeypatch, old, new,
-                                                   removed=("c.jsonl",), write=sort)
+                                                   removed=("c.jsonl",), write=bounds)
     assert joins == 0
-    assert sorted_counts == ([5, 7] if local_sort_max_docs else [5])  # b's kept documents, then with a's (2)
+    # b's kept documents (5) when joined with the cache, then all of them with a's (2)
+    assert sorted_counts == [5] * (local_cache_max_docs == 0) + [7] * (local_sort_max_docs > 0)
     assert refreshed["report"]["refresh"]["docs"] == {"segmented": 1, "reused": 6}
     for name in ("docs", "fates", "shards"):
         assert refreshed["tables"][name].equals(full[name]), name
 
 
+@pytest.mark.parametrize("local_cache_max_docs", [write_op.WriteConfig().local_cache_max_docs, 0])
 def test_a_duplicate_kept_in_place_of_a_keeper_that_left_takes_the_general_path(
-    ray_local, tmp_path, legacy_model_dir, vocab_path, monkeypatch
+    ray_local, tmp_path, legacy_model_dir, vocab_path, monkeypatch, local_cache_max_docs
 ):
     """a.jsonl's P[0] was the keeper of b's copy; a.jsonl changes, so b's copy is kept now, and its text is
-    in no docs table: the general path reads b.jsonl again for it."""
+    in no docs table: the general path reads b.jsonl again for it. The words of the texts the previous
+    docs table holds come from it read into one table, or joined with it above ``local_cache_max_docs``."""
+    cache_joins = []
+    real_joined = segmented_docs._joined
+    monkeypatch.setattr(segmented_docs, "_joined", lambda *args: cache_joins.append(1) or real_joined(*args))
     old, new = {"a.jsonl": [P[0], P[1]], "b.jsonl": [P[0], P[2]]}, {"a.jsonl": [P[3], P[1]]}
-    refreshed, full, joins = _refresh_then_compare(tmp_path, legacy_model_dir, vocab_path, monkeypatch, old, new)
+    refreshed, full, joins = _refresh_then_compare(tmp_path, legacy_model_dir, vocab_path, monkeypatch, old, new,
+                                                   write={"local_cache_max_docs": local_cache_max_docs})
     assert joins == 1 and refreshed["report"]["refresh"]["promoted"] == 1
+    assert len(cache_joins) == (local_cache_max_docs == 0)
+    assert refreshed["report"]["refresh"]["docs"] == {"segmented": 1, "reused": 3}  # a's P[3]; P[0], P[1], P[2]
     for name in ("docs", "fates", "shards"):
         assert refreshed["tables"][name].equals(full[name]), name
 

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from operators.char_tokens import CharTokens
-from operators.columns import TAG_COLUMNS, TEXT, WORDS
+from operators.columns import TAG_COLUMNS
 from operators.segment import neural_cws
 from operators.segment.bert_words import with_bert_words
 from operators.segment.ltp_loading import (
@@ -38,6 +38,7 @@ from operators.segment.ltp_loading import (
     one_line,
     read_user_words,
 )
+from operators.segment.missing_words import with_words
 from operators.segment.neural_cws import Piece
 from operators.segment.word_alignment import Tagged, align, align_words
 
@@ -353,18 +354,10 @@ class LtpSegmenter:
         return tagged
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        """Adds `words` (and `pos`/`ner`), list<string> columns; no row disappears. Arrow in and out: the
+        """Adds `words` (and `pos`/`ner`), list<string> columns, to the rows that lack them (rows that come with
+        a segmentation cache's words keep them: ``missing_words``); no row disappears. Arrow in and out: the
         other columns pass through untouched, and the words become one Arrow array in C."""
-        texts = batch[TEXT].to_pylist()
-        present = [i for i, text in enumerate(texts) if text is not None]
-        columns: dict[str, list[Any]] = {name: [None] * len(texts) for name in (WORDS, *self._tags)}
-        for i, tagged in zip(present, self.tag([texts[i] for i in present])):
-            columns[WORDS][i] = tagged.words  # a null text gets null words (and tags)
-            for task in self._tags:
-                columns[task][i] = getattr(tagged, task)
-        for name, values in columns.items():
-            batch = batch.append_column(name, pa.array(values, pa.list_(pa.string())))
-        return batch
+        return with_words(batch, self._tags, self.tag)
 
     def _model_output(self, output: Any) -> list[tuple[list[str], ...]]:
         """(words, *tags) per input of one LTP call, tags in `self._tags` order."""

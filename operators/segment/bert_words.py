@@ -15,7 +15,8 @@ import functools
 
 import pyarrow as pa
 
-from operators.columns import TEXT, WORDS
+from operators.segment.missing_words import with_words
+from operators.segment.word_alignment import Tagged
 
 
 @functools.lru_cache(maxsize=1)
@@ -42,10 +43,6 @@ def bert_words(texts: list[str]) -> list[list[str]]:
 
 
 def with_bert_words(batch: pa.Table) -> pa.Table:
-    """Ray Data batch function: adds ``words`` (null where the text is null); no row disappears."""
-    texts = batch[TEXT].to_pylist()
-    present = [i for i, text in enumerate(texts) if text is not None]
-    words: list[list[str] | None] = [None] * len(texts)
-    for i, split in zip(present, bert_words([texts[i] for i in present])):
-        words[i] = split
-    return batch.append_column(WORDS, pa.array(words, pa.list_(pa.string())))
+    """Ray Data batch function: adds ``words`` where a row lacks them (``missing_words``; null where the text
+    is null); no row disappears."""
+    return with_words(batch, (), lambda texts: [Tagged(words) for words in bert_words(texts)])

@@ -395,6 +395,34 @@ def test_apply_adds_a_list_of_strings_column(ray_local, legacy_model_dir):
     assert ["".join(row[WORDS]) for row in rows] == texts
 
 
+def test_rows_that_come_with_words_keep_them_and_only_the_others_go_to_the_model(legacy_tagger_dir, monkeypatch):
+    """A segmentation cache's rows arrive with words and tags (``missing_words``): made-up ones here, which the
+    model would never give, so that a row segmented again would show."""
+    import pyarrow as pa
+
+    from operators.segment.bert_words import with_bert_words
+
+    tagger = LtpSegmenter(SegmentConfig(model=str(legacy_tagger_dir), tasks=ALL_TASKS))
+    asked = []
+    real_tag = tagger.tag
+    monkeypatch.setattr(tagger, "tag", lambda texts: asked.append(texts) or real_tag(texts))
+    lists = pa.list_(pa.string())
+    texts = ["我们在北京大学学习。", "老师很好", None]
+    batch = pa.table({"doc_id": ["a", "b", "c"], TEXT: texts,
+                      WORDS: pa.array([["我们在", "北京大学学习。"], None, None], lists),
+                      POS: pa.array([["x", "y"], None, None], lists), NER: pa.array([["O", "O"], None, None], lists)})
+    out = tagger(batch)
+    expected = real_tag(["老师很好"])[0]
+    assert asked == [["老师很好"]]
+    assert out.column_names == ["doc_id", TEXT, WORDS, POS, NER]
+    assert out[WORDS].to_pylist() == [["我们在", "北京大学学习。"], expected.words, None]
+    assert out[POS].to_pylist() == [["x", "y"], expected.pos, None]
+    assert out[NER].to_pylist() == [["O", "O"], expected.ner, None]
+    assert tagger(out) is out and len(asked) == 1  # every row has its words: nothing to do
+    bert = with_bert_words(pa.table({TEXT: ["a b", "c d"], WORDS: pa.array([["a b"], None], lists)}))
+    assert bert[WORDS].to_pylist() == [["a b"], ["c", " ", "d"]]
+
+
 def test_apply_autoscaled_pool_writes_tag_columns(ray_local, legacy_tagger_dir, tmp_path):
     import pyarrow.parquet as pq
 

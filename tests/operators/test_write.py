@@ -105,7 +105,7 @@ def test_fates_are_written_in_source_and_record_order_by_either_sort(ray_local, 
     assert written == sorted(rows, key=lambda row: (row["source"], row["record"]))
 
 
-@pytest.mark.parametrize("name", ["local_sort_max_rows", "local_sort_max_docs"])
+@pytest.mark.parametrize("name", ["local_sort_max_rows", "local_sort_max_docs", "local_cache_max_docs"])
 def test_a_local_sort_bound_must_not_be_negative(name):
     with pytest.raises(ValueError, match=name):
         write.WriteConfig(**{name: -1})
