@@ -139,6 +139,7 @@ def _cached_rows(rows: dict[str, int], texts: pa.Table) -> pa.Array:
 
 
 def _missing(cache: pa.Table, texts: pa.Table) -> int:
+    """How many of ``texts`` the cache table holds no words for: the documents the segment stage will take."""
     return texts.num_rows - pc.count(_cached_rows(_first_rows(cache), texts)).as_py() if texts.num_rows else 0
 
 
