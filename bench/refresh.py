@@ -1,14 +1,15 @@
 """A small refresh against a full build of the same inputs (issue #23), side by side.
 
-    python bench/refresh.py [--docs 2000] [--new 20] [--files 4] [--scale 1] [--change] [--running-ray]
+    python bench/refresh.py [--docs 2000] [--new 20] [--files 4] [--scale 1] [--change [--change-at N]] [--running-ray]
 
 Input: the first ``--docs`` paragraphs of ../shared/data's CMRC2018 and C3 files (else the bundled
 sample's records, repeated with a counter so that they stay distinct), spread over ``--files``
 JSONL files, each grown to ``--scale`` times its records as bench/e2e.py grows its sizes (exact
 and near duplicates, mosaics); then one more file of ``--new`` paragraphs that follow them, named
 to sort after the others (with ``--change``, those paragraphs are appended to the last input file
-instead: a changed file). Segmenter and vocab as in bench/e2e.py. Each build is
-``python -m pipeline build`` in a child process, start-up included:
+instead: a changed file; with ``--change-at N`` too, to file N from 0, which may sort between
+unchanged ones). Segmenter and vocab as in bench/e2e.py. Each build is ``python -m pipeline build``
+in a child process, start-up included:
 
 - ``first``: the corpus of ``--docs`` paragraphs (grown ``--scale`` times);
 - ``refresh``: the same output after the new file appears (or the last file grows);
@@ -92,6 +93,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=4, help="files the first build's paragraphs are spread over")
     parser.add_argument("--scale", type=int, default=1, help="each file grown to this many times its records")
     parser.add_argument("--change", action="store_true", help="append the new paragraphs to the last file instead")
+    parser.add_argument("--change-at", type=int, metavar="N", help="with --change: append to file N (from 0)")
     parser.add_argument("--running-ray", action="store_true", help="every build joins one Ray instance started first")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch, builds_env(child_env(), args.running_ray) as env:
@@ -107,7 +109,8 @@ def main() -> None:
         corpus = workdir / "corpus"
         first = build(workdir, "first", corpus, model, vocab, env)
         if args.change:
-            write_jsonl(workdir / "in" / f"part-{args.files - 1:02d}.jsonl", texts[args.docs :], "a")
+            changed = args.files - 1 if args.change_at is None else args.change_at
+            write_jsonl(workdir / "in" / f"part-{changed:02d}.jsonl", texts[args.docs :], "a")
         else:
             write_jsonl(workdir / "in" / "zz-new.jsonl", texts[args.docs :])
         refresh = build(workdir, "refresh", corpus, model, vocab, env)
@@ -118,7 +121,7 @@ def main() -> None:
         refreshed = json.loads((corpus / "report.json").read_text(encoding="utf-8"))["refresh"]
         emit({
             "bench": "refresh", "docs": args.docs, "new": args.new, "files": args.files, "scale": args.scale,
-            "change": args.change,
+            "change": args.change, "change_at": args.change_at,
             "running_ray": args.running_ray,
             "docs_after": json.loads((workdir / "full" / "report.json").read_text(encoding="utf-8"))["corpus"]["docs"],
             "docs_files_linked": refreshed["docs_files_linked"],

@@ -36,7 +36,8 @@ DOCS_FILE_ROWS = 2048  # documents per docs file (the last one fewer); tokenizin
 SHARD_BATCH_ROWS = 1024  # rows per IPC record batch: the unit a reader of compressed shards decompresses
 INPUT_PLACE = "input_place"  # a fates row's place in the order its records were read (``in_input_order``)
 _LAST_PLACE = (1 << 63) - 1
-_PATH = "path"  # a read_in_order listing's column
+_PATH, _SOURCES = "path", "sources"  # a read_runs listing's columns: a file, and the sources of its rows to keep
+_LISTING = pa.schema([(_PATH, pa.string()), (_SOURCES, pa.list_(pa.string()))])
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,9 @@ class WriteConfig:
     compression: str = "none"  # Arrow IPC body compression of shards: none | lz4 | zstd (readers decompress)
     # fates tables of up to this many rows (~100 bytes each) are sorted in one task; larger ones by Ray Data's sort
     local_sort_max_rows: int = 2_000_000
-    # a refresh's docs rows (text and words, ~3 KB each), up to this many, are ordered in one task; more by Ray Data's
-    # sort, or, where the files read (added or changed) all sort after the unchanged ones, by segmenting theirs first
-    # (kept_docs.carried)
+    # a refresh's docs rows (text and words, ~3 KB each), up to this many, are ordered in one task; more by segmenting
+    # the documents read first and streaming them in their place among the old ones (kept_docs.carried), or on the
+    # general path by Ray Data's sort
     local_sort_max_docs: int = 20_000
     # a segmentation cache of up to this many documents (their words, ~1.2 KB each) is read into one table that
     # every task looking texts up holds; a larger one is joined with the texts by Ray Data (pipeline.segmented_docs)
@@ -319,29 +320,61 @@ def read_in_order(output: str, relatives: list[str], schema: pa.Schema, then: Se
     ``preserve_order`` it takes its inputs' blocks in turn. ``schema``: what an empty list of files gives.
     ``sources``: where given, only the files' rows of these sources (``then``'s rows are all kept).
     """
+    return read_runs(output, [FilesRun(relatives, sources), list(then)], schema)
+
+
+@dataclass(frozen=True)
+class FilesRun:
+    """Parquet files inside an output, read in order: only their rows of ``sources`` where given."""
+
+    files: list[str]
+    sources: Sequence[str] | None = None
+
+
+def read_runs(output: str, runs: Sequence[FilesRun | list[Any]], schema: pa.Schema):
+    """The rows of each run in turn, as one Ray dataset (``read_in_order``): a ``FilesRun``, one read task and
+    block per file, or references to blocks with ``schema``'s columns (and maybe more). A refresh streams the
+    unchanged files' previous docs rows and the new documents of the files between them this way, in
+    (source, record) order with no sort (``pipeline.kept_docs.carried``)."""
     import ray
     import ray.data
 
-    if not relatives and not then:
-        return ray.data.from_arrow(schema.empty_table())
     filesystem, root = storage.resolve(output)  # once: on an object store each resolve builds a filesystem
-    listing = [ray.put(pa.table({_PATH: [storage.join(root, relative)]})) for relative in relatives]
-    return ray.data.from_arrow_refs([*listing, *then]).map_batches(
-        _read_files, fn_kwargs={"filesystem": filesystem, "schema": schema, "sources": sources}, batch_format="pyarrow",
-        batch_size=None,
+    blocks = []
+    for run in runs:
+        if isinstance(run, FilesRun):
+            sources = None if run.sources is None else list(run.sources)
+            blocks += [ray.put(pa.table({_PATH: [storage.join(root, relative)], _SOURCES: [sources]},
+                                        schema=_LISTING)) for relative in run.files]
+        else:
+            blocks += run
+    if not blocks:
+        return ray.data.from_arrow(schema.empty_table())
+    return ray.data.from_arrow_refs(blocks).map_batches(
+        _read_files, fn_kwargs={"filesystem": filesystem, "schema": schema}, batch_format="pyarrow", batch_size=None,
     )
 
 
-def _read_files(batch: pa.Table, filesystem: pafs.FileSystem, schema: pa.Schema, sources: Sequence[str] | None
-                ) -> pa.Table:
-    """A listing block's files read (their rows of ``sources`` only, where given), or a block of rows
-    (``read_in_order``'s ``then``) with ``schema``'s columns."""
+def _read_files(batch: pa.Table, filesystem: pafs.FileSystem, schema: pa.Schema) -> pa.Table:
+    """A listing block's file read (its rows of the listed sources only, where given), or a block of rows
+    (``read_runs``' blocks) with ``schema``'s columns."""
     if _PATH in batch.column_names:
-        rows = pa.concat_tables(pq.read_table(path, filesystem=filesystem) for path in batch[_PATH].to_pylist())
-        if sources is not None:
-            rows = rows.filter(pc.is_in(rows[SOURCE], value_set=pa.array(sources, pa.string())))
-        return rows
+        tables = []
+        for path, sources in zip(batch[_PATH].to_pylist(), batch[_SOURCES].to_pylist()):
+            rows = pq.read_table(path, filesystem=filesystem)
+            if sources is not None:
+                rows = rows.filter(pc.is_in(rows[SOURCE], value_set=pa.array(sources, pa.string())))
+            tables.append(rows)
+        return pa.concat_tables(tables)
     return batch.select(schema.names) if batch.num_rows else schema.empty_table()  # an empty block may have no columns
+
+
+def files_holding(files: Sequence[str], places: Sequence[tuple[str, int]], sources: Sequence[str]) -> list[str]:
+    """The docs ``files`` (in order; ``places``: their first rows' places) whose rows may belong to ``sources``:
+    those whose span, from their first row to the next file's, reaches one of them."""
+    lasts = [*(source for source, _ in places[1:]), None]
+    return [path for path, (first, _), last in zip(files, places, lasts)
+            if any(first <= source and (last is None or source <= last) for source in sources)]
 
 
 def version_files(output: str, directory: str, version: int) -> list[str]:

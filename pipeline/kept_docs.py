@@ -15,6 +15,7 @@ it); ``pipeline.passes`` connects them to pass 2.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import warnings
 from typing import Any
@@ -100,11 +101,11 @@ def carried(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any], reco
     in the place of a keeper that left, so its text is in no table at hand (the unchanged files then
     keep other than the ``kept_before`` documents the previous version kept in them).
 
-    The two are put in (source, record) order by ``write.docs_in_record_order`` (Ray's sort above
-    ``write.local_sort_max_docs`` documents), except where that sort would be Ray's and the files
-    read (added or changed) all sort after the unchanged ones: then the documents read are segmented
-    first (an execution of their own) and read after the unchanged files' rows, one ordered stream
-    (at 16x bench/e2e.py's corpus, Ray's sort took over a quarter of a 20-document refresh: 40.7 s
+    The two are put in (source, record) order in one task up to ``write.local_sort_max_docs`` documents
+    (``write.docs_in_record_order``). Above it, where Ray's sort would do it, nothing is sorted: the
+    documents read are segmented first (an execution of their own) and each run of files read (added
+    or changed) streams between the unchanged files around it (``_in_runs``), one ordered stream (at
+    16x bench/e2e.py's corpus, Ray's sort took over a quarter of a 20-document refresh: 40.7 s
     against 28.9 s).
 
     The previous docs files that hold only rows before the first file read or gone are the same files
@@ -114,17 +115,17 @@ def carried(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any], reco
         return None
     unchanged, gone = plan.unchanged, plan.diff.changed + plan.diff.removed
     fresh = kept_count - kept_before  # kept documents of the files read, unless one was promoted (checked below)
-    read_last = fresh > 0 and kept_count > cfg.write.local_sort_max_docs and min(plan.to_read) > max(unchanged)
-    sources = unchanged + plan.to_read if read_last else unchanged
+    in_runs = fresh > 0 and kept_count > cfg.write.local_sort_max_docs  # no sort: documents read go in their place
+    sources = unchanged + plan.to_read if in_runs else unchanged
     kept = deduped.fates.filter(expr=col(SOURCE).is_in(sources) & (col(FATE) == KEPT))
     places = write.in_record_order(kept.select_columns(KEPT_ROWS.names), cfg.write, KEPT_ROWS)
     if gone:  # a duplicate kept in the place of a keeper that left: more kept in the unchanged files than before
-        kept_there = places.filter(expr=col(SOURCE).is_in(unchanged)) if read_last else places
+        kept_there = places.filter(expr=col(SOURCE).is_in(unchanged)) if in_runs else places
         if kept_there.count() != kept_before:  # materialized: from its blocks' metadata
             return None
     files = refresh.listed(previous, write.DOCS_DIR)
     starts = refresh.first_places(plan, files)
-    fresh_docs, segmented_count, reused, then = None, fresh, kept_before, ()
+    fresh_docs, segmented_count, reused, fresh_blocks = None, fresh, kept_before, []
     if fresh:
         texts = kept_of(with_fates(records, deduped.fates.filter(expr=col(SOURCE).is_in(plan.to_read)),
                                    deduped.in_order, cfg))
@@ -135,14 +136,14 @@ def carried(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any], reco
             reused += hits
         else:
             fresh_docs = segmented_docs.segment_docs(cfg, texts)
-        if read_last:
-            then, fresh_docs = fresh_docs.materialize().to_arrow_refs(), None
+        if in_runs:
+            fresh_blocks, fresh_docs = fresh_docs.materialize().to_arrow_refs(), None
     linked = _linkable(cfg, plan, previous, files, starts)
     if linked:  # the rows from the first file not linked
         source, record = starts[linked]
         places = places.filter(expr=(col(SOURCE) > source) | ((col(SOURCE) == source) & (col(RECORD) >= record)))
-    docs = write.read_in_order(cfg.output, files[linked:], docs_schema(cfg.segment.tasks), then,
-                               unchanged if gone else None)
+    runs = _in_runs(files[linked:], starts[linked:], unchanged, plan.to_read, fresh_blocks, filtered=bool(gone))
+    docs = write.read_runs(cfg.output, runs, docs_schema(cfg.segment.tasks))
     docs = _zipped(docs, places.select_columns([DOC_ID, RECORD]))
     docs = docs.map_batches(paired, fn_kwargs={"what": "docs and their kept fates rows"}, batch_format="pyarrow")
     rows_schema = segmented_docs.docs_rows(cfg)
@@ -152,6 +153,38 @@ def carried(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any], reco
         rows = kept_count - linked * write.DOCS_FILE_ROWS
         docs = write.docs_in_record_order(docs.union(fresh_docs), rows, rows_schema, cfg.write)
     return docs, segmented_count, reused, linked
+
+
+def _in_runs(files: list[str], starts: list[tuple[str, int]], unchanged: list[str], read: list[str],
+             fresh_blocks: list[Any], filtered: bool) -> list[Any]:
+    """The runs of ``write.read_runs`` that give the docs rows in (source, record) order: the previous docs
+    ``files`` (``starts``: their first rows' places) with their rows of the unchanged files, then, where the
+    documents read came segmented first (``fresh_blocks``, in order), each run of files read in its place
+    between the unchanged files, cut from those blocks (``_split_by_runs``). ``filtered``: the files hold
+    rows of files that changed or left, which are left out."""
+    if not fresh_blocks:
+        return [write.FilesRun(files, unchanged if filtered else None)]
+    is_read = set(read).__contains__
+    groups = [list(run) for _, run in itertools.groupby(sorted(unchanged + read), key=is_read)]
+    read_groups = [group for group in groups if is_read(group[0])]
+    if len(read_groups) == 1:
+        cut = [fresh_blocks]
+    else:  # one task per block, returning its rows of each run of files read
+        split = ray.remote(num_returns=len(read_groups))(_split_by_runs)
+        pieces = [split.remote(block, read_groups) for block in fresh_blocks]
+        cut = [[piece[i] for piece in pieces] for i in range(len(read_groups))]
+    runs, next_cut = [], iter(cut)
+    for group in groups:
+        if is_read(group[0]):
+            runs.append(next(next_cut))
+        else:
+            runs.append(write.FilesRun(write.files_holding(files, starts, group), group))
+    return runs
+
+
+def _split_by_runs(block: pa.Table, runs: list[list[str]]) -> tuple[pa.Table, ...]:
+    """``block``'s rows of each run of sources, in order."""
+    return tuple(block.filter(pc.is_in(block[SOURCE], value_set=pa.array(run, pa.string()))) for run in runs)
 
 
 def _linkable(cfg: BuildConfig, plan: refresh.Plan, previous: dict[str, Any], files: list[str],

@@ -48,13 +48,9 @@ def previous_cache(previous: dict[str, Any]) -> Cache:
 
 
 def sources_cache(previous: dict[str, Any], places: list[tuple[str, int]], sources: list[str], docs: int) -> Cache:
-    """The previous docs rows of ``sources`` (``docs`` of them): in the files whose span, from their first row's
-    place (``places``) to the next file's, may reach one of them."""
-    files = refresh.listed(previous, write.DOCS_DIR)
-    lasts = [*(source for source, _ in places[1:]), None]
-    held = [path for path, (first, _), last in zip(files, places, lasts)
-            if any(first <= source and (last is None or source <= last) for source in sources)]
-    return Cache(held, sorted(sources), docs)
+    """The previous docs rows of ``sources`` (``docs`` of them), in the files that may hold them (``places``: the
+    files' first rows' places)."""
+    return Cache(write.files_holding(refresh.listed(previous, write.DOCS_DIR), places, sources), sorted(sources), docs)
 
 
 def docs_rows(cfg: BuildConfig) -> pa.Schema:

@@ -385,13 +385,17 @@ def _refresh_then_compare(root: Path, model: Path, vocab: Path, monkeypatch, old
 def test_a_refresh_that_adds_a_file_carries_the_old_documents_without_a_join(
     ray_local, tmp_path, legacy_model_dir, vocab_path, monkeypatch, local_sort_max_docs
 ):
-    """The old and new documents are put in order in one task, or by Ray's sort (``local_sort_max_docs: 0``)."""
+    """The old and new documents are put in order in one task; above ``local_sort_max_docs`` (0) the new ones are
+    segmented first and each new file's documents stream in its place among the old docs files' rows."""
     monkeypatch.setattr(write_op, "DOCS_FILE_ROWS", 2)  # several docs files, read back in their order
+    sorts = []
+    real_sort = write_op.docs_in_record_order
+    monkeypatch.setattr(write_op, "docs_in_record_order", lambda *args: sorts.append(1) or real_sort(*args))
     old = {"a.jsonl": [P[0], P[1], "太短"], "b.jsonl": [P[2], P[0], P[3], P[6], P[8]]}
     new = {"ab.jsonl": [P[7]], "z.jsonl": [P[4], NEAR_P3, P[5]]}  # one sorts between the old files, one after them
     refreshed, full, joins = _refresh_then_compare(tmp_path, legacy_model_dir, vocab_path, monkeypatch, old, new,
                                                   write={"local_sort_max_docs": local_sort_max_docs})
-    assert joins == 0
+    assert joins == 0 and len(sorts) == (local_sort_max_docs > 0)
     assert refreshed["report"]["refresh"]["docs"] == {"segmented": 3, "reused": 6}
     assert len(list((tmp_path / "out" / "docs").glob("*.parquet"))) == 5
     for name in ("docs", "fates", "shards"):
@@ -445,6 +449,26 @@ def test_changed_and_removed_files_whose_documents_kept_none_of_the_others_take_
     # b's kept documents (5) when joined with the cache, then all of them with a's (2)
     assert sorted_counts == [5] * (local_cache_max_docs == 0) + [7] * (local_sort_max_docs > 0)
     assert refreshed["report"]["refresh"]["docs"] == {"segmented": 1, "reused": 6}
+    for name in ("docs", "fates", "shards"):
+        assert refreshed["tables"][name].equals(full[name]), name
+
+
+def test_a_file_that_changes_between_unchanged_ones_streams_in_its_place_with_no_sort(
+    ray_local, tmp_path, legacy_model_dir, vocab_path, monkeypatch
+):
+    """Above ``local_sort_max_docs`` (0), b.jsonl, which sorts between a and c, gains a paragraph: its documents
+    (words from the cache but the new one's) come in its place between a's and c's rows of the previous docs
+    files, b's old rows left out, with nothing sorted."""
+    monkeypatch.setattr(write_op, "DOCS_FILE_ROWS", 2)  # docs files that hold rows of two files
+    sorts = []
+    real_sort = write_op.docs_in_record_order
+    monkeypatch.setattr(write_op, "docs_in_record_order", lambda *args: sorts.append(1) or real_sort(*args))
+    old = {"a.jsonl": [P[0], P[1], "太短"], "b.jsonl": [P[2], P[3], P[6]], "c.jsonl": [P[4], P[0], P[5]]}
+    new = {"b.jsonl": [P[2], P[7], P[3], P[6]]}
+    refreshed, full, joins = _refresh_then_compare(tmp_path, legacy_model_dir, vocab_path, monkeypatch, old, new,
+                                                   write={"local_sort_max_docs": 0})
+    assert joins == 0 and sorts == []
+    assert refreshed["report"]["refresh"]["docs"] == {"segmented": 1, "reused": 7}
     for name in ("docs", "fates", "shards"):
         assert refreshed["tables"][name].equals(full[name]), name
 

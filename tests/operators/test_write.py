@@ -58,6 +58,26 @@ def test_read_in_order_keeps_only_the_given_sources_rows_of_the_files_and_every_
     ]
 
 
+def test_read_runs_streams_blocks_between_the_files_each_run_with_its_own_sources(ray_local, tmp_path):
+    """A refresh whose changed file b sorts between unchanged a and c: a's rows of the previous docs files, b's new
+    documents, then c's rows of the same files (a file that holds rows of a, b and c is read by both runs)."""
+    (tmp_path / "t").mkdir()
+    relatives = []
+    for index, sources in enumerate([["a", "a"], ["a", "b"], ["b", "c"], ["c", "d"]]):
+        relatives.append(f"t/part-v00001-{index:06d}.parquet")
+        pq.write_table(pa.table({"source": sources, "record": [index * 2, index * 2 + 1]}), tmp_path / relatives[-1])
+    schema = pa.schema([("source", pa.string()), ("record", pa.int64())])
+    places = [("a", 0), ("a", 2), ("b", 4), ("c", 6)]
+    assert write.files_holding(relatives, places, ["a"]) == relatives[:2]
+    assert write.files_holding(relatives, places, ["c"]) == relatives[2:]
+    new_b = [ray_local.put(pa.table({"source": ["b"], "record": [10]}, schema=schema)), ray_local.put(pa.table({}))]
+    runs = [write.FilesRun(write.files_holding(relatives, places, ["a"]), ["a"]), new_b,
+            write.FilesRun(write.files_holding(relatives, places, ["c", "d"]), ["c", "d"])]
+    rows = write.read_runs(str(tmp_path), runs, schema).take_all()
+    assert [(row["source"], row["record"]) for row in rows] == [("a", 0), ("a", 1), ("a", 2), ("b", 10), ("c", 5),
+                                                                 ("c", 6), ("d", 7)]
+
+
 def test_a_docs_files_name_gives_its_first_rows_place_and_a_tasks_shard_files_are_found_by_name():
     sources = [f"in/{index:02d}.jsonl" for index in range(13)][::-1]  # indexed in sorted order
     assert write.docs_file_places(["docs/part-v00002-000012-0000000042.parquet"], sources) == [("in/12.jsonl", 42)]
