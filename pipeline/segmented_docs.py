@@ -124,7 +124,8 @@ def _first_rows(table: pa.Table) -> dict[str, int]:
 
 @functools.lru_cache(maxsize=1)
 def _cache_rows(cache: ray.ObjectRef) -> tuple[pa.Table, dict[str, int]]:
-    """The cache table and its rows by text hash, once per process: a task or actor looks up many batches."""
+    """The cache table and its rows by text hash, once per process: a task or actor looks up many batches. The
+    process holds the table until it looks another one up or exits (a worker outlives the build's execution)."""
     table = ray.get(cache)
     return table, _first_rows(table)
 
