@@ -14,8 +14,8 @@ removed, unchanged files; ``manifests.ledger``) and the stage fingerprints
 
 Either way segmentation is cached by content: when the segment fingerprint is unchanged, the
 previous docs table is the cache, keyed by the xxh3-128 of the normalized text, and LTP runs only
-on texts it does not hold (``pipeline.segmented_docs``); the unchanged files' documents need no lookup while they stay the ones
-kept (``Plan.carries_unchanged_docs``).
+on texts it does not hold (``pipeline.segmented_docs``); the unchanged files' documents need no
+lookup while they stay the ones kept (``Plan.carries_unchanged_docs``).
 Tokenize and pack run from the final docs table, but for its first files when they are the previous
 version's as they were: those are linked with the shard files packed from them (``docs_files_pack_alone``).
 """

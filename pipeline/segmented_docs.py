@@ -77,7 +77,7 @@ def segmented(cfg: BuildConfig, texts, cache: Cache | None, unique: bool, ordere
     if not count:
         return ray.data.from_arrow(docs_rows(cfg).empty_table()), 0, 0
     if cache is not None and cache.docs > cfg.write.local_cache_max_docs:
-        return _joined(cfg, texts, cache, unique)
+        return _joined(cfg, texts, count, cache, unique)
     if cache is None or not cache.docs:
         docs, to_segment = segment_docs(cfg, texts), count
     else:
@@ -149,8 +149,8 @@ def _with_cached_words(batch: pa.Table, cache: ray.ObjectRef, tags: list[str]) -
     return batch
 
 
-def _joined(cfg: BuildConfig, texts, cache: Cache, unique: bool) -> tuple[Any, int, int]:
-    """``segmented`` above the bound: the texts joined with the cache by Ray Data, then sorted."""
+def _joined(cfg: BuildConfig, texts, count: int, cache: Cache, unique: bool) -> tuple[Any, int, int]:
+    """``segmented`` above the bound: the ``count`` texts joined with the cache by Ray Data, then sorted."""
     full = docs_rows(cfg)
     tags = segment.docs_columns(cfg.segment)
     keyed = texts.map_batches(with_text_hash, batch_format="pyarrow")
@@ -166,8 +166,8 @@ def _joined(cfg: BuildConfig, texts, cache: Cache, unique: bool) -> tuple[Any, i
     to_segment = misses.count()
     if to_segment:
         parts.append(segment_docs(cfg, misses))
-    docs = write.docs_in_record_order(parts[0].union(*parts[1:]), texts.count(), full, cfg.write)
-    return docs, to_segment, texts.count() - to_segment
+    docs = write.docs_in_record_order(parts[0].union(*parts[1:]), count, full, cfg.write)
+    return docs, to_segment, count - to_segment
 
 
 def with_text_hash(batch: pa.Table) -> pa.Table:

@@ -1,7 +1,7 @@
 """The words a batch still lacks: the segment stage fills in only those.
 
 A refresh sends its documents through the segment stage in their order with the words the
-segmentation cache holds already attached (``pipeline.segmentation_cache``): those rows keep their
+segmentation cache holds already attached (``pipeline.segmented_docs``): those rows keep their
 words and tags, and only the others go to the model, so the cached and the new documents need no join
 and no sort to come out together in order.
 """
