@@ -1,4 +1,4 @@
-"""Segment stage throughput: the pipeline's actor pool against a tight direct LTP loop, same sentences, same device.
+"""Segment stage throughput: the pipeline's segment stage against a tight direct LTP loop, same sentences, same device.
 
     python bench/segment.py                 # legacy (CPU) model
     python bench/segment.py --neural        # also a random-weight neural model of LTP/small's size (GPU run)
@@ -12,7 +12,8 @@ released legacy models use), else the bundled tiny model.
 Direct: one process calls ``ltp.pipeline(batch, tasks=["cws"])`` over the sentences in order, for
 each batch size in 32/128/512/2048 (the legacy model both single-threaded and with LTP's own Rust
 `parallelism=True`, which uses every core); each figure is printed. Pipeline: ``segment.apply`` (the
-real wrapper: actor pool, batches, alignment, Arrow output) over a Ray dataset of the same sentences,
+real wrapper: plain tasks for the legacy model on a CPU, else an actor pool; batches, alignment, Arrow
+output) over a Ray dataset of the same sentences,
 timed from submission to the last output block (Ray workers at the direct loop's priority, nice 0),
 actor start-up and model loading included (the same
 run over one sentence per actor gives that fixed cost, `startup_s`, and a rate without it). Each side
@@ -47,7 +48,7 @@ os.environ.setdefault("RAY_worker_niceness", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from bench.shared_data import PKU_TEST, SAMPLE, SHARED_VOCAB, legacy_model  # noqa: E402
-from operators.segment import SegmentConfig, split_sentences  # noqa: E402
+from operators.segment import SegmentConfig, runs_in_tasks, split_sentences  # noqa: E402
 from operators.segment.ltp_loading import load_ltp  # noqa: E402
 from operators.segment.neural_cws import PRECISIONS  # noqa: E402
 from pipeline.cluster import LOCAL_RAY_OPTIONS  # noqa: E402
@@ -208,7 +209,8 @@ def pipeline_rate(sentences: list[str], cfg: SegmentConfig, block_rows: int) -> 
     started, cpu_started = time.perf_counter(), time.process_time()
     out = segment.apply(ds, cfg).materialize()
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    cpu += operator_cpu_seconds(out.stats(), "MapBatches(SegmenterActor)")
+    stage = "MapBatches(_segment_batch)" if runs_in_tasks(cfg) else "MapBatches(SegmenterActor)"
+    cpu += operator_cpu_seconds(out.stats(), stage)
     words = sum(pc.sum(pc.list_value_length(block.column(WORDS))).as_py() for block in ray.get(out.to_arrow_refs()))
     return len(sentences) / elapsed, len(sentences) / cpu, words
 
@@ -282,7 +284,8 @@ def bench(name: str, model: Path, sentences: list[str], args, device: str) -> di
         startup = min(startup, actors / startup_rate)
         if len(sentences) / rate > actors / startup_rate:
             steady = max(steady, len(sentences) / (len(sentences) / rate - actors / startup_rate))
-        print(json.dumps({"model": name, "round": round_, "pipeline": f"{actors} actors", "sentences_per_s":
+        pool = f"tasks on {os.cpu_count()} CPUs" if runs_in_tasks(cfg) else f"{actors} actors"
+        print(json.dumps({"model": name, "round": round_, "pipeline": pool, "sentences_per_s":
                           round(rate, 1), "sentences_per_cpu_s": round(cpu_rate, 1),
                           "startup_s": round(actors / startup_rate, 2), **busy.figure()}), flush=True)
     best_mode, best_batch = max(((m, b) for m in direct for b in direct[m]), key=lambda mb: direct[mb[0]][mb[1]])

@@ -154,22 +154,30 @@ class VersionedSink(BlockBasedFileDatasink):
             writer.write_table(table, max_chunksize=SHARD_BATCH_ROWS)
 
 
-def tee_docs(ds, output: str, version: int, schema: pa.Schema, sources: list[str]):
-    """``ds`` with its rows also written to the docs table as they pass, so the execution that tokenizes
-    and packs the documents writes them too (nothing is materialized between segmentation and the
-    shards). ``ds`` holds the docs in (source, record) order and ``sources`` every input file.
+def in_docs_files(ds, names: list[str] | None = None):
+    """``ds``, rows in the docs table's (source, record) order, cut into the rows of its files: blocks of
+    ``DOCS_FILE_ROWS`` rows (the last fewer), whatever blocks a sort or a union made, so that a refresh
+    writes the files a full build of the same inputs would (``tee_docs``). Only the ``names`` columns
+    when given: that map also keeps a refresh's sort and the cut apart (right after a sort, Ray Data
+    runs the cut inside each sort partition's task, which cuts every partition into files of its own).
+    A full build cuts its documents before they are segmented: Ray then runs the segmentation, the
+    docs writer and the tokenizer of a file in one task (they fuse; an operator after a cut does not
+    fuse with the cut)."""
+    if names is not None:
+        ds = ds.map_batches(_select, fn_kwargs={"names": names}, batch_format="pyarrow")
+    return ds.repartition(target_num_rows_per_block=DOCS_FILE_ROWS, strict=True)
 
-    Files hold ``DOCS_FILE_ROWS`` rows each (the last fewer), whatever blocks segmentation or a
-    refresh's sort made, so a refresh writes the files a full build of the same inputs would. A file
-    is named by its first row's place in that order (``part-v00001-000012-0000000042.parquet``: the
-    13th input file, its record 42), so the names sort in the table's order, and a retried task
-    rewrites its own file."""
-    # The docs columns (and the record, for the names) only. Also a map between a refresh's sort and the
-    # repartition: right after a sort, Ray Data runs the repartition inside each sort partition's task,
-    # which cuts every partition into files of its own.
-    rows = ds.map_batches(_select, fn_kwargs={"names": [*schema.names, RECORD]}, batch_format="pyarrow")
-    rows = rows.repartition(target_num_rows_per_block=DOCS_FILE_ROWS, strict=True)
-    return _tee_placed(rows, output, DOCS_DIR, schema, version, sources, _write_docs_block)
+
+def tee_docs(ds, output: str, version: int, schema: pa.Schema, sources: list[str]):
+    """``ds``, the docs rows cut into the table's files (``in_docs_files``), with each file also written
+    as it passes, so the execution that tokenizes and packs the documents writes them too (nothing is
+    materialized between segmentation and the shards). ``sources`` is every input file.
+
+    A file is named by its first row's place in the table's order (``part-v00001-000012-0000000042.parquet``:
+    the 13th input file, its record 42), so the names sort in the table's order, and a retried task
+    rewrites its own file. It takes its rows in batches of a file: maps fused before it may hand them
+    on in other blocks."""
+    return _tee_placed(ds, output, DOCS_DIR, schema, version, sources, _write_docs_block, DOCS_FILE_ROWS)
 
 
 def tee_fates(ds, output: str, version: int, sources: list[str]):
@@ -182,7 +190,8 @@ def tee_fates(ds, output: str, version: int, sources: list[str]):
     return _tee_placed(ds, output, FATES_DIR, FATES_SCHEMA, version, sources, _write_fates_block)
 
 
-def _tee_placed(ds, output: str, directory: str, schema: pa.Schema, version: int, sources: list[str], writer):
+def _tee_placed(ds, output: str, directory: str, schema: pa.Schema, version: int, sources: list[str], writer,
+                batch_rows: int | None = None):
     filesystem, root = storage.resolve(storage.join(output, directory))
     filesystem.create_dir(root, recursive=True)
     return ds.map_batches(
@@ -190,7 +199,7 @@ def _tee_placed(ds, output: str, directory: str, schema: pa.Schema, version: int
         fn_kwargs={"filesystem": filesystem, "root": root, "schema": schema, "version": version,
                    "sources": sorted(sources)},
         batch_format="pyarrow",
-        batch_size=None,
+        batch_size=batch_rows,
         udf_modifying_row_count=False,
     )
 

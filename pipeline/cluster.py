@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from operators.segment import NO_MODEL, SegmentConfig
+from operators.segment import SegmentConfig, pool_cpus
 
 log = logging.getLogger("pipeline")
 
@@ -108,13 +108,12 @@ def _scaling_v1_autoscaler(status: Mapping[str, Any] | None) -> bool:
 
 
 def cpus_beside_segmentation(cfg: SegmentConfig) -> float:
-    """The CPUs of the connected cluster that the segmentation pool leaves to plain tasks (a CPU actor holds
-    ``threads_per_actor``, a GPU actor none). With none left, a task upstream of the pool in the same
-    execution would wait forever for the CPU that the pool's actors hold while they wait for its output."""
+    """The CPUs of the connected cluster that the segmentation pool leaves to plain tasks
+    (``segment.pool_cpus``). With none left, a task upstream of the pool in the same execution would
+    wait forever for the CPU that the pool's actors hold while they wait for its output."""
     import ray
 
-    held = 0 if cfg.num_gpus or cfg.model == NO_MODEL else cfg.num_actors * cfg.threads_per_actor
-    return ray.cluster_resources().get("CPU", 0.0) - held
+    return ray.cluster_resources().get("CPU", 0.0) - pool_cpus(cfg)
 
 
 def connect_ray(num_cpus: int | None = None) -> None:

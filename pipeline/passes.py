@@ -28,9 +28,9 @@ def read_and_dedup(
     """Read and normalize the inputs the plan names, dedup them against the unchanged ones and write the
     dedup audit and index tables, and the fates table (or have pass 2 write it, as it takes a full
     build's kept documents from its records). Returns the records read (None when no file was read),
-    the docs table's rows still to be segmented where the cache lacks their words (lazy:
-    ``write_examples`` runs segmentation in its pass) and the document counts. The records', fates'
-    and audit's counters go to ``tally`` as they pass."""
+    the docs table's rows, cut into its files (``write.in_docs_files``) and still to be segmented
+    where the cache lacks their words (lazy: ``write_examples`` runs segmentation in its pass), and
+    the document counts. The records', fates' and audit's counters go to ``tally`` as they pass."""
     records, unchanged = None, plan.unchanged
     if plan.to_read:
         with timer("read+normalize+sign"):  # one execution: the dedup keys are signed as the records stream by
@@ -54,10 +54,13 @@ def read_and_dedup(
         # takes the kept documents from the records with their fates, and writes the fates as they pass
         decided = kept_docs.with_fates(records, deduped.fates, deduped.in_order, cfg)
         decided = write.tee_fates(report.tallied(decided, report.fate_counters, tally), out, version, plan.to_read)
-        return records, segmented_docs.segment_docs(cfg, kept_docs.kept_of(decided)), DocCounts(segmented=kept_count)
+        # cut into the docs files before segmentation: a file's segmentation, write and tokenizing run in one task
+        kept = write.in_docs_files(kept_docs.kept_of(decided))
+        return records, segmented_docs.segment_docs(cfg, kept), DocCounts(segmented=kept_count)
     with timer("kept texts"):
         docs, counts = previous_version.docs(cfg, plan, previous, previous_docs, cache, records, deduped, kept_count,
                                              version, tally)
+        docs = write.in_docs_files(docs, segmented_docs.docs_rows(cfg).names)
     with timer("fates"):  # this build's records and the unchanged files' documents, and their filtered records
         previous_version.write_fates(cfg, out, previous, version, deduped.fates, unchanged, tally)
     return records, docs, counts
@@ -70,7 +73,8 @@ def write_examples(
     """Tokenize and pack ``docs`` (the docs table's rows, in its order) into this version's shards, in one
     streaming execution: segmentation, when ``docs`` is still to be segmented, runs beside the CPU
     stages. With ``docs_sources`` (every input file) the docs table is written as it passes
-    (``write.tee_docs``). ``report.doc_counters`` of the documents go to ``tally`` when given. The one code path
+    (``write.tee_docs``: ``docs`` come cut into its files, as ``read_and_dedup`` gives them).
+    ``report.doc_counters`` of the documents go to ``tally`` when given. The one code path
     that writes shards: builds, refreshes and ``pack``. ``first_task``: the shard files linked before them
     (``previous_version.link_docs``)."""
     if docs_sources is not None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from transformers import BertTokenizerFast
 
@@ -220,3 +222,25 @@ def test_unordered_fates_are_put_back_in_the_order_the_records_were_read(ray_loc
     got = decided.take_all()
     assert [(row[DOC_ID], row[FATE]) for row in got] == [(row[DOC_ID], row[FATE]) for row in fates]
     assert [row[DOC_ID] for row in kept_of(decided).take_all()] == [row[DOC_ID] for row in fates if row[FATE] == "kept"]
+
+
+def test_docs_files_hold_2048_documents_across_input_files(ray_local, tmp_path, legacy_model_dir, vocab_path):
+    """Pass 2 cuts the kept documents into the docs files' rows, then segments, writes and tokenizes each file
+    in one task (Ray fuses them): files of 2,048 documents whatever blocks the reader made, the last one
+    across two input files."""
+    from operators import write
+
+    rng = random.Random(7)
+    for name, lines in (("a.txt", 4_500), ("b.txt", 100)):  # distinct texts: every record is kept
+        texts = ["".join(chr(rng.randrange(0x4E00, 0x9FA5)) for _ in range(60)) for _ in range(lines)]
+        (tmp_path / name).write_text("\n".join(texts) + "\n", encoding="utf-8")
+    config = tmp_path / "build.yaml"
+    config.write_text(json.dumps({
+        "inputs": [str(tmp_path / "*.txt")], "output": str(tmp_path / "out"), "read": {"batch_size": 700},
+        "segment": {"model": str(legacy_model_dir)}, "tokenize": {"tokenizer": str(vocab_path), "max_seq_len": 64},
+    }))
+    build_corpus(load_config(config))
+    files = sorted((tmp_path / "out" / write.DOCS_DIR).glob("*.parquet"))
+    names = ["000000-0000000000.parquet", "000000-0000002048.parquet", "000000-0000004096.parquet"]
+    assert [f.name.removeprefix("part-v00001-") for f in files] == names
+    assert [pq.read_metadata(f).num_rows for f in files] == [2_048, 2_048, 504]

@@ -235,15 +235,19 @@ def test_stop_ray_ends_every_process_of_a_local_instance():
 # --- the GPU check (pure) ----------------------------------------------------------------------
 
 
-def test_cpus_beside_segmentation_count_what_the_pool_holds(ray_local):
+def test_cpus_beside_segmentation_count_what_the_pool_holds(ray_local, neural_model_dir, legacy_model_dir):
     """Pass 2 streams the records into the pool only where a task can run beside its actors (else a 1-CPU
     build would hang: the one actor holds the CPU that the tasks feeding it wait for)."""
     cpus = ray_local.cluster_resources()["CPU"]
-    assert cluster.cpus_beside_segmentation(segment.SegmentConfig(num_actors=1)) == cpus - 1
-    assert cluster.cpus_beside_segmentation(segment.SegmentConfig(num_actors=int(cpus))) == 0
-    assert cluster.cpus_beside_segmentation(segment.SegmentConfig(num_actors=1, threads_per_actor=int(cpus))) == 0
-    assert cluster.cpus_beside_segmentation(segment.SegmentConfig(num_gpus=1, num_actors=4)) == cpus  # GPU actors: no CPU
-    assert cluster.cpus_beside_segmentation(segment.SegmentConfig(model="none")) == cpus  # plain tasks, no pool
+    neural = str(neural_model_dir)
+    assert cluster.cpus_beside_segmentation(segment.SegmentConfig(neural, num_actors=1)) == cpus - 1
+    assert cluster.cpus_beside_segmentation(segment.SegmentConfig(neural, num_actors=int(cpus))) == 0
+    one_wide = segment.SegmentConfig(neural, num_actors=1, threads_per_actor=int(cpus))
+    assert cluster.cpus_beside_segmentation(one_wide) == 0
+    assert cluster.cpus_beside_segmentation(segment.SegmentConfig(neural, num_gpus=1, num_actors=4)) == cpus  # GPU actors
+    # plain tasks, no pool: BERT's words, and the legacy model on the CPU however many actors are asked for
+    assert cluster.cpus_beside_segmentation(segment.SegmentConfig(model="none")) == cpus
+    assert cluster.cpus_beside_segmentation(segment.SegmentConfig(str(legacy_model_dir), num_actors=int(cpus))) == cpus
 
 
 def test_gpu_shortfall_without_any_gpu_and_no_autoscaler():
@@ -367,12 +371,12 @@ def record_cpu_node(batch):
     return {**batch, "cpu_node": [ray.get_runtime_context().get_node_id()] * len(batch["text"])}
 
 
-def run_segment(num_gpus: float, monkeypatch) -> tuple[set[str], set[str]]:
+def run_segment(num_gpus: float, monkeypatch, model: Path = LEGACY_MODEL) -> tuple[set[str], set[str]]:
     """A CPU stage, then segment.apply (the real wrapper) on the recording segmenter: (cpu nodes, segment nodes)."""
     import ray.data
 
     monkeypatch.setattr(segment, "SegmenterActor", node_recording(segment.SegmenterActor))
-    cfg = segment.SegmentConfig(model=str(LEGACY_MODEL), num_gpus=num_gpus, num_actors=1, batch_size=8)
+    cfg = segment.SegmentConfig(model=str(model), num_gpus=num_gpus, num_actors=1, batch_size=8)
     ds = ray.data.from_items([{"text": text} for text in TEXTS], override_num_blocks=2)
     cpu_stage = ds.map_batches(record_cpu_node, batch_format="numpy").materialize()
     rows = segment.apply(cpu_stage, cfg).take_all()
@@ -388,11 +392,12 @@ def test_segment_actors_run_only_on_gpu_nodes(simulated_cluster, gpu_node, monke
     assert cpu_nodes == {simulated_cluster["cpu_node"]}, "CPU stages run on the CPU node only"
 
 
-def test_cpu_segmentation_runs_anywhere(simulated_cluster, gpu_node, monkeypatch):
+def test_cpu_segmentation_runs_anywhere(simulated_cluster, gpu_node, monkeypatch, neural_model_dir):
+    """CPU actors (a neural model's: the legacy model runs in plain tasks) are not held to the GPU node."""
     import ray
 
     cluster.check_gpus(0)
-    _, segment_nodes = run_segment(0, monkeypatch)
+    _, segment_nodes = run_segment(0, monkeypatch, neural_model_dir)
     alive = {node["NodeID"] for node in ray.nodes() if node["Alive"] and node["Resources"].get("CPU")}
     assert segment_nodes and segment_nodes <= alive
 

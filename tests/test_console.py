@@ -13,16 +13,13 @@ from tests.conftest import REPO
 
 RAY_LOG_LINE = re.compile(r"^\S+ \S+\t(INFO|WARNING|ERROR) ")  # Ray's Python log format
 CORE_LOG_LINE = re.compile(r"^\[\S+ \S+ ([IWEF]) \d+ \d+\] (\S+):\d+: (.*)$")  # Ray's C++ log format
-# Ray Data creates every actor pool's workers with arguments in the object store and restarts allowed, and
-# Ray's core worker logs an error for it (ray-project/ray#57733); nothing a build can change but restarts
-KNOWN_CORE_ERRORS = ("has constructor arguments in the object store and max_restarts > 0",)
 
 
 def test_a_build_prints_its_stages_and_no_ray_log_lines(sample_corpus):
     lines = sample_corpus["stderr"].splitlines()
     assert not [line for line in lines if RAY_LOG_LINE.match(line)]
-    core = [match for line in lines if (match := CORE_LOG_LINE.match(line))]
-    assert all(any(known in match[3] for known in KNOWN_CORE_ERRORS) for match in core), core
+    # not even Ray core's note on actor pools (ray-project/ray#57733, README): the sample's legacy model runs in tasks
+    assert not [line for line in lines if CORE_LOG_LINE.match(line)]
     stage_lines = [line for line in lines if " pipeline stage " in line]
     assert stage_lines and len(stage_lines) == 2 * len([line for line in stage_lines if line.endswith(": started")])
     assert len(lines) < 40, lines

@@ -225,5 +225,5 @@ def test_large_documents_pass_every_stage_within_bounded_memory(built):
     shards, _ = read_shards(built["out"])
     assert built["report"]["corpus"]["tokens"] > BIG_CHARS + MEDIUM_DOCS * MEDIUM_CHARS
     peaks = built["watcher"].ray_peaks()
-    assert any("SegmenterActor" in role for role in peaks) and any("_tokenize_batch" in role for role in peaks), peaks
+    assert any("_segment_batch" in role for role in peaks) and any("_tokenize_batch" in role for role in peaks), peaks
     assert max(peaks.values()) < WORKER_MEMORY_BOUND_MB, peaks

@@ -14,6 +14,7 @@ POS and NER, and models with user words, take ``ltp.pipeline``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -425,15 +426,26 @@ class SegmenterActor(LtpSegmenter):
             torch.set_num_threads(cfg.threads_per_actor)
 
 
+def runs_in_tasks(cfg: SegmentConfig) -> bool:
+    """Plain tasks rather than an actor pool: BERT's words (no model), or LTP's legacy model on the CPU,
+    which loads in a fraction of a second without torch, so each worker process loads it once
+    (``_worker_segmenter``), no actor holds a CPU, and Ray fuses the stage into the tasks around it
+    (the docs writer, the tokenizer). Neural models, whose loads take seconds and hundreds of MB, and
+    anything asking for GPUs keep a pool of ``num_actors`` actors."""
+    return cfg.model == NO_MODEL or (not cfg.num_gpus and not check_model(cfg.model)["nerual"])
+
+
 def apply(ds: Any, cfg: SegmentConfig) -> Any:
-    """The only code that touches ray.data: an actor pool (fixed, or autoscaled), GPUs and CPU threads per actor;
-    with ``model: none``, plain tasks that cut BERT's words (no model, no actor)."""
+    """The only code that touches ray.data: plain tasks where ``runs_in_tasks``, else an actor pool (fixed, or
+    autoscaled), GPUs and CPU threads per actor."""
     import ray.data
 
     if cfg.model == NO_MODEL:
         return ds.map_batches(with_bert_words, batch_size=cfg.batch_size, batch_format="pyarrow",
                               udf_modifying_row_count=False)
-
+    if runs_in_tasks(cfg):
+        return ds.map_batches(_segment_batch, fn_kwargs={"cfg": cfg}, batch_size=cfg.batch_size, batch_format="pyarrow",
+                              num_cpus=cfg.threads_per_actor, udf_modifying_row_count=False)
     if cfg.max_actors is None:
         pool = ray.data.ActorPoolStrategy(size=cfg.num_actors)
     else:
@@ -448,6 +460,21 @@ def apply(ds: Any, cfg: SegmentConfig) -> Any:
         compute=pool,
         udf_modifying_row_count=False,
     )
+
+
+def pool_cpus(cfg: SegmentConfig) -> int:
+    """The CPUs the segmentation pool's actors hold for the whole pass (none in tasks, none on GPUs)."""
+    return 0 if runs_in_tasks(cfg) or cfg.num_gpus else cfg.num_actors * cfg.threads_per_actor
+
+
+@functools.lru_cache(maxsize=1)
+def _worker_segmenter(cfg: SegmentConfig) -> SegmenterActor:
+    """One legacy model per Ray worker process and config: workers live for the whole build."""
+    return SegmenterActor(cfg)
+
+
+def _segment_batch(batch: pa.Table, cfg: SegmentConfig) -> pa.Table:
+    return _worker_segmenter(cfg)(batch)
 
 
 def docs_columns(cfg: SegmentConfig) -> list[str]:

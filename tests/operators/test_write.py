@@ -168,3 +168,25 @@ def test_teed_fates_pass_on_unchanged_and_their_files_read_in_record_order(ray_l
     assert written.schema == FATES_SCHEMA
     expected = sorted(rows, key=lambda r: (r["source"], r["record"]))
     assert written.to_pylist() == [{k: r[k] for k in FATES_SCHEMA.names} for r in expected]
+
+
+def test_rows_cut_into_docs_files_are_written_one_file_each_after_a_map(ray_local, tmp_path):
+    """A full build cuts its documents into the docs files' rows before segmenting them (a map in batches
+    of 64) and writing them: files of ``DOCS_FILE_ROWS`` rows across blocks and sources, named by their
+    first row's place (tests/test_build.py checks it with the real segmentation)."""
+    import ray.data
+
+    rows = [{"doc_id": f"{s}-{r}", "source": f"s{s}", "text": "文本", "words": ["文本"], "record": r}
+            for s in range(2) for r in range(2_600)]
+    schema = pa.schema([*DOCS_SCHEMA, ("record", pa.int64())])
+    blocks = [pa.Table.from_pylist(rows[i : i + 700], schema=schema) for i in range(0, len(rows), 700)]
+    cut = write.in_docs_files(ray.data.from_arrow(blocks))
+    segmented = cut.map_batches(lambda batch: batch, batch_size=64, batch_format="pyarrow")  # as segmentation
+    passed = write.tee_docs(segmented, str(tmp_path), 1, DOCS_SCHEMA, ["s0", "s1"])
+    assert passed.count() == len(rows)
+    files = sorted((tmp_path / write.DOCS_DIR).glob("*.parquet"))
+    assert [pq.read_metadata(f).num_rows for f in files] == [2_048, 2_048, 1_104]
+    assert [f.name for f in files] == ["part-v00001-000000-0000000000.parquet", "part-v00001-000000-0000002048.parquet",
+                                       "part-v00001-000001-0000001496.parquet"]
+    assert pa.concat_tables(pq.read_table(f) for f in files).to_pylist() == [
+        {k: r[k] for k in DOCS_SCHEMA.names} for r in rows]
