@@ -24,8 +24,8 @@ each, instead of the one-task graph, which holds every document's keys up to tha
 For each size, in this one process tree, one after the other on the same files:
 
 - ``naive``: this file's ``naive`` subcommand, one plain Python process, no Ray (see ``naive``);
-- ``pipeline``: ``python -m pipeline build`` with one single-threaded segment actor per CPU (the
-  README's advice for the legacy model), Ray workers at the naive process's priority (nice 0).
+- ``pipeline``: ``python -m pipeline build`` (the legacy model segments in plain tasks on every CPU:
+  ``segment.runs_in_tasks``), Ray workers at the naive process's priority (nice 0).
 
 Times are wall seconds of each child process, start to exit (imports, model loads and, for the
 pipeline, starting Ray included). Peak memory is VmHWM from /proc (``tests.processes.Watcher``):
@@ -529,7 +529,7 @@ def run_size(size: str, files: list[Path], model: Path | str, vocab: Path, cpus:
     if model == "none":
         settings |= {"normalize": {"opencc": "none"}, "segment": {"model": "none"}}
     else:
-        settings["segment"] = {"model": str(model), "num_actors": cpus}
+        settings["segment"] = {"model": str(model)}
     config.write_text(json.dumps(settings))
     pipeline_run = measured(
         [sys.executable, "-m", "pipeline", "build", str(config), "--num-cpus", str(cpus), "--verbose",
@@ -572,7 +572,7 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="input sizes, as multiples of the input")
-    parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1, help="Ray CPUs and segment actors (default: all)")
+    parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1, help="Ray CPUs (default: all)")
     parser.add_argument("--keep", type=Path, default=None, help="keep inputs and outputs in this folder")
     parser.add_argument("--english", action="store_true",
                         help="English: Python's reference docs, segment.model none, no OpenCC (module doc)")

@@ -302,6 +302,7 @@ def bench(name: str, model: Path, sentences: list[str], args, device: str) -> di
         "direct_best": {"batch_size": int(best_batch), "mode": best_mode or "neural"},
         "direct": {mode or "neural": {b: round(r, 1) for b, r in rates.items()} for mode, rates in direct.items()},
         "pipeline": {
+            "in_tasks": runs_in_tasks(cfg),
             "actors": actors, "threads_per_actor": threads, "num_gpus_per_actor": num_gpus,
             "batch_size": pipeline_batch, "block_rows": block_rows, "max_batch_tokens": args.max_batch_tokens,
             "startup_included": True,
