@@ -40,7 +40,7 @@ SEGMENTER_RUNNING = "ray::MapWorker(MapBatches(SegmenterActor)).submit"  # Ray's
 TASK_TO_KILL = "MapBatches(_segment_batch)"
 
 
-def write_config(root: Path, output: Path, legacy_model_dir: Path, vocab_path: Path) -> Path:
+def write_config(root: Path, output: Path, model_dir: Path, vocab_path: Path) -> Path:
     config = root / f"{output.name}.yaml"
     config.write_text(
         json.dumps(
@@ -50,7 +50,7 @@ def write_config(root: Path, output: Path, legacy_model_dir: Path, vocab_path: P
                 "read": {"batch_size": 64},
                 "normalize": {"batch_size": 64},
                 "dedup": {"batch_size": 64},
-                "segment": {"model": str(legacy_model_dir), "batch_size": 16},
+                "segment": {"model": str(model_dir), "batch_size": 16},
                 "tokenize": {"tokenizer": str(vocab_path), "max_seq_len": 64, "batch_size": 32},
                 "write": {"shard_rows": 40},
             }

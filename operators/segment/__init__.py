@@ -1,4 +1,5 @@
-"""Segment: LTP word segmentation on actor pools, reassembled so that ``"".join(words) == text`` always.
+"""Segment: LTP word segmentation, reassembled so that ``"".join(words) == text`` always; a neural model on an
+actor pool, the legacy model on the CPU in plain tasks (``runs_in_tasks``).
 
 LTP's neural model truncates at 512 tokens and pads a call to its longest input, so documents go in as
 sentence pieces, sorted by length. The legacy perceptron has no length limit, but its memory grows by
@@ -288,7 +289,7 @@ def run_batches(
 
 
 class LtpSegmenter:
-    """Core: loads LTP once per actor; documents in, words (and tags) out."""
+    """Core: loads LTP once per actor or worker process; documents in, words (and tags) out."""
 
     def __init__(self, cfg: SegmentConfig):
         self.cfg = cfg
@@ -410,7 +411,8 @@ class LtpSegmenter:
 
 
 class SegmenterActor(LtpSegmenter):
-    """The pool's actor: no more CPU threads than the CPUs Ray reserved for it.
+    """The stage's segmenter in a Ray worker, the pool's actor or a task's process (``_worker_segmenter``): no
+    more CPU threads than the CPUs Ray reserved for it.
 
     Set in the actor's own process rather than through a ``runtime_env``: a runtime env makes Ray
     start a fresh worker process for every actor instead of taking an idle one (seconds each).
