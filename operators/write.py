@@ -175,8 +175,8 @@ def tee_docs(ds, output: str, version: int, schema: pa.Schema, sources: list[str
 
     A file is named by its first row's place in the table's order (``part-v00001-000012-0000000042.parquet``:
     the 13th input file, its record 42), so the names sort in the table's order, and a retried task
-    rewrites its own file. It takes its rows in batches of a file: maps fused before it may hand them
-    on in other blocks."""
+    rewrites its own file. It takes its rows in batches of a file: a map fused before it hands its
+    output on in blocks of at most ``target_max_block_size`` bytes, which may cut a file's rows."""
     return _tee_placed(ds, output, DOCS_DIR, schema, version, sources, _write_docs_block, DOCS_FILE_ROWS)
 
 

@@ -172,18 +172,25 @@ def test_teed_fates_pass_on_unchanged_and_their_files_read_in_record_order(ray_l
 
 def test_rows_cut_into_docs_files_are_written_one_file_each_after_a_map(ray_local, tmp_path):
     """A full build cuts its documents into the docs files' rows before segmenting them (a map in batches
-    of 64) and writing them: files of ``DOCS_FILE_ROWS`` rows across blocks and sources, named by their
-    first row's place (tests/test_build.py checks it with the real segmentation)."""
+    of 64) and writing them, in one fused task. The map hands its output on in blocks of at most
+    ``target_max_block_size`` bytes (8 MiB in a build: ``cluster.TARGET_MAX_BLOCK_BYTES``; a 4x
+    bench/e2e.py build wrote a file of 1,984 rows and one of 64), so the writer takes its rows in batches
+    of a file: files of ``DOCS_FILE_ROWS`` rows across blocks and sources, named by their first row's place."""
     import ray.data
 
     rows = [{"doc_id": f"{s}-{r}", "source": f"s{s}", "text": "文本", "words": ["文本"], "record": r}
             for s in range(2) for r in range(2_600)]
     schema = pa.schema([*DOCS_SCHEMA, ("record", pa.int64())])
     blocks = [pa.Table.from_pylist(rows[i : i + 700], schema=schema) for i in range(0, len(rows), 700)]
-    cut = write.in_docs_files(ray.data.from_arrow(blocks))
-    segmented = cut.map_batches(lambda batch: batch, batch_size=64, batch_format="pyarrow")  # as segmentation
-    passed = write.tee_docs(segmented, str(tmp_path), 1, DOCS_SCHEMA, ["s0", "s1"])
-    assert passed.count() == len(rows)
+    context = ray.data.DataContext.get_current()
+    block_bytes, context.target_max_block_size = context.target_max_block_size, 64 << 10  # ~600 of these rows
+    try:
+        cut = write.in_docs_files(ray.data.from_arrow(blocks))
+        segmented = cut.map_batches(lambda batch: batch, batch_size=64, batch_format="pyarrow")  # as segmentation
+        passed = write.tee_docs(segmented, str(tmp_path), 1, DOCS_SCHEMA, ["s0", "s1"])
+        assert passed.count() == len(rows)
+    finally:
+        context.target_max_block_size = block_bytes
     files = sorted((tmp_path / write.DOCS_DIR).glob("*.parquet"))
     assert [pq.read_metadata(f).num_rows for f in files] == [2_048, 2_048, 1_104]
     assert [f.name for f in files] == ["part-v00001-000000-0000000000.parquet", "part-v00001-000000-0000002048.parquet",
