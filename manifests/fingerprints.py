@@ -28,7 +28,7 @@ EXECUTION_ONLY = {
     "dedup": ("batch_size", "partition_rows", "min_partitions", "local_max_docs"),
     "segment": ("num_gpus", "batch_size", "num_actors", "max_actors", "threads_per_actor", "max_batch_tokens"),
     "tokenize": (),
-    "write": ("local_sort_max_rows", "local_sort_max_docs", "local_cache_max_docs", "unreserved_max_bytes"),
+    "write": ("local_sort_max_rows", "local_sort_max_docs", "local_cache_max_docs"),
 }
 STAGES = tuple(EXECUTION_ONLY)
 INPUT_STAGES = ("read", "normalize", "dedup")  # a change here re-reads every input

@@ -53,16 +53,11 @@ class WriteConfig:
     # a segmentation cache of up to this many documents (their words, ~1.2 KB each) is read into one table that
     # every task looking texts up holds; a larger one is joined with the texts by Ray Data (pipeline.segmented_docs)
     local_cache_max_docs: int = 100_000
-    # a build that reads up to this many bytes (its input files and a refresh's previous docs files) runs Ray Data
-    # without its per-operator resource reservation, which on few CPUs runs the costly operator one task at a time;
-    # a larger one keeps it, and with it Ray Data's bound on what each operator holds in the object store
-    # (pipeline.cluster.reserve_per_operator)
-    unreserved_max_bytes: int = 512 * 2**20
 
     def __post_init__(self) -> None:
         if self.shard_rows < 1:
             raise ValueError("shard_rows must be at least 1")
-        for name in ("local_sort_max_rows", "local_sort_max_docs", "local_cache_max_docs", "unreserved_max_bytes"):
+        for name in ("local_sort_max_rows", "local_sort_max_docs", "local_cache_max_docs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if self.compression not in SHARD_COMPRESSIONS:

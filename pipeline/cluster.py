@@ -131,28 +131,6 @@ def connect_ray(num_cpus: int | None = None) -> None:
     context.enable_progress_bars = True
 
 
-def reserve_per_operator(data_bytes: int, unreserved_max_bytes: int, actor_pool: bool = False) -> bool:
-    """Whether the build's Ray Data executions keep Ray Data's per-operator resource reservation
-    (``DataContext.op_resource_reservation_enabled``, set here for the executions to come): where the
-    build reads more than ``unreserved_max_bytes`` (``write.unreserved_max_bytes``), or segments on an
-    ``actor_pool`` (without the reservation, the tasks upstream of a pool can take every CPU while its
-    actors wait for one: a 4x build once stalled 40 s so).
-
-    The reservation bounds each operator's share of the object store, so that a fast reader cannot fill it
-    ahead of a slow segmenter: what a corpus larger than the object store needs. On a small one it only
-    costs (Ray 2.60, ``ReservationOpResourceAllocator``): every unfinished operator reserves at least one
-    task's CPU, so on 2 CPUs the costly operator runs one task at a time while a cheap one upstream holds
-    the other; and each execution starts with limits of zero until Ray Data's autoscaling coordinator
-    answers, a second or two during which one task at a time runs. Without it bench/e2e.py's 1x build took
-    11.1 / 10.2 / 11.5 s against 12.5 / 12.4 / 11.1 s, alternated (README). The rows and their order are
-    the same either way."""
-    import ray.data
-
-    reserved = actor_pool or data_bytes > unreserved_max_bytes
-    ray.data.DataContext.get_current().op_resource_reservation_enabled = reserved
-    return reserved
-
-
 def stop_ray() -> None:
     """``ray.shutdown()``, less the second it spends on the autoscaler monitor of an instance this process
     started. Ray stops the monitor after the GCS, with SIGTERM; the monitor's handler then tries to tell the

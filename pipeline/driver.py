@@ -68,13 +68,8 @@ def _build(
     version = snapshot.next_version(out)
     # files no committed manifest lists (a build killed before its commit) would be read as this version's
     snapshot.remove_unlisted(out, OUTPUT_DIRS, previous or {"files": []})
-    # what the build may read: its inputs (a refresh may read unchanged ones again) and the previous docs
-    data_bytes = plan.input_bytes + refresh.listed_bytes(previous, write.DOCS_DIR)
-    reserved = cluster.reserve_per_operator(data_bytes, cfg.write.unreserved_max_bytes,
-                                            actor_pool=not segment.runs_in_tasks(cfg.segment))
-    log.info("building version %d of %s (%s: %s) from %d input files; reading %d; %.1f MB of data, Ray Data's "
-             "per-operator reservation %s", version, out, plan.mode, plan.reason, len(inputs), len(plan.to_read),
-             data_bytes / 1e6, "on" if reserved else "off")
+    log.info("building version %d of %s (%s: %s) from %d input files; reading %d",
+             version, out, plan.mode, plan.reason, len(inputs), len(plan.to_read))
     tally = report.start_tally()  # the report's counters, from every table as it is written
     if plan.carries_everything:  # only tokenize/write settings changed: docs, fates, dedup, index as they are
         with timer("carry"):

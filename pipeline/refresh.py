@@ -51,10 +51,6 @@ class Plan:
         return self.diff.to_read
 
     @property
-    def input_bytes(self) -> int:
-        return sum(row[ledger.SIZE] for row in self.rows)
-
-    @property
     def carries_everything(self) -> bool:
         """No input changed and only tokenize/write settings did: docs, fates and dedup carry over."""
         return (self.mode == REFRESH and not (self.diff.new or self.diff.changed or self.diff.removed)
@@ -128,11 +124,6 @@ def listed(manifest: dict[str, Any] | None, directory: str) -> list[str]:
     if not manifest:
         return []
     return [e["path"] for e in manifest.get("files", []) if e["path"].startswith(f"{directory}/")]
-
-
-def listed_bytes(manifest: dict[str, Any] | None, directory: str) -> int:
-    """The bytes of the files of ``directory`` that ``manifest`` lists."""
-    return sum(e["size"] for e in (manifest or {}).get("files", []) if e["path"].startswith(f"{directory}/"))
 
 
 def read_listed(out: str, manifest: dict[str, Any], directory: str, schema: pa.Schema):

@@ -76,7 +76,6 @@ def _repack(output: str, overrides: list[str] | tuple[str, ...]) -> dict[str, An
         raise RepackError(f"{output}: the manifest lists no docs files to re-pack")
     vocab = tokenize.vocab_info(cfg.tokenize.tokenizer)
     cluster.connect_ray()
-    cluster.reserve_per_operator(refresh.listed_bytes(manifest, write.DOCS_DIR), cfg.write.unreserved_max_bytes)
     started = time.perf_counter()
     version = int(manifest["version"]) + 1
     log.info("re-packing %s version %d into version %d", output, manifest["version"], version)

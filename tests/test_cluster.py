@@ -24,7 +24,7 @@ import yaml
 from packaging.requirements import Requirement
 
 from operators import segment
-from pipeline import cluster, refresh
+from pipeline import cluster
 from pipeline.cli import main
 from tests.conftest import REPO, start_local_ray
 
@@ -248,28 +248,6 @@ def test_cpus_beside_segmentation_count_what_the_pool_holds(ray_local, neural_mo
     # plain tasks, no pool: BERT's words, and the legacy model on the CPU however many actors are asked for
     assert cluster.cpus_beside_segmentation(segment.SegmentConfig(model="none")) == cpus
     assert cluster.cpus_beside_segmentation(segment.SegmentConfig(str(legacy_model_dir), num_actors=int(cpus))) == cpus
-
-
-def test_ray_datas_per_operator_reservation_is_kept_above_the_bound_only():
-    """Up to ``write.unreserved_max_bytes`` a build runs without it, unless it segments on an actor pool; a
-    refresh counts the previous docs files it may read beside its inputs (the same corpus built both ways:
-    tests/test_determinism.py)."""
-    import ray.data
-
-    context = ray.data.DataContext.get_current()
-    try:
-        assert cluster.reserve_per_operator(100, 100) is False
-        assert context.op_resource_reservation_enabled is False
-        assert cluster.reserve_per_operator(101, 100) is True
-        assert context.op_resource_reservation_enabled is True
-        assert cluster.reserve_per_operator(100, 100, actor_pool=True) is True
-    finally:
-        context.op_resource_reservation_enabled = True
-    manifest = {"files": [{"path": "docs/part-v00001-000000.parquet", "size": 40},
-                          {"path": "docs/part-v00001-000001.parquet", "size": 2},
-                          {"path": "shards/part-v00001-000000.arrow", "size": 1000}]}
-    assert refresh.listed_bytes(manifest, "docs") == 42
-    assert refresh.listed_bytes(None, "docs") == 0
 
 
 def test_gpu_shortfall_without_any_gpu_and_no_autoscaler():

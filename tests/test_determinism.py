@@ -5,8 +5,7 @@ the CLI in a subprocess with its own Ray on 1 CPU: that driver is killed with SI
 has written output files (so the rerun finds a dead build's files), and the rerun, undisturbed by
 the driver kill, has its segmenter actor killed mid-batch (Ray restarts it and retries the batch)
 and a worker killed mid-task (Ray retries the task). Docs, fates and shards must equal the
-reference's, row order included, and ``verify`` must pass. So must a build that keeps Ray Data's
-per-operator reservation, which the small reference runs without.
+reference's, row order included, and ``verify`` must pass.
 
 Small batches and partitions make the block layout matter, so that differences of parallelism
 would show; one 2 MB document makes the tasks long enough to be caught running.
@@ -22,7 +21,6 @@ import time
 from pathlib import Path
 
 import pytest
-import ray.data
 
 from inspection.verify import verify
 from pipeline.config import load_config
@@ -104,20 +102,7 @@ def reference(ray_local, tmp_path_factory, legacy_model_dir, vocab_path):
     write_large_files(root / "in" / "large", big_chars=680_000)
     out = root / "reference"
     build_corpus(load_config(write_config(root, out, legacy_model_dir, vocab_path)))
-    reserved = ray.data.DataContext.get_current().op_resource_reservation_enabled  # a small build: no reservation
-    return {"root": root, "out": out, "model": legacy_model_dir, "vocab": vocab_path, "reserved": reserved}
-
-
-def test_ray_datas_per_operator_reservation_changes_no_row(reference):
-    """A build that reads more than ``write.unreserved_max_bytes`` keeps Ray Data's per-operator resource
-    reservation, a smaller one runs without it (``cluster.reserve_per_operator``): the reference ran
-    without, this build, bounded at 0 bytes, with."""
-    out = reference["root"] / "reserved"
-    config = write_config(reference["root"], out, reference["model"], reference["vocab"])
-    build_corpus(load_config(config, ["write.unreserved_max_bytes=0"]))
-    assert ray.data.DataContext.get_current().op_resource_reservation_enabled
-    assert reference["reserved"] is False
-    assert_same_corpus(out, reference["out"])
+    return {"root": root, "out": out, "model": legacy_model_dir, "vocab": vocab_path}
 
 
 def test_one_cpu_a_killed_driver_and_killed_workers_give_the_same_corpus(reference):
