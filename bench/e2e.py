@@ -39,14 +39,16 @@ not at an example's end must be such a [SEP]).
 First, the floor: both run on the first ``FLOOR_RECORDS`` lines of each input file, a build that does next
 to nothing. Its time is what every build pays whatever its size (for the pipeline: start-up, Ray's daemons
 and worker processes, model loads, the commit and the exit), so the speedup at a size is at most
-``naive_s`` / the pipeline's floor.
+``naive_s`` / the pipeline's floor. Beside it, Ray's own share of that floor (``bench/ray_floor.py``: a
+process that starts Ray as a build does and runs as many Ray Data executions of 3 rows, then stops it;
+not with ``--running-ray``).
 
-Prints one JSON line for the floor and one per size, then a final JSON object: ``same_output``,
-``speedup_vs_naive`` (naive seconds / pipeline seconds) per size, both times, the floor's (``floor_s``)
-and each size's above it, peak memory, the Ray Data executions the build ran (``ray_data_executions``:
-the line Ray Data logs for each, counted in the build's log), and the load average of the machine before
-and after each size. Wall times mean little on a machine that other work keeps busy (a load
-average above the core count): the CPU seconds of each process tree (``cpu_s``, and per kind of
+Prints one JSON line for the floor, one for Ray's share of it and one per size, then a final JSON object:
+``same_output``, ``speedup_vs_naive`` (naive seconds / pipeline seconds) per size, both times, the floor's
+(``floor_s``, with Ray's share) and each size's above it, peak memory, the Ray Data executions the build
+ran (``ray_data_executions``: the line Ray Data logs for each, counted in the build's log), and the load
+average of the machine before and after each size. Wall times mean little on a machine that other work
+keeps busy (a load average above the core count): the CPU seconds of each process tree (``cpu_s``, and per kind of
 process for the pipeline, ``cpu_s_by_process``: the profile) do not depend on it.
 
 ``--running-ray``: every pipeline build joins one local Ray instance of ``--cpus`` CPUs that the
@@ -62,7 +64,6 @@ import argparse
 import json
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -72,6 +73,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.measure import child_env, measured  # noqa: E402
+from bench.ray_floor import ray_data_alone  # noqa: E402
 from bench.running_ray import builds_env  # noqa: E402
 from bench.shared_data import C3, CMRC, DRCD, emit, inputs_or_sample, legacy_model, vocab_file  # noqa: E402
 
@@ -451,55 +454,7 @@ def compare(naive_out: Path, pipeline_out: Path, cls_id: int, sep_id: int) -> di
     return result
 
 
-# --- running both, measured -----------------------------------------------------------------------
-
-
-def measured(command: list[str], log: Path, env: dict[str, str]) -> dict:
-    """Run a child to its end; wall seconds, the child's own peak memory and its Ray workers' largest."""
-    from tests.processes import Watcher, peak_rss_mb
-
-    watcher = Watcher(os.getpid(), interval=0.2)
-    watcher.start()
-    started = time.perf_counter()
-    with open(log, "w", encoding="utf-8") as output:
-        child = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-        watcher.peaks[child.pid] = (peak_rss_mb(child.pid), "")
-        child.wait()
-    seconds = time.perf_counter() - started
-    watcher.stop()
-    if child.returncode:
-        raise RuntimeError(f"{' '.join(command[:4])} failed ({child.returncode}); see {log}")
-    workers = [peak for pid, (peak, name) in watcher.peaks.items() if name.startswith("ray::")]
-    cpu_by_role: dict[str, float] = {}  # the profile: CPU seconds per kind of process (title at its peak memory)
-    for pid, cpu in watcher.cpu.items():
-        title = "driver" if pid == child.pid else watcher.peaks.get(pid, (0, ""))[1] or watcher.seen.get(pid, "")
-        role = title.removeprefix("ray::").split(" ")[0].split("/")[-1][:60] or "?"
-        cpu_by_role[role] = cpu_by_role.get(role, 0.0) + cpu
-    # the largest workers by their own (private) memory's peak, with their title then: what held it (a pooled
-    # worker's peak resident memory comes later, from object-store pages its later tasks mapped, and its title
-    # then named those tasks); and their peak resident memory
-    largest = sorted(((private, name, watcher.peaks.get(pid, (0, ""))[0]) for pid, (private, name)
-                      in watcher.private_peaks.items() if name.startswith("ray::")), reverse=True)[:3]
-    return {
-        "seconds": round(seconds, 2),
-        "peak_driver_mb": watcher.peaks.get(child.pid, (0, ""))[0],
-        "peak_worker_mb": max(workers, default=0),
-        "largest_workers": [{"title": name[:80], "private_peak_mb": private, "peak_mb": peak}
-                            for private, name, peak in largest],
-        "peak_worker_private_mb": max((private for pid, (private, name) in watcher.private_peaks.items()
-                                       if name.startswith("ray::")), default=0),
-        "ray_workers": len(workers),
-        "cpu_s": watcher.cpu_total(),
-        "cpu_s_by_process": {k: round(v, 1) for k, v in sorted(cpu_by_role.items(), key=lambda kv: -kv[1]) if v >= 0.5},
-    }
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])  # this checkout's code
-    env["RAY_worker_niceness"] = "0"  # Ray's default (15) would put its workers below the naive process
-    env["RAY_ENABLE_UV_RUN_RUNTIME_ENV"] = "0"
-    return env
+# --- running both -------------------------------------------------------------------------------
 
 
 def floor_inputs(files: list[Path], folder: Path) -> list[Path]:
@@ -593,6 +548,10 @@ def main() -> None:
         floor = run_size("floor", floor_inputs(inputs, workdir / "input-floor"), model, vocab, args.cpus, workdir, env,
                          args.set)
         emit(floor)
+        ray_alone = None  # Ray's own share of the floor: starting it and running as many empty executions
+        if not args.running_ray:
+            ray_alone = ray_data_alone(args.cpus, floor["ray_data_executions"], workdir / "ray-data-alone.log", env)
+            emit({"size": "ray_data_alone", **ray_alone})
         rows = []
         for size in args.sizes:
             files = inputs if size == 1 else grow(inputs, size, workdir / f"input-{size}x", english=args.english)
@@ -605,7 +564,8 @@ def main() -> None:
             "naive_s": {row["size"]: row["naive_s"] for row in rows},
             "pipeline_s": {row["size"]: row["pipeline_s"] for row in rows},
             # the cost of a build that does next to nothing, and what each size costs above it
-            "floor_s": {"naive": floor["naive_s"], "pipeline": floor["pipeline_s"]},
+            "floor_s": {"naive": floor["naive_s"], "pipeline": floor["pipeline_s"],
+                        "ray_data_alone": ray_alone and ray_alone["seconds"]},
             "naive_s_above_floor": {row["size"]: round(row["naive_s"] - floor["naive_s"], 2) for row in rows},
             "pipeline_s_above_floor": {row["size"]: round(row["pipeline_s"] - floor["pipeline_s"], 2) for row in rows},
             # time per input MB relative to the smallest size: 1.0 = linear, above 1 = worse than linear

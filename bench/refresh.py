@@ -40,7 +40,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.e2e import FLOOR_RECORDS, RAY_DATA_EXECUTION, child_env, grow, measured  # noqa: E402
+from bench.e2e import FLOOR_RECORDS, RAY_DATA_EXECUTION, grow  # noqa: E402
+from bench.measure import child_env, measured  # noqa: E402
 from bench.running_ray import builds_env  # noqa: E402
 from bench.shared_data import C3, CMRC, SAMPLE, emit, legacy_model, vocab_file  # noqa: E402
 
