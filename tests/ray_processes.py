@@ -109,9 +109,9 @@ class LocalRayCluster:
             "--disable-usage-stats",
         ]  # fmt: skip
         with open(self.root / f"{name}.log", "wb") as log:
-            process = subprocess.Popen(
+            process = subprocess.Popen(  # started outside any checkout, as on a cluster: its workers start there
                 command, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
+                start_new_session=True, cwd=self.root,
             )  # fmt: skip
         self.processes.append(process)
         self.node_dirs.append(temp_dir)

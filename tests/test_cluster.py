@@ -402,6 +402,35 @@ def test_cpu_segmentation_runs_anywhere(simulated_cluster, gpu_node, monkeypatch
     assert segment_nodes and segment_nodes <= alive
 
 
+# --- joining a running Ray instance ------------------------------------------------------------
+
+
+def test_a_build_that_joins_a_running_instance_finds_its_relative_model_path(tmp_path):
+    """``RAY_ADDRESS`` without ``ray job submit``: the workers start where Ray was started, not in the
+    driver's directory, so the model path of examples/sample.yaml (relative) must reach them made
+    absolute (``segment.located_for_workers``)."""
+    pytest.importorskip("aiohttp_cors", reason="waiting for the node asks the dashboard (pip install -e '.[test]')")
+    from tests.ray_processes import LocalRayCluster
+
+    root = Path(tempfile.mkdtemp(prefix="wwm-ray-", dir="/tmp"))  # short: Ray's unix sockets live below it
+    local = LocalRayCluster(root)
+    output = tmp_path / "corpus"
+    try:
+        local.start_head(num_cpus=2)
+        local.wait_for_nodes(1)
+        env = {**local.env, "RAY_ADDRESS": f"127.0.0.1:{local.gcs_port}"}
+        built = subprocess.run(
+            [sys.executable, "-m", "pipeline", "build", "examples/sample.yaml", "--set", f"output={output}"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert built.returncode == 0, (built.stdout + built.stderr)[-4000:]
+        report = json.loads((output / "report.json").read_text(encoding="utf-8"))
+        assert report["corpus"]["docs"] > 0 and report["corpus"]["shards"] >= 1
+    finally:
+        local.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 # --- `ray job submit` against a running two-node cluster ----------------------------------------
 
 

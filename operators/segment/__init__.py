@@ -19,7 +19,7 @@ import functools
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -445,6 +445,7 @@ def apply(ds: Any, cfg: SegmentConfig) -> Any:
     if cfg.model == NO_MODEL:
         return ds.map_batches(with_bert_words, batch_size=cfg.batch_size, batch_format="pyarrow",
                               udf_modifying_row_count=False)
+    cfg = located_for_workers(cfg)
     if runs_in_tasks(cfg):
         return ds.map_batches(_segment_batch, fn_kwargs={"cfg": cfg}, batch_size=cfg.batch_size, batch_format="pyarrow",
                               num_cpus=cfg.threads_per_actor, udf_modifying_row_count=False)
@@ -462,6 +463,20 @@ def apply(ds: Any, cfg: SegmentConfig) -> Any:
         compute=pool,
         udf_modifying_row_count=False,
     )
+
+
+def located_for_workers(cfg: SegmentConfig) -> SegmentConfig:
+    """``cfg`` with its local model and user-words paths made absolute against the driver's working directory,
+    which Ray's workers do not share when the build joins a running instance (``RAY_ADDRESS``) outside
+    ``ray job submit --working-dir``: they start where Ray was started. With a job's working_dir they stay
+    as written, for every worker runs in a copy of it. A hub id, which is no local path, stays as it is."""
+    import ray
+
+    if ray.get_runtime_context().runtime_env.working_dir():
+        return cfg
+    local = {name: str(Path(value).expanduser().resolve()) for name in ("model", "user_words")
+             if (value := getattr(cfg, name)) is not None and Path(value).expanduser().exists()}
+    return replace(cfg, **local)
 
 
 def pool_cpus(cfg: SegmentConfig) -> int:
