@@ -73,7 +73,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.measure import child_env, measured  # noqa: E402
+from bench.measure import child_env, last_record, measured  # noqa: E402
 from bench.ray_floor import ray_data_alone  # noqa: E402
 from bench.running_ray import builds_env  # noqa: E402
 from bench.shared_data import C3, CMRC, DRCD, emit, inputs_or_sample, legacy_model, vocab_file  # noqa: E402
@@ -493,7 +493,7 @@ def run_size(size: str, files: list[Path], model: Path | str, vocab: Path, cpus:
     )
     report = json.loads((pipeline_out / "report.json").read_text(encoding="utf-8"))
     pipeline_log = (workdir / f"pipeline-{size}.log").read_text(encoding="utf-8", errors="replace")
-    naive_report = json.loads((workdir / f"naive-{size}.log").read_text(encoding="utf-8").strip().split("\n")[-1])
+    naive_report = last_record(workdir / f"naive-{size}.log")
     tokenizer = load_tokenizer(str(vocab))
     same = compare(naive_out, pipeline_out, tokenizer.cls_token_id, tokenizer.sep_token_id)
     return {

@@ -3,6 +3,7 @@ below the bench (``tests.processes.Watcher``), and the environment they run in."
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -49,6 +50,12 @@ def measured(command: list[str], log: Path, env: dict[str, str]) -> dict:
         "cpu_s": watcher.cpu_total(),
         "cpu_s_by_process": {k: round(v, 1) for k, v in sorted(cpu_by_role.items(), key=lambda kv: -kv[1]) if v >= 0.5},
     }
+
+
+def last_record(log: Path) -> dict:
+    """The last JSON line a measured child wrote to its log (``emit``): what it reports, after Ray's log lines."""
+    lines = log.read_text(encoding="utf-8").splitlines()
+    return json.loads(next(line for line in reversed(lines) if line.startswith("{")))
 
 
 def child_env() -> dict[str, str]:

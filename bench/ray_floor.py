@@ -18,7 +18,6 @@ less than this, nor can a refresh.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.measure import child_env, measured  # noqa: E402
+from bench.measure import child_env, last_record, measured  # noqa: E402
 from bench.shared_data import emit  # noqa: E402
 
 ROWS = 3
@@ -66,9 +65,7 @@ def _same(batch):
 def ray_data_alone(cpus: int, executions: int, log: Path, env: dict[str, str]) -> dict:
     """One child (``child``), measured: wall and CPU seconds, CPU seconds per kind of process, and its steps."""
     run = measured([sys.executable, __file__, "child", str(cpus), str(executions)], log, env)
-    lines = log.read_text(encoding="utf-8").splitlines()
-    steps = json.loads(next(line for line in reversed(lines) if line.startswith("{")))
-    return {"seconds": run["seconds"], "cpu_s": run["cpu_s"], "steps": steps,
+    return {"seconds": run["seconds"], "cpu_s": run["cpu_s"], "steps": last_record(log),
             "cpu_s_by_process": run["cpu_s_by_process"]}
 
 
